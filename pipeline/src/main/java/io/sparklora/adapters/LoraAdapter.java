@@ -1,0 +1,120 @@
+package io.sparklora.adapters;
+
+import io.sparklora.model.ForwardContext;
+import io.sparklora.model.Linear;
+import io.sparklora.model.Parameter;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.rng.Random;
+import org.nd4j.linalg.factory.Nd4j;
+
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * LoRA (Hu et al., 2021): W' = W0 + s·B·A with A [r, in], B [out, r], s = alpha/r (or alpha/√r, rsLoRA).
+ * A starts random, B at zero, so training starts from the base model exactly.
+ *
+ * <p>Forward (x [N, in]): x' = dropout(x); h = x'·Aᵀ [N, r]; delta = s·h·Bᵀ [N, out].
+ * Backward (g = s·dy): dB = gᵀ·h; dh = g·B; dA = dhᵀ·x'; dx = dropout'(dh·A).
+ */
+public class LoraAdapter implements Adapter {
+    protected final String adapterName;
+    protected final String module;
+    protected final Linear base;
+    protected final AdapterConfig config;
+    protected final Parameter a;
+    protected final Parameter b;
+    protected final double scale;
+
+    record LoraActivation(INDArray delta, INDArray xIn, INDArray keepMask, INDArray h) implements Activation {}
+
+    public LoraAdapter(String adapterName, Linear base, AdapterConfig config, Random rng) {
+        this.adapterName = adapterName;
+        this.module = base.name();
+        this.base = base;
+        this.config = config;
+        int in = base.inFeatures(), out = base.outFeatures();
+        if (config.r() > Math.min(in, out)) {
+            throw new IllegalArgumentException(module + ": rank r=" + config.r() + " exceeds the layer's dimensions ("
+                    + in + " in, " + out + " out)");
+        }
+        DataType dt = base.weight().value().dataType();
+        INDArray aInit;
+        if (config.init().equals("gaussian")) {
+            aInit = Nd4j.randn(rng, new long[]{config.r(), in}).castTo(dt).muli(1.0 / config.r());
+        } else {
+            // PEFT's default is kaiming_uniform_(a=√5), whose bound works out to 1/√fan_in.
+            double bound = 1.0 / Math.sqrt(in);
+            aInit = Nd4j.rand(rng, config.r(), in).castTo(dt).muli(2 * bound).subi(bound);
+        }
+        this.a = new Parameter(module + ".lora_A." + adapterName + ".weight", aInit, true, "lora_A");
+        this.b = new Parameter(module + ".lora_B." + adapterName + ".weight", Nd4j.zeros(dt, out, config.r()), true, "lora_B");
+        this.scale = config.scale();
+    }
+
+    @Override public String adapterName() { return adapterName; }
+    @Override public String method() { return "lora"; }
+    @Override public List<Parameter> parameters() { return List.of(a, b); }
+    public Parameter loraA() { return a; }
+    public Parameter loraB() { return b; }
+    public double scale() { return scale; }
+
+    @Override
+    public Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx) {
+        INDArray keep = null;
+        INDArray xIn = x;
+        double p = config.dropout();
+        if (ctx.training() && p > 0) {
+            // inverted dropout: keep with probability 1−p, scale kept entries by 1/(1−p)
+            keep = Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
+            xIn = x.mul(keep);
+        }
+        INDArray h = Nd4j.gemm(xIn, a.value(), false, true);                  // [N,r]
+        INDArray delta = Nd4j.gemm(h, b.value(), false, true).muli(scale);   // [N,out]
+        return new LoraActivation(delta, xIn, keep, h);
+    }
+
+    @Override
+    public INDArray backward(Activation activation, INDArray dy) {
+        LoraActivation act = (LoraActivation) activation;
+        INDArray g = dy.mul(scale);
+        if (b.trainable()) b.accumulate(Nd4j.gemm(g, act.h(), true, false));          // [out,r]
+        INDArray dh = Nd4j.gemm(g, b.value(), false, false);                          // [N,r]
+        if (a.trainable()) a.accumulate(Nd4j.gemm(dh, act.xIn(), true, false));       // [r,in]
+        INDArray dx = Nd4j.gemm(dh, a.value(), false, false);                         // [N,in]
+        return act.keepMask() == null ? dx : dx.muli(act.keepMask());
+    }
+
+    @Override
+    public INDArray deltaWeight() {
+        INDArray ba = b.value().mmul(a.value()).muli(scale);                          // [out,in]
+        return base.transposed() ? ba : ba.transpose().dup('c');
+    }
+
+    @Override
+    public Map<String, INDArray> stateDict() {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        m.put("lora_A.weight", a.value());
+        m.put("lora_B.weight", b.value());
+        return m;
+    }
+
+    @Override
+    public void loadStateDict(Map<String, INDArray> tensors, String where) {
+        put(a, tensors.get("lora_A.weight"), "lora_A.weight", where);
+        put(b, tensors.get("lora_B.weight"), "lora_B.weight", where);
+    }
+
+    protected void put(Parameter p, INDArray t, String key, String where) {
+        if (t == null) throw new IllegalArgumentException(where + ": missing tensor " + module + "." + key);
+        if (!Arrays.equals(t.shape(), p.value().shape())) {
+            throw new IllegalArgumentException(where + ": tensor " + module + "." + key + " has shape " + Arrays.toString(t.shape())
+                    + " but the base layer needs " + Arrays.toString(p.value().shape()) + " (r=" + config.r() + ", "
+                    + base.inFeatures() + " in, " + base.outFeatures() + " out)");
+        }
+        p.value().assign(t.castTo(p.value().dataType()));
+    }
+}

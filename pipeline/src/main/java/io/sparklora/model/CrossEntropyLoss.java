@@ -1,0 +1,59 @@
+package io.sparklora.model;
+
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.factory.ops.NDBase;
+import org.nd4j.linalg.ops.transforms.Transforms;
+
+/**
+ * Token cross-entropy with an ignore mask, fused with its backward so the [N, V] probabilities are
+ * materialised once: loss = Σ_i m_i·(logsumexp(z_i) − z_i[t_i]) / Σ m_i, dz = m·(softmax(z) − onehot(t)) / Σ m.
+ *
+ * <p>Shapes: logits [N, V], targets [N] (−100 = ignored).
+ */
+public final class CrossEntropyLoss {
+    private static final NDBase OPS = new NDBase();
+
+    /** Sum of the per-token losses, the number of counted tokens, and dL/dlogits of the mean loss (or null). */
+    public record Result(double sumLoss, long count, INDArray dLogits) {
+        public double meanLoss() { return count == 0 ? 0.0 : sumLoss / count; }
+    }
+
+    private CrossEntropyLoss() {}
+
+    public static Result compute(INDArray logits, INDArray targets, boolean withGradient) {
+        long n = logits.size(0);
+        int vocab = (int) logits.size(1);
+        DataType dt = logits.dataType();
+        INDArray flatTargets = targets.reshape(n);
+        INDArray mask = flatTargets.gte(0).castTo(dt).reshape(n, 1);                    // [N,1]
+        // ignored positions point at class 0; the mask removes them
+        INDArray safeTargets = flatTargets.castTo(DataType.INT).mul(mask.reshape(n).castTo(DataType.INT));
+        INDArray oneHot = OPS.oneHot(safeTargets, vocab, -1, 1.0, 0.0, dt);            // [N,V]
+        INDArray max = logits.max(true, 1);                                              // [N,1]
+        INDArray shifted = logits.subColumnVector(max);
+        INDArray targetLogit = shifted.mul(oneHot).sum(true, 1);                         // z_t − max
+        INDArray exp = Transforms.exp(shifted, false);                                   // in place: shifted is spent
+        INDArray sumExp = exp.sum(true, 1);                                              // [N,1]
+        INDArray perToken = Transforms.log(sumExp, true).subi(targetLogit).muli(mask);  // [N,1]
+        double sum = perToken.sumNumber().doubleValue();
+        long count = mask.sumNumber().longValue();
+        INDArray grad = null;
+        if (withGradient) {
+            double inv = count == 0 ? 0.0 : 1.0 / count;
+            grad = exp.diviColumnVector(sumExp).subi(oneHot).muliColumnVector(mask.muli(inv));
+        }
+        return new Result(sum, count, grad);
+    }
+
+    /** Per-position log-probability of the target, [N] (0 where ignored); used for scoring labels. */
+    public static INDArray targetLogProbs(INDArray logits, INDArray targets) {
+        long n = logits.size(0);
+        INDArray lsm = Nd4j.nn().logSoftmax(logits, 1);
+        INDArray flat = targets.reshape(n);
+        INDArray mask = flat.gte(0).castTo(logits.dataType());
+        INDArray safe = flat.castTo(DataType.INT).mul(mask.castTo(DataType.INT));
+        return lsm.muli(OPS.oneHot(safe, (int) logits.size(1), -1, 1.0, 0.0, logits.dataType())).sum(1).muli(mask);
+    }
+}

@@ -1,0 +1,20 @@
+package io.sparklora.model;
+
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.util.List;
+
+/** The position-wise MLP of a block: GELU MLP (GPT-2) or SwiGLU (Llama). Shapes: [N, C] → [N, C]. */
+public interface FeedForward {
+
+    /** What forward saved; implementations add their own fields. */
+    interface Cache {
+        INDArray out();
+    }
+
+    Cache forward(INDArray x, ForwardContext ctx);
+
+    INDArray backward(Cache c, INDArray dy);
+
+    List<Linear> linears();
+}

@@ -1,0 +1,54 @@
+package io.sparklora.model;
+
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.ops.transforms.Transforms;
+
+import java.util.List;
+
+/**
+ * GPT-2's MLP: c_proj(gelu(c_fc(x))) with the tanh approximation Hugging Face calls {@code gelu_new}:
+ * gelu(u) = ½u(1 + tanh(k(u + 0.044715u³))), k = √(2/π).
+ *
+ * <p>Shapes: x [N, C] → c_fc [N, F] → gelu [N, F] → c_proj [N, C].
+ */
+public final class GeluMlp implements FeedForward {
+    private static final double K = Math.sqrt(2.0 / Math.PI);
+    private static final double A = 0.044715;
+
+    private final Linear fc;
+    private final Linear proj;
+
+    record GeluCache(Linear.Cache fc, INDArray pre, INDArray tanh, Linear.Cache proj) implements Cache {
+        @Override public INDArray out() { return proj.out(); }
+    }
+
+    public GeluMlp(Linear fc, Linear proj) {
+        this.fc = fc;
+        this.proj = proj;
+    }
+
+    @Override
+    public Cache forward(INDArray x, ForwardContext ctx) {
+        Linear.Cache f = fc.forward(x, ctx);
+        INDArray u = f.out();
+        INDArray t = Transforms.tanh(u.mul(u).muli(A).addi(1.0).muli(u).muli(K), false);   // tanh(k(u + a·u³))
+        INDArray act = t.add(1.0).muli(u).muli(0.5);
+        return new GeluCache(f, u, t, proj.forward(act, ctx));
+    }
+
+    @Override
+    public INDArray backward(Cache cache, INDArray dy) {
+        GeluCache c = (GeluCache) cache;
+        INDArray dAct = proj.backward(c.proj(), dy);
+        INDArray u = c.pre();
+        INDArray t = c.tanh();
+        // d/du gelu = ½(1 + t) + ½u(1 − t²)·k(1 + 3a·u²)
+        INDArray inner = u.mul(u).muli(3 * A).addi(1.0).muli(K);
+        INDArray sech2 = t.mul(t).rsubi(1.0);
+        INDArray grad = sech2.muli(inner).muli(u).addi(t).addi(1.0).muli(0.5);
+        return fc.backward(c.fc(), dAct.muli(grad));
+    }
+
+    @Override
+    public List<Linear> linears() { return List.of(fc, proj); }
+}

@@ -1,0 +1,140 @@
+package io.sparklora.model;
+
+import io.sparklora.adapters.Adapter;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A linear layer y = x·W + b with adapters attached.
+ *
+ * <p>The weight keeps the layout of the checkpoint it came from, so it is never copied or transposed:
+ * GPT-2's Conv1D stores W as [in, out] ({@code transposed == false}); nn.Linear (Llama, lm_head)
+ * stores it as [out, in] ({@code transposed == true}) and the matmul reads it transposed.
+ *
+ * <p>Shapes: x [N, in] → y [N, out].
+ */
+public final class Linear {
+
+    private final String name;
+    private final Parameter weight;
+    private final Parameter bias;          // null when the layer has none
+    private final boolean transposed;
+    private final int in;
+    private final int out;
+    private final Map<String, Adapter> adapters = new LinkedHashMap<>();
+    private final Set<String> active = new LinkedHashSet<>();
+    private final Set<String> merged = new LinkedHashSet<>();
+
+    /** What forward saved for backward. */
+    public record Cache(INDArray x, INDArray out, List<Adapter.Activation> adapterActivations, List<Adapter> adapters) {}
+
+    public Linear(String name, Parameter weight, Parameter bias, boolean transposed) {
+        this.name = name;
+        this.weight = weight;
+        this.bias = bias;
+        this.transposed = transposed;
+        long[] s = weight.value().shape();
+        if (s.length != 2) throw new ModelConfigException(name + ".weight must be 2-D, got " + java.util.Arrays.toString(s));
+        this.in = (int) (transposed ? s[1] : s[0]);
+        this.out = (int) (transposed ? s[0] : s[1]);
+        if (bias != null && bias.value().length() != out) {
+            throw new ModelConfigException(name + ".bias has " + bias.value().length() + " entries, expected " + out);
+        }
+    }
+
+    public String name() { return name; }
+    public Parameter weight() { return weight; }
+    public Parameter bias() { return bias; }
+    /** True when the weight is stored [out, in] (nn.Linear), false for [in, out] (Conv1D). */
+    public boolean transposed() { return transposed; }
+    public int inFeatures() { return in; }
+    public int outFeatures() { return out; }
+
+    public Cache forward(INDArray x, ForwardContext ctx) {
+        INDArray base = Nd4j.gemm(x, weight.value(), false, transposed);
+        List<Adapter.Activation> acts = new ArrayList<>();
+        List<Adapter> used = new ArrayList<>();
+        for (String a : active) {
+            if (merged.contains(a)) continue;
+            Adapter adapter = adapters.get(a);
+            // Adapters see the bias-free base output, which is not modified afterwards.
+            acts.add(adapter.forward(x, base, ctx));
+            used.add(adapter);
+        }
+        INDArray y = acts.isEmpty() ? base : base.dup();
+        if (bias != null) y.addiRowVector(bias.value());
+        for (Adapter.Activation act : acts) y.addi(act.delta());
+        return new Cache(x, y, acts, used);
+    }
+
+    /** Accumulates weight, bias and adapter gradients (for those that train) and returns dL/dx [N, in]. */
+    public INDArray backward(Cache c, INDArray dy) {
+        if (weight.trainable()) {
+            // dW in storage layout: Conv1D [in,out] = xᵀ·dy, nn.Linear [out,in] = dyᵀ·x
+            INDArray dW = transposed ? Nd4j.gemm(dy, c.x(), true, false) : Nd4j.gemm(c.x(), dy, true, false);
+            weight.accumulate(dW);
+        }
+        if (bias != null && bias.trainable()) bias.accumulate(dy.sum(0));
+        INDArray dx = Nd4j.gemm(dy, weight.value(), false, !transposed);
+        for (int i = 0; i < c.adapters().size(); i++) {
+            INDArray dxa = c.adapters().get(i).backward(c.adapterActivations().get(i), dy);
+            if (dxa != null) dx.addi(dxa);
+        }
+        return dx;
+    }
+
+    // ---- adapters -------------------------------------------------------------------------------
+
+    public void attach(Adapter adapter) {
+        if (adapters.containsKey(adapter.adapterName())) {
+            throw new IllegalArgumentException(name + ": an adapter named '" + adapter.adapterName() + "' is already attached");
+        }
+        adapters.put(adapter.adapterName(), adapter);
+        active.add(adapter.adapterName());
+    }
+
+    public Adapter detach(String adapterName) {
+        if (merged.contains(adapterName)) unmerge(adapterName);
+        active.remove(adapterName);
+        return adapters.remove(adapterName);
+    }
+
+    public Adapter adapter(String adapterName) { return adapters.get(adapterName); }
+    public Collection<Adapter> adapters() { return adapters.values(); }
+
+    /** Makes exactly the named adapters (those attached here) contribute to the output. */
+    public void setActive(Collection<String> names) {
+        active.clear();
+        for (String n : names) if (adapters.containsKey(n)) active.add(n);
+    }
+
+    public boolean isMerged(String adapterName) { return merged.contains(adapterName); }
+
+    /** W ← W + ΔW; the adapter then stops adding its delta at run time. */
+    public void merge(String adapterName) {
+        Adapter a = requireAdapter(adapterName);
+        if (!merged.add(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is already merged");
+        weight.value().addi(a.deltaWeight());
+    }
+
+    /** W ← W − ΔW: restores the base weight (to fp32 rounding). */
+    public void unmerge(String adapterName) {
+        Adapter a = requireAdapter(adapterName);
+        if (!merged.remove(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is not merged");
+        weight.value().subi(a.deltaWeight());
+    }
+
+    private Adapter requireAdapter(String adapterName) {
+        Adapter a = adapters.get(adapterName);
+        if (a == null) throw new IllegalArgumentException(name + ": no adapter named '" + adapterName + "'");
+        return a;
+    }
+}

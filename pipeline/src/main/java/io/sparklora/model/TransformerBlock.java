@@ -1,0 +1,48 @@
+package io.sparklora.model;
+
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * One pre-norm decoder block: h = x + attn(norm1(x)); y = h + mlp(norm2(h)).
+ * Shapes: x, h, y [N, C].
+ */
+public final class TransformerBlock {
+    private final Norm norm1;
+    private final CausalSelfAttention attention;
+    private final Norm norm2;
+    private final FeedForward mlp;
+
+    public record Cache(Norm.Cache norm1, CausalSelfAttention.Cache attention, Norm.Cache norm2,
+                        FeedForward.Cache mlp, INDArray out) {}
+
+    public TransformerBlock(Norm norm1, CausalSelfAttention attention, Norm norm2, FeedForward mlp) {
+        this.norm1 = norm1;
+        this.attention = attention;
+        this.norm2 = norm2;
+        this.mlp = mlp;
+    }
+
+    public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
+        Norm.Cache n1 = norm1.forward(x);
+        CausalSelfAttention.Cache a = attention.forward(n1.out(), batch, seq, ctx);
+        INDArray h = x.add(a.out().out());
+        Norm.Cache n2 = norm2.forward(h);
+        FeedForward.Cache m = mlp.forward(n2.out(), ctx);
+        return new Cache(n1, a, n2, m, h.addi(m.out()));
+    }
+
+    public INDArray backward(Cache c, INDArray dy) {
+        // dy flows through the residual unchanged and through the MLP branch
+        INDArray dh = norm2.backward(c.norm2(), mlp.backward(c.mlp(), dy)).addi(dy);
+        return norm1.backward(c.norm1(), attention.backward(c.attention(), dh)).addi(dh);
+    }
+
+    public List<Linear> linears() {
+        List<Linear> l = new ArrayList<>(attention.linears());
+        l.addAll(mlp.linears());
+        return l;
+    }
+}

@@ -1,0 +1,346 @@
+package io.sparklora.model;
+
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.rng.Random;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.factory.ops.NDBase;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+
+/**
+ * A decoder-only language model (GPT-2 or Llama family) with a hand-written backward pass.
+ *
+ * <p>Forward: ids [B, T] → embeddings h0 [N, C] (N = B·T) → L blocks → final norm → logits [N, V].
+ * Every tensor has the Hugging Face name of the checkpoint it loads from, so checkpoints and PEFT
+ * adapters round-trip by name.
+ */
+public final class TransformerLM {
+    private static final NDBase OPS = new NDBase();
+    /** Buffers some checkpoints carry that are not parameters (causal masks, rotary tables). */
+    private static final List<String> IGNORED_SUFFIXES = List.of(".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq");
+
+    private final ModelConfig config;
+    private final Parameter tokenEmbedding;       // [V, C]
+    private final Parameter positionEmbedding;    // [P, C] (GPT-2) or null
+    private final List<TransformerBlock> blocks;
+    private final Norm finalNorm;
+    private final Linear head;                    // [V, C] stored, read transposed
+    private final Map<String, Parameter> parameters;   // unique, by name, in checkpoint order
+    private final Map<String, Linear> linears;         // by module name, e.g. transformer.h.0.attn.c_attn
+
+    /** Everything forward saved for backward. */
+    public record Forward(TokenBatch batch, List<TransformerBlock.Cache> blocks, Norm.Cache finalNorm, Linear.Cache head) {
+        public INDArray logits() { return head.out(); }
+    }
+
+    private TransformerLM(ModelConfig config, Map<String, INDArray> weights) {
+        this.config = config;
+        this.parameters = new LinkedHashMap<>();
+        this.linears = new LinkedHashMap<>();
+        boolean gpt2 = config.architecture() == Architecture.GPT2;
+        int c = config.hiddenSize(), f = config.intermediateSize(), v = config.vocabSize();
+        int d = config.headDim(), h = config.numHeads(), kv = config.numKvHeads();
+        WeightSource w = new WeightSource(weights);
+        List<TransformerBlock> bl = new ArrayList<>();
+        if (gpt2) {
+            tokenEmbedding = param(w, "transformer.wte.weight", "base", v, c);
+            positionEmbedding = param(w, "transformer.wpe.weight", "base", config.maxPositions(), c);
+            for (int i = 0; i < config.numLayers(); i++) {
+                String p = "transformer.h." + i + ".";
+                Norm ln1 = new LayerNorm(param(w, p + "ln_1.weight", "base", c), param(w, p + "ln_1.bias", "bias", c), config.normEps());
+                Linear cAttn = linear(w, p + "attn.c_attn", false, true, c, 3 * c);
+                Linear cProj = linear(w, p + "attn.c_proj", false, true, c, c);
+                Norm ln2 = new LayerNorm(param(w, p + "ln_2.weight", "base", c), param(w, p + "ln_2.bias", "bias", c), config.normEps());
+                Linear fc = linear(w, p + "mlp.c_fc", false, true, c, f);
+                Linear proj = linear(w, p + "mlp.c_proj", false, true, f, c);
+                bl.add(new TransformerBlock(ln1, CausalSelfAttention.fused(cAttn, cProj, h), ln2, new GeluMlp(fc, proj)));
+            }
+            finalNorm = new LayerNorm(param(w, "transformer.ln_f.weight", "base", c), param(w, "transformer.ln_f.bias", "bias", c), config.normEps());
+            head = new Linear("lm_head", tokenEmbedding, null, true);   // tied
+        } else {
+            tokenEmbedding = param(w, "model.embed_tokens.weight", "base", v, c);
+            positionEmbedding = null;
+            RotaryEmbedding rope = new RotaryEmbedding(d, config.ropeTheta());
+            boolean ab = config.attentionBias();
+            for (int i = 0; i < config.numLayers(); i++) {
+                String p = "model.layers." + i + ".";
+                Norm n1 = new RmsNorm(param(w, p + "input_layernorm.weight", "base", c), config.normEps());
+                Linear q = linear(w, p + "self_attn.q_proj", true, ab, c, h * d);
+                Linear k = linear(w, p + "self_attn.k_proj", true, ab, c, kv * d);
+                Linear vv = linear(w, p + "self_attn.v_proj", true, ab, c, kv * d);
+                Linear o = linear(w, p + "self_attn.o_proj", true, ab, h * d, c);
+                Norm n2 = new RmsNorm(param(w, p + "post_attention_layernorm.weight", "base", c), config.normEps());
+                Linear gate = linear(w, p + "mlp.gate_proj", true, false, c, f);
+                Linear up = linear(w, p + "mlp.up_proj", true, false, c, f);
+                Linear down = linear(w, p + "mlp.down_proj", true, false, f, c);
+                bl.add(new TransformerBlock(n1, CausalSelfAttention.separate(q, k, vv, o, rope, h, kv), n2, new SwiGluMlp(gate, up, down)));
+            }
+            finalNorm = new RmsNorm(param(w, "model.norm.weight", "base", c), config.normEps());
+            if (config.tieWordEmbeddings()) {
+                head = new Linear("lm_head", tokenEmbedding, null, true);
+            } else {
+                head = new Linear("lm_head", param(w, "lm_head.weight", "base", v, c), null, true);
+                linears.put("lm_head", head);
+            }
+        }
+        this.blocks = List.copyOf(bl);
+        w.checkAllUsed();
+    }
+
+    // ---- construction ---------------------------------------------------------------------------
+
+    /** Builds the model over checkpoint tensors (fp32, Hugging Face names); checks every name and shape. */
+    public static TransformerLM fromWeights(ModelConfig config, Map<String, INDArray> weights) {
+        return new TransformerLM(config, weights);
+    }
+
+    /**
+     * A freshly initialised model (GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/√(2L),
+     * norms at 1, biases at 0), seeded and reproducible.
+     */
+    public static TransformerLM randomInit(ModelConfig config, long seed) {
+        return randomInit(config, seed, DataType.FLOAT);
+    }
+
+    public static TransformerLM randomInit(ModelConfig config, long seed, DataType dtype) {
+        Random rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+        double std = 0.02, residStd = 0.02 / Math.sqrt(2.0 * config.numLayers());
+        Map<String, INDArray> w = new LinkedHashMap<>();
+        for (Map.Entry<String, long[]> e : expectedShapes(config).entrySet()) {
+            String n = e.getKey();
+            long[] s = e.getValue();
+            INDArray t;
+            if (n.endsWith(".bias")) t = Nd4j.zeros(dtype, s);
+            else if (s.length == 1) t = Nd4j.ones(dtype, s);
+            else {
+                boolean resid = n.endsWith("c_proj.weight") || n.endsWith("o_proj.weight") || n.endsWith("down_proj.weight");
+                t = Nd4j.randn(rng, s).castTo(dtype).muli(resid ? residStd : std);
+            }
+            w.put(n, t);
+        }
+        return new TransformerLM(config, w);
+    }
+
+    /** The tensors a checkpoint of this config holds, with their shapes in Hugging Face layout. */
+    public static Map<String, long[]> expectedShapes(ModelConfig config) {
+        Map<String, long[]> s = new LinkedHashMap<>();
+        long c = config.hiddenSize(), f = config.intermediateSize(), v = config.vocabSize();
+        long hd = (long) config.numHeads() * config.headDim(), kvd = (long) config.numKvHeads() * config.headDim();
+        if (config.architecture() == Architecture.GPT2) {
+            s.put("transformer.wte.weight", new long[]{v, c});
+            s.put("transformer.wpe.weight", new long[]{config.maxPositions(), c});
+            for (int i = 0; i < config.numLayers(); i++) {
+                String p = "transformer.h." + i + ".";
+                s.put(p + "ln_1.weight", new long[]{c});
+                s.put(p + "ln_1.bias", new long[]{c});
+                s.put(p + "attn.c_attn.weight", new long[]{c, 3 * c});
+                s.put(p + "attn.c_attn.bias", new long[]{3 * c});
+                s.put(p + "attn.c_proj.weight", new long[]{c, c});
+                s.put(p + "attn.c_proj.bias", new long[]{c});
+                s.put(p + "ln_2.weight", new long[]{c});
+                s.put(p + "ln_2.bias", new long[]{c});
+                s.put(p + "mlp.c_fc.weight", new long[]{c, f});
+                s.put(p + "mlp.c_fc.bias", new long[]{f});
+                s.put(p + "mlp.c_proj.weight", new long[]{f, c});
+                s.put(p + "mlp.c_proj.bias", new long[]{c});
+            }
+            s.put("transformer.ln_f.weight", new long[]{c});
+            s.put("transformer.ln_f.bias", new long[]{c});
+        } else {
+            s.put("model.embed_tokens.weight", new long[]{v, c});
+            boolean ab = config.attentionBias();
+            for (int i = 0; i < config.numLayers(); i++) {
+                String p = "model.layers." + i + ".";
+                s.put(p + "input_layernorm.weight", new long[]{c});
+                s.put(p + "self_attn.q_proj.weight", new long[]{hd, c});
+                if (ab) s.put(p + "self_attn.q_proj.bias", new long[]{hd});
+                s.put(p + "self_attn.k_proj.weight", new long[]{kvd, c});
+                if (ab) s.put(p + "self_attn.k_proj.bias", new long[]{kvd});
+                s.put(p + "self_attn.v_proj.weight", new long[]{kvd, c});
+                if (ab) s.put(p + "self_attn.v_proj.bias", new long[]{kvd});
+                s.put(p + "self_attn.o_proj.weight", new long[]{c, hd});
+                if (ab) s.put(p + "self_attn.o_proj.bias", new long[]{c});
+                s.put(p + "post_attention_layernorm.weight", new long[]{c});
+                s.put(p + "mlp.gate_proj.weight", new long[]{f, c});
+                s.put(p + "mlp.up_proj.weight", new long[]{f, c});
+                s.put(p + "mlp.down_proj.weight", new long[]{c, f});
+            }
+            s.put("model.norm.weight", new long[]{c});
+            if (!config.tieWordEmbeddings()) s.put("lm_head.weight", new long[]{v, c});
+        }
+        return s;
+    }
+
+    /** Parameter count of a config without building it (tied embeddings counted once). */
+    public static long parameterCount(ModelConfig config) {
+        return expectedShapes(config).values().stream().mapToLong(s -> Arrays.stream(s).reduce(1, (a, b) -> a * b)).sum();
+    }
+
+    private Parameter param(WeightSource w, String name, String group, long... shape) {
+        Parameter p = new Parameter(name, w.take(name, shape), true, group);
+        parameters.put(name, p);
+        return p;
+    }
+
+    private Linear linear(WeightSource w, String module, boolean transposed, boolean hasBias, int in, int out) {
+        Parameter weight = transposed ? param(w, module + ".weight", "base", out, in) : param(w, module + ".weight", "base", in, out);
+        Parameter bias = hasBias ? param(w, module + ".bias", "bias", out) : null;
+        Linear l = new Linear(module, weight, bias, transposed);
+        linears.put(module, l);
+        return l;
+    }
+
+    /** Hands out checkpoint tensors by name, checking shapes, and reports missing or unexpected ones. */
+    private static final class WeightSource {
+        private final Map<String, INDArray> weights;
+        private final Set<String> used = new LinkedHashSet<>();
+
+        WeightSource(Map<String, INDArray> weights) { this.weights = weights; }
+
+        INDArray take(String name, long... shape) {
+            INDArray t = weights.get(name);
+            if (t == null) throw new ModelConfigException("checkpoint is missing tensor '" + name + "' (shape " + Arrays.toString(shape) + ")");
+            if (!Arrays.equals(t.shape(), shape)) {
+                throw new ModelConfigException("checkpoint tensor '" + name + "' has shape " + Arrays.toString(t.shape())
+                        + " but the config implies " + Arrays.toString(shape));
+            }
+            used.add(name);
+            return t.dataType() == DataType.FLOAT || t.dataType() == DataType.DOUBLE ? t : t.castTo(DataType.FLOAT);
+        }
+
+        void checkAllUsed() {
+            Set<String> unexpected = new TreeSet<>();
+            for (String n : weights.keySet()) {
+                if (used.contains(n)) continue;
+                if (n.equals("lm_head.weight")) continue;   // tied checkpoints sometimes save the head too
+                if (IGNORED_SUFFIXES.stream().anyMatch(n::endsWith)) continue;
+                unexpected.add(n);
+            }
+            if (!unexpected.isEmpty()) {
+                throw new ModelConfigException("checkpoint has tensors the config does not describe: "
+                        + String.join(", ", unexpected.stream().limit(10).toList()) + (unexpected.size() > 10 ? ", ..." : ""));
+            }
+        }
+    }
+
+    // ---- accessors ------------------------------------------------------------------------------
+
+    public ModelConfig config() { return config; }
+
+    /** Unique base parameters by Hugging Face name (the tied head is the token embedding). */
+    public Map<String, Parameter> parameters() { return parameters; }
+
+    /** Adaptable linear layers by module name (GPT-2's tied head is not one). */
+    public Map<String, Linear> linears() { return linears; }
+
+    public List<TransformerBlock> blocks() { return blocks; }
+
+    public long baseParameterCount() { return parameters.values().stream().mapToLong(Parameter::size).sum(); }
+
+    /** Freezes (or unfreezes, for full fine-tuning) every base parameter. */
+    public void setBaseTrainable(boolean trainable) {
+        for (Parameter p : parameters.values()) p.setTrainable(trainable);
+    }
+
+    /** The checkpoint tensors by Hugging Face name (views of the live weights). */
+    public Map<String, INDArray> stateDict() {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        for (Parameter p : parameters.values()) m.put(p.name(), p.value());
+        return m;
+    }
+
+    // ---- forward / backward ---------------------------------------------------------------------
+
+    /** Embeds token ids: [B, T] → [N, C] (plus learned positions for GPT-2). */
+    public INDArray embed(TokenBatch batch) {
+        int b = batch.batch(), t = batch.seq();
+        if (t > config.maxPositions() && positionEmbedding != null) {
+            throw new IllegalArgumentException("sequence length " + t + " exceeds the model's context " + config.maxPositions());
+        }
+        INDArray ids = batch.inputs().reshape((long) b * t).castTo(DataType.INT);
+        INDArray h = OPS.gather(tokenEmbedding.value(), ids, 0);                         // [N,C]
+        if (positionEmbedding != null) {
+            INDArray pos = positionEmbedding.value().get(NDArrayIndex.interval(0, t), NDArrayIndex.all());
+            h.reshape(b, t, config.hiddenSize()).addi(pos);                                  // broadcast over B
+        }
+        return h;
+    }
+
+    public Forward forward(TokenBatch batch, ForwardContext ctx) {
+        return forwardEmbedded(embed(batch), batch, ctx);
+    }
+
+    /** Forward from embeddings h0 [N, C]; lets gradient checks differentiate w.r.t. the model input. */
+    public Forward forwardEmbedded(INDArray h0, TokenBatch batch, ForwardContext ctx) {
+        List<TransformerBlock.Cache> caches = new ArrayList<>(blocks.size());
+        INDArray h = h0;
+        for (TransformerBlock block : blocks) {
+            TransformerBlock.Cache c = block.forward(h, batch.batch(), batch.seq(), ctx);
+            caches.add(c);
+            h = c.out();
+        }
+        Norm.Cache fn = finalNorm.forward(h);
+        return new Forward(batch, caches, fn, head.forward(fn.out(), ctx));
+    }
+
+    /** Backward from dL/dlogits; accumulates gradients into trainable parameters and returns dL/dh0 [N, C]. */
+    public INDArray backward(Forward f, INDArray dLogits) {
+        INDArray dh = finalNorm.backward(f.finalNorm(), head.backward(f.head(), dLogits));
+        for (int i = blocks.size() - 1; i >= 0; i--) dh = blocks.get(i).backward(f.blocks().get(i), dh);
+        return dh;
+    }
+
+    /** Accumulates embedding gradients from dL/dh0 (only when the embeddings train). */
+    public void backwardEmbedding(TokenBatch batch, INDArray dh0) {
+        int b = batch.batch(), t = batch.seq();
+        if (tokenEmbedding.trainable()) {
+            INDArray ids = batch.inputs().reshape((long) b * t).castTo(DataType.INT);
+            tokenEmbedding.accumulate(OPS.scatterAdd(Nd4j.zeros(dh0.dataType(), tokenEmbedding.value().shape()), ids, dh0));
+        }
+        if (positionEmbedding != null && positionEmbedding.trainable()) {
+            INDArray dPos = dh0.reshape(b, t, config.hiddenSize()).sum(0);                 // [T,C]
+            positionEmbedding.grad().get(NDArrayIndex.interval(0, t), NDArrayIndex.all()).addi(dPos);
+        }
+    }
+
+    /**
+     * One training micro-step: forward, mean token loss, backward. Gradients are scaled by
+     * {@code gradScale} (1/micro-batches under accumulation) and added to the trainable parameters.
+     */
+    public CrossEntropyLoss.Result forwardBackward(TokenBatch batch, ForwardContext ctx, double gradScale) {
+        Forward f = forward(batch, ctx);
+        CrossEntropyLoss.Result r = CrossEntropyLoss.compute(f.logits(), batch.targets(), true);
+        INDArray dLogits = gradScale == 1.0 ? r.dLogits() : r.dLogits().muli(gradScale);
+        INDArray dh0 = backward(f, dLogits);
+        backwardEmbedding(batch, dh0);
+        return new CrossEntropyLoss.Result(r.sumLoss(), r.count(), null);
+    }
+
+    /** Loss without gradients (evaluation). */
+    public CrossEntropyLoss.Result loss(TokenBatch batch) {
+        return CrossEntropyLoss.compute(forward(batch, ForwardContext.inference()).logits(), batch.targets(), false);
+    }
+
+    /** Logits [B·T, V] for the given ids (inference). */
+    public INDArray logits(TokenBatch batch) {
+        return forward(batch, ForwardContext.inference()).logits();
+    }
+
+    /** Every linear layer in forward order, including a tied head (for adapter target matching use {@link #linears()}). */
+    public Collection<Linear> allLinears() {
+        List<Linear> l = new ArrayList<>();
+        for (TransformerBlock b : blocks) l.addAll(b.linears());
+        l.add(head);
+        return l;
+    }
+}

@@ -1,0 +1,267 @@
+package io.sparklora.optim;
+
+import io.sparklora.model.Parameter;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.ops.transforms.Transforms;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * AdamW with decoupled weight decay (Loshchilov &amp; Hutter), with the semantics of PyTorch's
+ * {@code torch.optim.AdamW}:
+ * <pre>
+ *   p  -= lr·wd·p
+ *   m   = β1·m + (1-β1)·g
+ *   v   = β2·v + (1-β2)·g²
+ *   p  -= lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + eps)
+ * </pre>
+ * where {@code lr} is the group's peak rate times the schedule factor passed to {@link #step(double)}.
+ *
+ * <p>Gradient accumulation: parameters add every micro-batch's gradient into their buffer
+ * ({@link Parameter#accumulate}), and a step uses whatever has accumulated. The trainer divides each
+ * micro-batch loss by the number of micro-batches so the accumulated gradient is the mean, and calls
+ * {@link #zeroGrad()} after the step.
+ *
+ * <p>State (first and second moment, step count) exists only for trainable parameters and is allocated
+ * at their first step. Each parameter keeps its own step count, so one unfrozen mid-run gets correct
+ * bias correction. The update is a few whole-array ND4J ops per parameter, so it runs on any backend.
+ */
+public final class AdamW {
+    /** Key of the optimizer's step count in {@link #exportState()}. */
+    public static final String STEP_KEY = "step";
+    public static final String EXP_AVG_SUFFIX = ".exp_avg";
+    public static final String EXP_AVG_SQ_SUFFIX = ".exp_avg_sq";
+    public static final String PARAM_STEP_SUFFIX = ".step";
+
+    public static final double DEFAULT_BETA1 = 0.9;
+    public static final double DEFAULT_BETA2 = 0.999;
+    public static final double DEFAULT_EPS = 1e-8;
+
+    private final List<ParamGroup> groups;
+    private final double baseLr;
+    private final double beta1;
+    private final double beta2;
+    private final double eps;
+    /** Moments by parameter name; only parameters that have been stepped (or imported) have an entry. */
+    private final Map<String, State> state = new LinkedHashMap<>();
+    private final Map<String, Parameter> paramsByName = new LinkedHashMap<>();
+    private long stepCount;
+
+    private static final class State {
+        final INDArray expAvg;
+        final INDArray expAvgSq;
+        long step;
+
+        State(INDArray expAvg, INDArray expAvgSq, long step) {
+            this.expAvg = expAvg;
+            this.expAvgSq = expAvgSq;
+            this.step = step;
+        }
+    }
+
+    public AdamW(List<ParamGroup> groups, double baseLr, double beta1, double beta2, double eps) {
+        if (!(baseLr >= 0) || Double.isInfinite(baseLr)) throw new IllegalArgumentException("lr must be finite and >= 0, got " + baseLr);
+        if (!(beta1 >= 0 && beta1 < 1)) throw new IllegalArgumentException("beta1 must be in [0, 1), got " + beta1);
+        if (!(beta2 >= 0 && beta2 < 1)) throw new IllegalArgumentException("beta2 must be in [0, 1), got " + beta2);
+        if (!(eps >= 0)) throw new IllegalArgumentException("eps must be >= 0, got " + eps);
+        this.groups = List.copyOf(groups);
+        this.baseLr = baseLr;
+        this.beta1 = beta1;
+        this.beta2 = beta2;
+        this.eps = eps;
+        for (ParamGroup g : this.groups) {
+            for (Parameter p : g.params()) {
+                // State is keyed by name, so a name must identify one parameter in one group.
+                if (paramsByName.putIfAbsent(p.name(), p) != null) {
+                    throw new IllegalArgumentException("parameter " + p.name() + " appears more than once in the param groups");
+                }
+            }
+        }
+    }
+
+    /** AdamW with PyTorch's default betas (0.9, 0.999) and eps 1e-8. */
+    public AdamW(List<ParamGroup> groups, double baseLr) {
+        this(groups, baseLr, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPS);
+    }
+
+    public List<ParamGroup> groups() { return groups; }
+    public double baseLr() { return baseLr; }
+    public double beta1() { return beta1; }
+    public double beta2() { return beta2; }
+    public double eps() { return eps; }
+
+    /** Number of {@link #step} calls so far (including those restored by {@link #importState}). */
+    public long stepCount() { return stepCount; }
+
+    /** The parameters this optimizer updates right now (trainable members of its groups). */
+    public List<Parameter> trainableParameters() {
+        List<Parameter> out = new ArrayList<>();
+        for (ParamGroup g : groups) for (Parameter p : g.params()) if (p.trainable()) out.add(p);
+        return out;
+    }
+
+    /** Learning rate a group gets at the given schedule factor; useful for logging. */
+    public double lr(ParamGroup group, double lrFactor) {
+        return group.peakLr(baseLr) * lrFactor;
+    }
+
+    /** One update at the groups' peak learning rates. */
+    public void step() {
+        step(1.0);
+    }
+
+    /**
+     * One update of every trainable parameter from its accumulated gradient.
+     *
+     * @param lrFactor the schedule's factor for this step ({@link LrSchedule#factor}); each group's lr is
+     *                 its peak lr times this factor
+     */
+    public void step(double lrFactor) {
+        if (!(lrFactor >= 0) || Double.isInfinite(lrFactor)) {
+            throw new IllegalArgumentException("lr factor must be finite and >= 0, got " + lrFactor);
+        }
+        for (ParamGroup group : groups) {
+            double lr = lr(group, lrFactor);
+            for (Parameter p : group.params()) {
+                if (!p.trainable()) continue;
+                update(p, lr, group.weightDecay());
+            }
+        }
+        stepCount++;
+    }
+
+    private void update(Parameter p, double lr, double weightDecay) {
+        INDArray value = p.value();
+        INDArray grad = p.grad();
+        State s = state.computeIfAbsent(p.name(), k -> new State(
+                Nd4j.zeros(value.dataType(), value.shape()), Nd4j.zeros(value.dataType(), value.shape()), 0));
+        s.step++;
+        double biasCorrection1 = 1 - Math.pow(beta1, s.step);
+        double biasCorrection2Sqrt = Math.sqrt(1 - Math.pow(beta2, s.step));
+
+        // Decoupled weight decay acts on the weights before the Adam step, as in torch.optim.AdamW.
+        if (weightDecay != 0 && lr != 0) value.muli(1 - lr * weightDecay);
+
+        s.expAvg.muli(beta1).addi(grad.mul(1 - beta1));
+        s.expAvgSq.muli(beta2).addi(grad.mul(grad).muli(1 - beta2));
+
+        // denom = sqrt(v)/sqrt(1-β2^t) + eps; update = (lr/(1-β1^t)) · m/denom — same order of ops as PyTorch.
+        INDArray denom = Transforms.sqrt(s.expAvgSq, true).divi(biasCorrection2Sqrt).addi(eps);
+        value.subi(denom.rdivi(s.expAvg).muli(lr / biasCorrection1));
+    }
+
+    /** Zeroes the gradient buffers of all parameters in the groups. */
+    public void zeroGrad() {
+        for (ParamGroup g : groups) for (Parameter p : g.params()) p.zeroGrad();
+    }
+
+    /**
+     * A copy of the optimizer state: {@code <param>.exp_avg}, {@code <param>.exp_avg_sq} and
+     * {@code <param>.step} (an INT64 scalar) for every parameter that has state, and {@link #STEP_KEY}
+     * (an INT64 scalar) for the optimizer's step count. Moments have the parameter's shape and data type.
+     */
+    public Map<String, INDArray> exportState() {
+        Map<String, INDArray> out = new LinkedHashMap<>();
+        out.put(STEP_KEY, Nd4j.scalar(DataType.INT64, stepCount));
+        for (Map.Entry<String, State> e : state.entrySet()) {
+            State s = e.getValue();
+            out.put(e.getKey() + EXP_AVG_SUFFIX, s.expAvg.dup());
+            out.put(e.getKey() + EXP_AVG_SQ_SUFFIX, s.expAvgSq.dup());
+            out.put(e.getKey() + PARAM_STEP_SUFFIX, Nd4j.scalar(DataType.INT64, s.step));
+        }
+        return out;
+    }
+
+    /**
+     * Replaces the optimizer state with a copy of {@code saved} (as written by {@link #exportState()},
+     * possibly with moments averaged across workers). Parameters without saved moments start fresh; a
+     * missing {@code <param>.step} falls back to the saved optimizer step count. Moments are cast to the
+     * parameter's data type.
+     *
+     * @throws IllegalArgumentException for keys naming unknown parameters, shape mismatches, or a moment
+     *                                  without its partner
+     */
+    public void importState(Map<String, INDArray> saved) {
+        INDArray savedStep = saved.get(STEP_KEY);
+        if (savedStep == null) throw new IllegalArgumentException("optimizer state has no '" + STEP_KEY + "' entry");
+        long optimizerStep = Math.round(savedStep.getDouble(0));
+
+        Map<String, INDArray[]> moments = new HashMap<>();
+        Map<String, Long> paramSteps = new HashMap<>();
+        for (Map.Entry<String, INDArray> e : saved.entrySet()) {
+            String key = e.getKey();
+            if (key.equals(STEP_KEY)) continue;
+            if (key.endsWith(EXP_AVG_SQ_SUFFIX)) {
+                moments.computeIfAbsent(paramNameOf(key, EXP_AVG_SQ_SUFFIX), k -> new INDArray[2])[1] = e.getValue();
+            } else if (key.endsWith(EXP_AVG_SUFFIX)) {
+                moments.computeIfAbsent(paramNameOf(key, EXP_AVG_SUFFIX), k -> new INDArray[2])[0] = e.getValue();
+            } else if (key.endsWith(PARAM_STEP_SUFFIX)) {
+                paramSteps.put(paramNameOf(key, PARAM_STEP_SUFFIX), Math.round(e.getValue().getDouble(0)));
+            } else {
+                throw new IllegalArgumentException("unexpected optimizer state key '" + key + "'");
+            }
+        }
+
+        // Validate everything before touching the live state, so a bad map leaves the optimizer unchanged.
+        Map<String, State> restored = new LinkedHashMap<>();
+        for (Map.Entry<String, INDArray[]> e : moments.entrySet()) {
+            String name = e.getKey();
+            Parameter p = paramsByName.get(name);
+            INDArray[] m = e.getValue();
+            if (m[0] == null || m[1] == null) {
+                throw new IllegalArgumentException("optimizer state for " + name + " has only one of "
+                        + EXP_AVG_SUFFIX + " / " + EXP_AVG_SQ_SUFFIX);
+            }
+            restored.put(name, new State(restoredMoment(p, m[0]), restoredMoment(p, m[1]),
+                    paramSteps.getOrDefault(name, optimizerStep)));
+        }
+        for (String name : paramSteps.keySet()) {
+            if (!moments.containsKey(name)) throw new IllegalArgumentException("optimizer state has a step but no moments for " + name);
+        }
+        state.clear();
+        state.putAll(restored);
+        stepCount = optimizerStep;
+    }
+
+    private String paramNameOf(String key, String suffix) {
+        String name = key.substring(0, key.length() - suffix.length());
+        if (!paramsByName.containsKey(name)) {
+            throw new IllegalArgumentException("optimizer state key '" + key + "' names no parameter of this optimizer");
+        }
+        return name;
+    }
+
+    private static INDArray restoredMoment(Parameter p, INDArray saved) {
+        // A flat vector of the right length is accepted too, for transports that flatten tensors.
+        boolean sameShape = Arrays.equals(saved.shape(), p.value().shape());
+        boolean flatOfSameLength = saved.rank() == 1 && saved.length() == p.value().length();
+        if (!sameShape && !flatOfSameLength) {
+            throw new IllegalArgumentException("optimizer state for " + p.name() + ": shape " + Arrays.toString(saved.shape())
+                    + " does not match parameter shape " + Arrays.toString(p.value().shape()));
+        }
+        return saved.castTo(p.value().dataType()).reshape(p.value().shape()).dup();
+    }
+
+    /** Bytes held by the moment buffers (step counts are negligible). */
+    public long stateBytes() {
+        long bytes = 0;
+        for (State s : state.values()) {
+            bytes += s.expAvg.length() * s.expAvg.dataType().width();
+            bytes += s.expAvgSq.length() * s.expAvgSq.dataType().width();
+        }
+        return bytes;
+    }
+
+    /** Names of the parameters that currently have optimizer state, in allocation order. */
+    public List<String> parametersWithState() {
+        return Collections.unmodifiableList(new ArrayList<>(state.keySet()));
+    }
+}
