@@ -18,18 +18,30 @@ public final class AdapterMethods {
         Adapter create(String adapterName, Linear base, AdapterConfig config, Random rng);
     }
 
-    private static final Map<String, Factory> METHODS = new LinkedHashMap<>();
+    /** Trainable tensor entries the method adds to one layer of the given size, without building it. */
+    @FunctionalInterface
+    public interface Counter {
+        long trainable(int in, int out, AdapterConfig config);
+    }
+
+    private record Method(Factory factory, Counter counter) {}
+
+    private static final Map<String, Method> METHODS = new LinkedHashMap<>();
 
     static {
-        METHODS.put("lora", LoraAdapter::new);
+        METHODS.put("lora", new Method(LoraAdapter::new, (in, out, c) -> (long) c.r() * (in + out)));
     }
 
     private AdapterMethods() {}
 
-    public static Factory factory(String method) {
-        Factory f = METHODS.get(method);
-        if (f == null) throw new IllegalArgumentException("unknown adapter type '" + method + "' (known: " + String.join(", ", METHODS.keySet()) + ")");
-        return f;
+    public static Factory factory(String method) { return method(method).factory(); }
+
+    public static Counter counter(String method) { return method(method).counter(); }
+
+    private static Method method(String name) {
+        Method m = METHODS.get(name);
+        if (m == null) throw new IllegalArgumentException("unknown adapter type '" + name + "' (known: " + String.join(", ", METHODS.keySet()) + ")");
+        return m;
     }
 
     public static java.util.Set<String> names() { return METHODS.keySet(); }

@@ -9,6 +9,8 @@ import java.nio.file.Path;
  */
 public class CheckpointException extends RuntimeException {
 
+    private static final long serialVersionUID = 1L;
+
     public CheckpointException(String message) {
         super(message);
     }

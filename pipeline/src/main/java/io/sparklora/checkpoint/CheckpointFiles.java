@@ -43,8 +43,8 @@ public final class CheckpointFiles {
     }
 
     /**
-     * Loads every tensor as float32, in file order (shard by shard). {@code modelDir} is normally a
-     * model directory; a path to a single .safetensors file is accepted too.
+     * Loads every tensor as float32 (integer and bool buffers converted too), in file order, shard by
+     * shard. {@code modelDir} is normally a model directory; a path to a .safetensors file is accepted too.
      */
     public static Map<String, INDArray> loadWeights(Path modelDir) {
         if (Files.isRegularFile(modelDir)) {
@@ -127,9 +127,24 @@ public final class CheckpointFiles {
     }
 
     private static Map<String, INDArray> loadSingle(Path file) {
+        Map<String, INDArray> weights = new LinkedHashMap<>();
         try (SafetensorsReader reader = SafetensorsReader.open(file)) {
-            return reader.readAll();
+            for (String name : reader.names()) {
+                weights.put(name, readAsFloat(reader, name));
+            }
         }
+        return weights;
+    }
+
+    /**
+     * Some checkpoints carry integer or bool buffers (position_ids, attention masks); they are
+     * converted too, so the map is uniformly float32 and loading never fails on a buffer the model ignores.
+     */
+    private static INDArray readAsFloat(SafetensorsReader reader, String name) {
+        if (reader.dtype(name).isFloatingPoint()) {
+            return reader.read(name);
+        }
+        return reader.readRaw(name).castTo(DataType.FLOAT);
     }
 
     private static Map<String, INDArray> loadSharded(Path modelDir, Path index) {
@@ -156,7 +171,7 @@ public final class CheckpointFiles {
                 Set<String> wanted = new LinkedHashSet<>(shard.getValue());
                 for (String name : reader.names()) {
                     if (wanted.contains(name)) {
-                        weights.put(name, reader.read(name));
+                        weights.put(name, readAsFloat(reader, name));
                     }
                 }
             }

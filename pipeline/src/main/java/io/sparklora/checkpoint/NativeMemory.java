@@ -15,8 +15,11 @@ import org.nd4j.linalg.factory.Nd4j;
  */
 final class NativeMemory {
 
-    /** Window size for copies and conversions: large enough to amortise the calls, divisible by every element size. */
-    static final int WINDOW_BYTES = 64 << 20;
+    /**
+     * Window size for copies and conversions: large enough to amortise the calls, a multiple of 8 so
+     * it divides into whole elements. Not final only so tests can shrink it to cover multi-window copies.
+     */
+    static int windowBytes = 64 << 20;
 
     static {
         // Safetensors data is little-endian and we copy ND4J's buffers as they are. ND4J only ships

@@ -9,21 +9,23 @@ import org.nd4j.linalg.api.buffer.DataType;
  * still be opened and its other tensors read) but have no ND4J counterpart.
  */
 public enum SafetensorsDType {
+    // Declared in the reference implementation's order: its writer sorts tensors by this order
+    // (descending), and so does ours, to produce byte-identical files.
     BOOL(1, DataType.BOOL, false),
-    U8(1, DataType.UBYTE, false),
-    I8(1, DataType.BYTE, false),
-    F8_E4M3(1, null, true),
+    U8(1, DataType.UINT8, false),
+    I8(1, DataType.INT8, false),
     F8_E5M2(1, null, true),
-    I16(2, DataType.SHORT, false),
+    F8_E4M3(1, null, true),
+    I16(2, DataType.INT16, false),
     U16(2, DataType.UINT16, false),
-    F16(2, DataType.HALF, true),
+    F16(2, DataType.FLOAT16, true),
     BF16(2, DataType.BFLOAT16, true),
-    I32(4, DataType.INT, false),
+    I32(4, DataType.INT32, false),
     U32(4, DataType.UINT32, false),
     F32(4, DataType.FLOAT, true),
-    I64(8, DataType.LONG, false),
-    U64(8, DataType.UINT64, false),
-    F64(8, DataType.DOUBLE, true);
+    F64(8, DataType.DOUBLE, true),
+    I64(8, DataType.INT64, false),
+    U64(8, DataType.UINT64, false);
 
     private final int byteSize;
     private final DataType nd4jType;

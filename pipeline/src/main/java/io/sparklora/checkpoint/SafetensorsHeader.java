@@ -117,7 +117,7 @@ final class SafetensorsHeader {
         try {
             root = JSON.readTree(text);
         } catch (IOException e) {
-            throw CheckpointException.inFile(file, "header is not valid JSON: " + e.getOriginalMessage(), e);
+            throw CheckpointException.inFile(file, "header is not valid JSON: " + e.getMessage(), e);
         }
         if (root == null || !root.isObject()) {
             throw CheckpointException.inFile(file, "header is not a JSON object");

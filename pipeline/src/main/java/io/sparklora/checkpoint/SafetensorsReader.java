@@ -141,15 +141,6 @@ public final class SafetensorsReader implements AutoCloseable {
         return copyInto(e, type, e.dtype().byteSize(), NativeMemory::copyBytes);
     }
 
-    /** Reads every tensor as float32, in file order; fails on the first non-float tensor. */
-    public Map<String, INDArray> readAll() {
-        Map<String, INDArray> all = new LinkedHashMap<>();
-        for (String name : entries.keySet()) {
-            all.put(name, read(name));
-        }
-        return all;
-    }
-
     @Override
     public void close() {
         closeQuietly(channel);
@@ -180,7 +171,7 @@ public final class SafetensorsReader implements AutoCloseable {
             return target;
         }
         int sourceElementSize = e.dtype().byteSize();
-        int elementsPerWindow = NativeMemory.WINDOW_BYTES / Math.max(sourceElementSize, targetElementSize);
+        int elementsPerWindow = NativeMemory.windowBytes / Math.max(sourceElementSize, targetElementSize);
         try {
             long start = header.dataStart() + e.begin();
             if (channel.size() < header.dataStart() + e.end()) {

@@ -22,8 +22,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Writes .safetensors files that Python's {@code safetensors} (and so Hugging Face) loads as is.
- * Layout follows the reference writer: tensors ordered by element size (largest first, keeping
- * every tensor aligned) then name, data offsets contiguous from 0, the JSON header padded with
+ * Layout follows the reference writer, byte for byte: tensors ordered by dtype (widest first,
+ * keeping every tensor aligned) then name, data offsets contiguous from 0, the JSON header padded with
  * spaces to a multiple of 8 bytes, and no {@code __metadata__} entry when there is no metadata.
  * The file is written atomically: a failure leaves no partial file behind.
  */
@@ -68,16 +68,17 @@ public final class SafetensorsWriter {
     }
 
     private static SafetensorsDType floatStorage(DataType storeAs) {
-        switch (storeAs) {
-            case FLOAT:
-                return SafetensorsDType.F32;
-            case HALF:
-                return SafetensorsDType.F16;
-            case BFLOAT16:
-                return SafetensorsDType.BF16;
-            default:
-                throw new IllegalArgumentException("storeAs must be FLOAT, HALF or BFLOAT16, not " + storeAs);
+        // if-chain rather than switch: HALF is deprecated in favour of its alias FLOAT16, which a switch cannot name.
+        if (storeAs == DataType.FLOAT) {
+            return SafetensorsDType.F32;
         }
+        if (storeAs == DataType.FLOAT16) {
+            return SafetensorsDType.F16;
+        }
+        if (storeAs == DataType.BFLOAT16) {
+            return SafetensorsDType.BF16;
+        }
+        throw new IllegalArgumentException("storeAs must be FLOAT, HALF (FLOAT16) or BFLOAT16, not " + storeAs);
     }
 
     private static Optional<SafetensorsDType> storedDType(DataType type, SafetensorsDType floatDType) {
@@ -106,7 +107,9 @@ public final class SafetensorsWriter {
             INDArray source = NativeMemory.denseRowMajor(array, sourceType);
             plan.add(new Planned(name, dtype, array.shape(), source, array.length() * dtype.byteSize()));
         }
-        plan.sort(Comparator.comparingInt((Planned p) -> -p.dtype().byteSize()).thenComparing(Planned::name));
+        // The reference order: dtype descending (which puts wider elements first, so each tensor stays
+        // aligned to its element size), then name.
+        plan.sort(Comparator.comparing(Planned::dtype, Comparator.reverseOrder()).thenComparing(Planned::name));
         return plan;
     }
 
@@ -151,14 +154,14 @@ public final class SafetensorsWriter {
         int sourceElementSize = p.source().dataType().width();
         if (p.dtype() != SafetensorsDType.F16 && p.dtype() != SafetensorsDType.BF16) {
             // Stored bit for bit: write ND4J's own buffer, a window at a time.
-            for (long at = 0; at < p.byteLength(); at += NativeMemory.WINDOW_BYTES) {
-                int n = (int) Math.min(NativeMemory.WINDOW_BYTES, p.byteLength() - at);
+            for (long at = 0; at < p.byteLength(); at += NativeMemory.windowBytes) {
+                int n = (int) Math.min(NativeMemory.windowBytes, p.byteLength() - at);
                 writeFully(out, NativeMemory.window(p.source(), at, n));
             }
             return;
         }
         boolean half = p.dtype() == SafetensorsDType.F16;
-        int elementsPerWindow = NativeMemory.WINDOW_BYTES / 8; // 8 MiB staging buffer: narrowing halves the bytes
+        int elementsPerWindow = NativeMemory.windowBytes / 8; // 8 MiB staging buffer: narrowing halves the bytes
         ByteBuffer staging = ByteBuffer.allocate(elementsPerWindow * 2).order(ByteOrder.LITTLE_ENDIAN);
         for (long done = 0; done < count; done += elementsPerWindow) {
             int n = (int) Math.min(elementsPerWindow, count - done);

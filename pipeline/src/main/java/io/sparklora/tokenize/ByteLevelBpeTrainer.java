@@ -46,8 +46,8 @@ public final class ByteLevelBpeTrainer {
     private static final int[][] PRINTABLE_BYTE_RANGES = {{'!', '~'}, {0xA1, 0xAC}, {0xAE, 0xFF}};
 
     /**
-     * GPT-2's pre-tokenization pattern. Unicode classes make {@code \s} match the whitespace that the Rust regex
-     * engine treats as whitespace, so words split here as they will when the tokenizers library encodes.
+     * GPT-2's pre-tokenization pattern. Unicode classes make {@code \s} match Unicode whitespace, as the tokenizers
+     * library's regex does, so words split here (nearly always) as they will when that library encodes.
      */
     private static final Pattern GPT2_SPLIT = Pattern.compile(
             "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",

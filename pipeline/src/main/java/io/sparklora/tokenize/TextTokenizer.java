@@ -123,7 +123,9 @@ public final class TextTokenizer implements Closeable {
         }
         String[] array = texts.toArray(new String[0]);
         for (int i = 0; i < array.length; i++) {
-            Objects.requireNonNull(array[i], () -> "texts contains null");
+            if (array[i] == null) {
+                throw new NullPointerException("texts[" + i + "] is null");
+            }
         }
         long[] encodings = TokenizersLibrary.LIB.batchEncode(tokenizer.getHandle(), array, addSpecialTokens);
         try {
@@ -211,7 +213,9 @@ public final class TextTokenizer implements Closeable {
             }
             return root;
         } catch (JsonProcessingException e) {
-            throw new IOException("malformed JSON in tokenizer file " + file + ": " + e.getOriginalMessage(), e);
+            String where = e.getLocation() == null ? ""
+                    : " (line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")";
+            throw new IOException("malformed JSON in tokenizer file " + file + where + ": " + e.getOriginalMessage(), e);
         }
     }
 
@@ -259,9 +263,9 @@ public final class TextTokenizer implements Closeable {
     }
 
     /**
-     * DJL would otherwise reach for the network on first use: on a host with CUDA it downloads a GPU build of the
-     * tokenizers library instead of using the CPU build bundled in its jar, and it sends a telemetry ping (after
-     * probing the EC2 metadata endpoint). Training hosts are often offline, so pin the bundled CPU build and opt out.
+     * DJL would otherwise reach for the network on first use: on a host where it detects CUDA it picks a GPU build of
+     * the tokenizers library, which is not in its jar, and tries to download it instead of using the bundled CPU
+     * build; and it sends a telemetry ping (after probing the EC2 metadata endpoint). Training hosts are often offline, so pin the bundled CPU build and opt out.
      * A value set by the user, as a system property or environment variable, wins.
      */
     private static void pinBundledNativeLibrary() {
