@@ -94,6 +94,9 @@ public final class AttachedAdapter {
 
     public void unmerge() { layers.keySet().forEach(m -> model.linears().get(m).unmerge(name)); }
 
+    /** After {@link #merge()}: removes the adapter but keeps its change in the base weights (for saving a merged model). */
+    public void detachMerged() { layers.keySet().forEach(m -> model.linears().get(m).forgetMerged(name)); }
+
     /** Removes the adapter from the model (unmerging first if merged). */
     public void detach() { layers.keySet().forEach(m -> model.linears().get(m).detach(name)); }
 }

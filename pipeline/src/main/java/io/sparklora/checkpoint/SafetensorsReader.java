@@ -20,7 +20,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * Reads tensors from one .safetensors file on demand. Opening reads and validates only the header;
  * each {@link #read} maps just that tensor's bytes and copies them into a fresh ND4J array, so a
- * multi-GiB checkpoint never has to fit on the Java heap. Not thread-safe for concurrent close.
+ * multi-GiB checkpoint never has to fit on the Java heap. Reads may run concurrently; close when all are done.
  *
  * <pre>{@code
  * try (SafetensorsReader r = SafetensorsReader.open(path)) {

@@ -22,8 +22,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Writes .safetensors files that Python's {@code safetensors} (and so Hugging Face) loads as is.
- * Layout follows the reference writer, byte for byte: tensors ordered by dtype (widest first,
- * keeping every tensor aligned) then name, data offsets contiguous from 0, the JSON header padded with
+ * Layout follows the reference writer (a test compares our bytes with Python's): tensors ordered by
+ * dtype (widest first, keeping every tensor aligned) then name, data offsets contiguous from 0, the JSON header padded with
  * spaces to a multiple of 8 bytes, and no {@code __metadata__} entry when there is no metadata.
  * The file is written atomically: a failure leaves no partial file behind.
  */
@@ -63,8 +63,8 @@ public final class SafetensorsWriter {
         return tensor.length() * dtype.byteSize();
     }
 
-    /** A tensor with its on-disk dtype and its source data, dense and in the matching ND4J type. */
-    private record Planned(String name, SafetensorsDType dtype, long[] shape, INDArray source, long byteLength) {
+    /** A tensor with its on-disk dtype and size. */
+    private record Planned(String name, SafetensorsDType dtype, long[] shape, INDArray array, long byteLength) {
     }
 
     private static SafetensorsDType floatStorage(DataType storeAs) {
@@ -102,10 +102,7 @@ public final class SafetensorsWriter {
             SafetensorsDType dtype = storedDType(array.dataType(), floatDType).orElseThrow(() ->
                     CheckpointException.inTensor(file, name, "ND4J type " + array.dataType()
                             + " cannot be stored in safetensors"));
-            // Floats are narrowed by our own rounding from float32; everything else is copied bit for bit.
-            DataType sourceType = dtype.isFloatingPoint() ? DataType.FLOAT : dtype.nd4jType().orElseThrow();
-            INDArray source = NativeMemory.denseRowMajor(array, sourceType);
-            plan.add(new Planned(name, dtype, array.shape(), source, array.length() * dtype.byteSize()));
+            plan.add(new Planned(name, dtype, array.shape(), array, array.length() * dtype.byteSize()));
         }
         // The reference order: dtype descending (which puts wider elements first, so each tensor stays
         // aligned to its element size), then name.
@@ -147,26 +144,29 @@ public final class SafetensorsWriter {
     }
 
     private static void writeTensor(FileChannel out, Planned p) throws IOException {
-        long count = p.source().length();
         if (p.byteLength() == 0) {
             return;
         }
-        int sourceElementSize = p.source().dataType().width();
+        // Floats are narrowed by our own rounding from float32; everything else is copied bit for bit.
+        // Converted one tensor at a time, so a save never holds a second copy of the whole model.
+        DataType sourceType = p.dtype().isFloatingPoint() ? DataType.FLOAT : p.dtype().nd4jType().orElseThrow();
+        INDArray source = NativeMemory.denseRowMajor(p.array(), sourceType);
+        int window = NativeMemory.windowBytes;
         if (p.dtype() != SafetensorsDType.F16 && p.dtype() != SafetensorsDType.BF16) {
-            // Stored bit for bit: write ND4J's own buffer, a window at a time.
-            for (long at = 0; at < p.byteLength(); at += NativeMemory.windowBytes) {
-                int n = (int) Math.min(NativeMemory.windowBytes, p.byteLength() - at);
-                writeFully(out, NativeMemory.window(p.source(), at, n));
+            // Stored as is: write ND4J's own buffer, a window at a time.
+            for (long at = 0; at < p.byteLength(); at += window) {
+                int n = (int) Math.min(window, p.byteLength() - at);
+                writeFully(out, NativeMemory.window(source, at, n));
             }
             return;
         }
         boolean half = p.dtype() == SafetensorsDType.F16;
-        int elementsPerWindow = NativeMemory.windowBytes / 8; // 8 MiB staging buffer: narrowing halves the bytes
+        long count = source.length();
+        int elementsPerWindow = window / 8; // a staging buffer of window/4 bytes: narrowing halves the bytes
         ByteBuffer staging = ByteBuffer.allocate(elementsPerWindow * 2).order(ByteOrder.LITTLE_ENDIAN);
         for (long done = 0; done < count; done += elementsPerWindow) {
             int n = (int) Math.min(elementsPerWindow, count - done);
-            FloatBuffer floats = NativeMemory.window(p.source(), done * sourceElementSize, n * sourceElementSize)
-                    .asFloatBuffer();
+            FloatBuffer floats = NativeMemory.window(source, done * Float.BYTES, n * Float.BYTES).asFloatBuffer();
             staging.clear();
             for (int i = 0; i < n; i++) {
                 float v = floats.get(i);

@@ -107,6 +107,13 @@ public final class Linear {
         return adapters.remove(adapterName);
     }
 
+    /** Forgets a merged adapter but keeps its change in W: the layer becomes a plain fine-tuned layer. */
+    public Adapter forgetMerged(String adapterName) {
+        if (!merged.remove(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is not merged");
+        active.remove(adapterName);
+        return adapters.remove(adapterName);
+    }
+
     public Adapter adapter(String adapterName) { return adapters.get(adapterName); }
     public Collection<Adapter> adapters() { return adapters.values(); }
 

@@ -1,0 +1,58 @@
+package io.sparklora.jobs;
+
+import java.util.Arrays;
+
+/**
+ * The {@code spark-lora} command: one entry point for every job, dispatched by subcommand.
+ * {@code bin/spark-lora} runs it locally; {@code spark-submit --class io.sparklora.jobs.SparkLoraCli} runs
+ * it on a cluster.
+ */
+public final class SparkLoraCli {
+    private SparkLoraCli() {}
+
+    static final String USAGE = String.join(System.lineSeparator(),
+            "usage: spark-lora <command> [options]",
+            "  " + PipelineCommand.USAGE,
+            "  " + TrainLocalCommand.USAGE,
+            "  " + EvaluateLocalCommand.USAGE,
+            "  " + InspectCommand.USAGE,
+            "  " + MergeCommand.USAGE);
+
+    public static void main(String[] argv) {
+        System.exit(run(argv));
+    }
+
+    static int run(String[] argv) {
+        if (argv.length == 0 || argv[0].equals("--help") || argv[0].equals("-h") || argv[0].equals("help")) {
+            System.out.println(USAGE);
+            return argv.length == 0 ? 2 : 0;
+        }
+        String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
+        try {
+            return switch (argv[0]) {
+                case "pipeline" -> PipelineCommand.run(rest);
+                case "train" -> TrainLocalCommand.run(rest);
+                case "evaluate" -> EvaluateLocalCommand.run(rest);
+                case "inspect" -> InspectCommand.run(rest);
+                case "merge" -> MergeCommand.run(rest);
+                default -> throw new Args.UsageException("unknown command '" + argv[0] + "'\n" + USAGE);
+            };
+        } catch (Args.UsageException e) {
+            System.err.println("spark-lora: " + e.getMessage());
+            return 2;
+        } catch (IllegalArgumentException | IllegalStateException | java.io.IOException | java.io.UncheckedIOException e) {
+            // bad input: say what and where, without a stack trace
+            System.err.println("spark-lora " + argv[0] + ": " + e.getMessage());
+            return 1;
+        } catch (RuntimeException e) {
+            if (e.getClass().getName().startsWith("io.sparklora")) {
+                System.err.println("spark-lora " + argv[0] + ": " + e.getMessage());
+                return 1;
+            }
+            throw e;
+        } catch (Exception e) {
+            System.err.println("spark-lora " + argv[0] + ": " + e);
+            return 1;
+        }
+    }
+}
