@@ -191,4 +191,17 @@ class HuggingFaceReferenceTest {
         }
         return max;
     }
+
+    /** The production path: the Hugging Face model directory and the PEFT adapter written by Python load as they are. */
+    @ParameterizedTest
+    @ValueSource(strings = {"gpt2", "llama"})
+    void peftDirectoryWrittenByPythonLoadsThroughTheProductionPath(String family) throws Exception {
+        Path dir = referenceDir(family);
+        TransformerLM model = io.sparklora.checkpoint.HfModelDirectory.load(dir);
+        io.sparklora.adapters.PeftAdapterFormat.load(model, dir, "default");
+        JsonNode expected = JSON.readTree(Files.readString(dir.resolve("expected.json")));
+        TokenBatch batch = TokenBatch.of(ints(expected.get("input_ids")), ints(expected.get("targets")));
+        double diff = maxAbsDiff(model.logits(batch), rows(expected.get("logits")));
+        assertTrue(diff < 1e-4, family + ": fp32 logits through HfModelDirectory + PeftAdapterFormat differ by " + diff);
+    }
 }
