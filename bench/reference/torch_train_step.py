@@ -109,6 +109,24 @@ def sgemm_peak(reps=5):
     return best
 
 
+def reset_peak_rss():
+    """Resets VmHWM (the kernel's peak RSS, not ru_maxrss) so the timed steps' own peak can be read."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def vm_hwm():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -131,6 +149,7 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-sgemm", action="store_true")
     ap.add_argument("--out", default=None, help="append the JSON line to this file")
+    ap.add_argument("--label", default="", help="free text copied into the JSON line")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -148,7 +167,10 @@ def main():
     x, y = ids[:, :-1], ids[:, 1:]
 
     times, losses = [], []
+    timed_peak_reset = False
     for s in range(a.warmup + a.steps):
+        if s == a.warmup:
+            timed_peak_reset = reset_peak_rss()
         t0 = time.perf_counter()
         loss = F.cross_entropy(model(x).reshape(-1, a.vocab), y.reshape(-1))
         loss.backward()
@@ -165,18 +187,21 @@ def main():
     tps = tokens * len(times) / sum(times)
     fpt = flops_per_token(a.vocab, a.d, a.layers, a.seq, a.mode, a.rank)
     peak = max(peaks.values()) if peaks else None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports kB
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports kB; never reset
+    timed_rss = vm_hwm() if timed_peak_reset else None
     res = {
-        "impl": "torch", "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "impl": "torch", "label": a.label, "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
         "mode": a.mode, "batch": a.batch, "seq": a.seq, "rank": a.rank if a.mode == "lora" else 0,
         "trainable_parameters": sum(p.numel() for p in params),
         "warmup_steps": a.warmup, "timed_steps": a.steps, "step_seconds": [round(t, 3) for t in times],
-        "tokens_per_second": round(tps, 1), "model_flops_per_token": fpt,
+        "tokens_per_second": round(tps, 1), "best_step_tokens_per_second": round(tokens / min(times), 1),
+        "median_step_seconds": round(sorted(times)[len(times) // 2], 3), "model_flops_per_token": fpt,
         "achieved_gflops": round(fpt * tps / 1e9, 1),
         "sgemm_gflops_by_size": {str(k): round(v, 1) for k, v in peaks.items()},
         "sgemm_peak_gflops": round(peak, 1) if peak else None,
         "mfu": round(fpt * tps / 1e9 / peak, 4) if peak else None,
-        "peak_rss_bytes": rss, "peak_rss_gib": round(rss / 2 ** 30, 3), "losses": losses,
+        "peak_rss_bytes": rss, "peak_rss_gib": round(rss / 2 ** 30, 3),
+        "peak_rss_timed_steps_gib": round(timed_rss / 2 ** 30, 3) if timed_rss else None, "losses": losses,
     }
     line = json.dumps(res)
     if a.out:

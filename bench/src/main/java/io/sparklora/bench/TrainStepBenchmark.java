@@ -21,6 +21,11 @@ import io.sparklora.model.TransformerLM;
 import io.sparklora.optim.AdamW;
 import io.sparklora.optim.GradClipping;
 import io.sparklora.optim.ParamGroup;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration;
+import org.nd4j.linalg.api.memory.enums.AllocationPolicy;
+import org.nd4j.linalg.api.memory.enums.LearningPolicy;
+import org.nd4j.linalg.api.memory.enums.SpillPolicy;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -56,15 +61,21 @@ import java.util.Map;
  * <pre>
  * options: --mode lora|full  --batch 4 --seq 256 --steps 5 --warmup 3 --layers 12 --d 768 --heads 12
  *          --vocab 50257 --rank 8 --targets c_attn[,c_proj...] --seed 42 --lr 1e-4 --wd 0.01 --clip 1.0
- *          --peak-gflops X (skip the sgemm measurement) --sgemm-reps 5 --profile --out FILE (append JSON)
- *          --gc step|none|periodic:MILLIS
+ *          --peak-gflops X (skip the sgemm measurement) --sgemm-reps 5 --profile --out FILE (append JSON) --label TEXT
+ *          --gc step|none  --workspace
  * </pre>
  *
  * <p>Memory: ND4J 1.0.0-M2.1 frees a native buffer only when the JVM garbage-collects the Java object
  * that owns it, and the Java objects are tiny, so without a collection the step's garbage (gigabytes of
  * activations) piles up. {@code --gc step} (the default) calls {@code System.gc()} at the end of every
- * step, inside the timed region, as a trainer would; {@code none} leaves it to the JVM; {@code periodic:N}
- * turns on ND4J's own periodic collection every N ms.
+ * step, inside the timed region, as a trainer would; {@code none} leaves it to the JVM (with the default heap, RSS
+ * then grows by the whole step's garbage every step until a collection happens).
+ *
+ * <p>{@code --workspace} is an experiment that estimates what an allocation-free engine would gain: from
+ * the second step on, forward+backward run inside an ND4J workspace (one learned block, reused every
+ * step, no malloc, no page faults, no GC needed). It is only safe here because everything that outlives a
+ * step (gradient buffers, the cached causal mask, AdamW moments) was allocated during the first step,
+ * outside the workspace; the losses printed must equal those of a run without it.
  * The last line printed is one JSON object with all results.
  */
 public final class TrainStepBenchmark {
@@ -79,14 +90,18 @@ public final class TrainStepBenchmark {
         int sgemmReps = 5;
         boolean profile = false;
         String out = null;
+        String label = "";
         /** How ND4J's native buffers get released: they are freed only when the JVM collects their Java objects. */
         String gc = "step";
+        /** Experiment: run forward+backward inside an ND4J workspace (see the class comment). */
+        boolean workspace = false;
 
         static Options parse(String[] args) {
             Options o = new Options();
             for (int i = 0; i < args.length; i++) {
                 String a = args[i];
                 if (a.equals("--profile")) { o.profile = true; continue; }
+                if (a.equals("--workspace")) { o.workspace = true; continue; }
                 if (i + 1 >= args.length) throw new IllegalArgumentException("option " + a + " needs a value");
                 String v = args[++i];
                 switch (a) {
@@ -112,9 +127,10 @@ public final class TrainStepBenchmark {
                     case "--peak-gflops" -> o.peakGflops = Double.parseDouble(v);
                     case "--sgemm-reps" -> o.sgemmReps = Integer.parseInt(v);
                     case "--out" -> o.out = v;
+                    case "--label" -> o.label = v;
                     case "--gc" -> {
-                        if (!v.equals("none") && !v.equals("step") && !v.matches("periodic:\\d+")) {
-                            throw new IllegalArgumentException("--gc must be none, step or periodic:MILLIS, got " + v);
+                        if (!v.equals("none") && !v.equals("step")) {
+                            throw new IllegalArgumentException("--gc must be step or none, got " + v);
                         }
                         o.gc = v;
                     }
@@ -127,8 +143,14 @@ public final class TrainStepBenchmark {
         }
     }
 
+    private static final WorkspaceConfiguration WORKSPACE = WorkspaceConfiguration.builder()
+            .policyAllocation(AllocationPolicy.OVERALLOCATE).overallocationLimit(0.05)
+            .policyLearning(LearningPolicy.FIRST_LOOP).policySpill(SpillPolicy.REALLOCATE).build();
+
     private final Options o;
     private final Map<String, Double> phaseSeconds = new LinkedHashMap<>();   // summed over timed steps
+    private final Map<String, double[]> phaseByStep = new LinkedHashMap<>();  // per timed step
+    private int timedStep = -1;
     private boolean timing;
 
     private TrainStepBenchmark(Options o) { this.o = o; }
@@ -155,12 +177,7 @@ public final class TrainStepBenchmark {
             System.out.printf(Locale.ROOT, "sgemm peak: %.1f GFLOP/s %s%n", peak, sgemm.toJson());
         }
         System.gc();
-        if (o.gc.startsWith("periodic:")) {
-            Nd4j.getMemoryManager().togglePeriodicGc(true);
-            Nd4j.getMemoryManager().setAutoGcWindow(Integer.parseInt(o.gc.substring("periodic:".length())));
-        } else {
-            Nd4j.getMemoryManager().togglePeriodicGc(false);
-        }
+        Nd4j.getMemoryManager().togglePeriodicGc(false);
 
         // 2. model, adapter, optimizer
         ModelConfig config = ModelConfig.gpt2(o.vocab, o.d, o.layers, o.heads, o.context);
@@ -198,13 +215,28 @@ public final class TrainStepBenchmark {
         double[] stepSeconds = new double[o.steps];
         double[] losses = new double[o.warmup + o.steps];
         long gcCount0 = 0, gcMillis0 = 0;
+        long[] stat0 = null;
+        long peakBeforeTimed = -1;
+        boolean timedPeakReset = false;
         for (int s = 0; s < o.warmup + o.steps; s++) {
             boolean timed = s >= o.warmup;
-            if (timed && s == o.warmup) { gcCount0 = gcCount(); gcMillis0 = gcMillis(); }
+            if (timed && s == o.warmup) {
+                gcCount0 = gcCount(); gcMillis0 = gcMillis(); stat0 = procSelfStat();
+                peakBeforeTimed = procStatusBytes("VmHWM");
+                timedPeakReset = resetPeakRss();
+            }
             timing = timed;
+            timedStep = s - o.warmup;
             ForwardContext ctx = ForwardContext.training(rng);
             long a = System.nanoTime();
-            CrossEntropyLoss.Result r = mirror != null ? mirror.forwardBackward(batch, ctx) : model.forwardBackward(batch, ctx, 1.0);
+            CrossEntropyLoss.Result r;
+            if (o.workspace && s >= 1) {
+                try (MemoryWorkspace ws = Nd4j.getWorkspaceManager().getAndActivateWorkspace(WORKSPACE, "train-step")) {
+                    r = mirror != null ? mirror.forwardBackward(batch, ctx) : model.forwardBackward(batch, ctx, 1.0);
+                }
+            } else {
+                r = mirror != null ? mirror.forwardBackward(batch, ctx) : model.forwardBackward(batch, ctx, 1.0);
+            }
             long b = System.nanoTime();
             GradClipping.clip(optimizer, o.clip);
             long c = System.nanoTime();
@@ -228,6 +260,7 @@ public final class TrainStepBenchmark {
                     r.meanLoss(), procStatusBytes("VmRSS") / GIB);
         }
         long gcCount = gcCount() - gcCount0, gcMillis = gcMillis() - gcMillis0;
+        long[] stat1 = procSelfStat();
 
         // 4. figures
         double total = Arrays.stream(stepSeconds).sum();
@@ -236,7 +269,10 @@ public final class TrainStepBenchmark {
         double flopsPerToken = ModelFlops.trainPerToken(config, o.seq, o.rank, adapted);
         double achieved = flopsPerToken * tokensPerSecond;
         double mfu = achieved / (peak * 1e9);
-        long hwm = procStatusBytes("VmHWM"), rss = procStatusBytes("VmRSS");
+        // VmHWM was reset before the timed steps (when the kernel allows it): the process peak is the larger
+        // of the peak before the reset and the peak since.
+        long hwmTimed = procStatusBytes("VmHWM"), rss = procStatusBytes("VmRSS");
+        long hwm = Math.max(hwmTimed, peakBeforeTimed);
 
         long paramBytes = 0, gradBytes = 0;
         for (Parameter p : model.parameters().values()) paramBytes += bytes(p.value());
@@ -247,6 +283,8 @@ public final class TrainStepBenchmark {
 
         ObjectMapper json = new ObjectMapper();
         ObjectNode r = json.createObjectNode();
+        r.put("impl", "spark-lora");
+        r.put("label", o.label);
         r.put("mode", o.mode);
         r.put("shape", shape());
         r.put("batch", o.batch);
@@ -260,11 +298,13 @@ public final class TrainStepBenchmark {
         r.put("trainable_parameters", trainableCount);
         r.put("profile", o.profile);
         r.put("gc_policy", o.gc);
+        r.put("workspace_experiment", o.workspace);
         ArrayNode st = r.putArray("step_seconds");
         for (double s : stepSeconds) st.add(round(s, 3));
         double[] sorted = stepSeconds.clone();
         Arrays.sort(sorted);
-        r.put("median_step_seconds", round(sorted[sorted.length / 2], 3));
+        r.put("median_step_seconds", round(median(stepSeconds), 3));
+        r.put("best_step_tokens_per_second", round(tokensPerStep / sorted[0], 1));
         r.put("mean_step_seconds", round(total / o.steps, 3));
         r.put("tokens_per_second", round(tokensPerSecond, 1));
         r.put("model_flops_per_token", flopsPerToken);
@@ -275,6 +315,7 @@ public final class TrainStepBenchmark {
         r.put("mfu", round(mfu, 4));
         r.put("peak_rss_bytes", hwm);
         r.put("peak_rss_gib", round(hwm / GIB, 3));
+        if (timedPeakReset) r.put("peak_rss_timed_steps_gib", round(hwmTimed / GIB, 3));
         r.put("final_rss_gib", round(rss / GIB, 3));
         r.put("heap_max_gib", round(Runtime.getRuntime().maxMemory() / GIB, 2));
         // ND4J allocates its buffers inside libnd4j (not through JavaCPP's counted Pointer allocator), so
@@ -284,22 +325,39 @@ public final class TrainStepBenchmark {
         state.put("gradients", gradBytes);
         state.put("adamw_moments", optimizer.stateBytes());
         state.put("total", paramBytes + gradBytes + optimizer.stateBytes());
+        if (stat0 != null && stat1 != null) {
+            // process CPU time per step: wall ≈ (user+sys)/cores when nothing else competes for the cores
+            r.put("cpu_user_seconds_per_step", round((stat1[1] - stat0[1]) / CLOCK_TICKS / o.steps, 2));
+            r.put("cpu_sys_seconds_per_step", round((stat1[2] - stat0[2]) / CLOCK_TICKS / o.steps, 2));
+            r.put("minor_page_faults_per_step", (stat1[0] - stat0[0]) / o.steps);
+        }
+        r.put("load_average_at_end", loadAverage());
         r.put("gc_count_timed", gcCount);
         r.put("gc_millis_timed", gcMillis);
         ArrayNode ls = r.putArray("losses");
         for (double l : losses) ls.add(round(l, 4));
-        ObjectNode ph = r.putObject("phase_seconds_per_step");
-        phaseSeconds.forEach((k, v) -> ph.put(k, round(v / o.steps, 4)));
+        // per phase: the median over the timed steps (robust to another process stealing the CPUs for a
+        // while) and the mean
+        ObjectNode ph = r.putObject("phase_seconds_median");
+        phaseByStep.forEach((k, v) -> ph.put(k, round(median(v), 4)));
+        ObjectNode pm = r.putObject("phase_seconds_mean");
+        phaseSeconds.forEach((k, v) -> pm.put(k, round(v / o.steps, 4)));
         r.put("processors", Runtime.getRuntime().availableProcessors());
         r.put("omp_num_threads", System.getenv().getOrDefault("OMP_NUM_THREADS", ""));
         r.put("java", System.getProperty("java.version"));
 
-        System.out.printf(Locale.ROOT, "%s: %.1f tokens/s, %.1f GFLOP/s of model FLOPs (%.3g GFLOP/step), MFU %.1f%% of %.1f GFLOP/s sgemm peak, peak RSS %.2f GiB%n",
-                o.mode, tokensPerSecond, achieved / 1e9, flopsPerToken * tokensPerStep / 1e9, 100 * mfu, peak, hwm / GIB);
+        if (r.has("cpu_user_seconds_per_step")) {
+            System.out.printf(Locale.ROOT, "process CPU per step: user %.2f s, sys %.2f s, %d minor page faults (wall %.2f s)%n",
+                    r.get("cpu_user_seconds_per_step").asDouble(), r.get("cpu_sys_seconds_per_step").asDouble(),
+                    r.get("minor_page_faults_per_step").asLong(), total / o.steps);
+        }
+        System.out.printf(Locale.ROOT, "%s: %.1f tokens/s, %.1f GFLOP/s of model FLOPs (%.3g GFLOP/step), MFU %.1f%% of %.1f GFLOP/s sgemm peak, peak RSS %.2f GiB (timed steps: %.2f GiB)%n",
+                o.mode, tokensPerSecond, achieved / 1e9, flopsPerToken * tokensPerStep / 1e9, 100 * mfu, peak, hwm / GIB,
+                (timedPeakReset ? hwmTimed : hwm) / GIB);
         if (!phaseSeconds.isEmpty()) {
-            System.out.println("time per step by phase (timed steps):");
-            double stepMean = total / o.steps;
-            phaseSeconds.forEach((k, v) -> System.out.printf(Locale.ROOT, "  %-28s %8.3f s  %5.1f%%%n", k, v / o.steps, 100 * v / o.steps / stepMean));
+            double medianSum = phaseByStep.values().stream().mapToDouble(TrainStepBenchmark::median).sum();
+            System.out.println("time per step by phase (median over the timed steps; share of their sum):");
+            phaseByStep.forEach((k, v) -> System.out.printf(Locale.ROOT, "  %-32s %8.3f s  %5.1f%%%n", k, median(v), 100 * median(v) / medianSum));
         }
         return r;
     }
@@ -309,7 +367,15 @@ public final class TrainStepBenchmark {
     }
 
     private void add(String phase, double seconds) {
-        if (timing) phaseSeconds.merge(phase, seconds, Double::sum);
+        if (!timing) return;
+        phaseSeconds.merge(phase, seconds, Double::sum);
+        phaseByStep.computeIfAbsent(phase, k -> new double[o.steps])[timedStep] += seconds;
+    }
+
+    private static double median(double[] v) {
+        double[] c = v.clone();
+        Arrays.sort(c);
+        return c.length % 2 == 1 ? c[c.length / 2] : (c[c.length / 2 - 1] + c[c.length / 2]) / 2;
     }
 
     static TokenBatch randomBatch(int b, int t, int vocab, long seed) {
@@ -347,6 +413,39 @@ public final class TrainStepBenchmark {
             return -1;
         }
         return -1;
+    }
+
+    /** USER_HZ; 100 on every Linux we run on. */
+    static final double CLOCK_TICKS = 100.0;
+
+    /** {minflt, utime, stime} of this process from /proc/self/stat (ticks), or null if unreadable. */
+    static long[] procSelfStat() {
+        try {
+            String st = Files.readString(Path.of("/proc/self/stat"));
+            String[] f = st.substring(st.lastIndexOf(')') + 2).trim().split("\\s+");
+            // fields after the command name start at field 3 (state): minflt = 10, utime = 14, stime = 15
+            return new long[]{Long.parseLong(f[10 - 3]), Long.parseLong(f[14 - 3]), Long.parseLong(f[15 - 3])};
+        } catch (IOException | RuntimeException e) {
+            return null;
+        }
+    }
+
+    /** Resets VmHWM to the current RSS (writing 5 to /proc/self/clear_refs, Linux 4.0+); false if refused. */
+    static boolean resetPeakRss() {
+        try {
+            Files.writeString(Path.of("/proc/self/clear_refs"), "5");
+            return true;
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    static String loadAverage() {
+        try {
+            return Files.readString(Path.of("/proc/loadavg")).trim();
+        } catch (IOException e) {
+            return "";
+        }
     }
 
     private static long gcCount() {
