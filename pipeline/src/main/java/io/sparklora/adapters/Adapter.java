@@ -23,6 +23,12 @@ public interface Adapter {
     interface Activation {
         /** The adapter's contribution to the layer output, [N, out]. */
         INDArray delta();
+
+        /** Frees the delta once the layer has added it (methods whose backward needs it keep it). */
+        default void releaseDelta() { io.sparklora.model.Tensors.release(delta()); }
+
+        /** Frees everything saved for backward. */
+        void release();
     }
 
     /** The adapter's name on its base model ("default" unless the user names several). */
@@ -34,7 +40,10 @@ public interface Adapter {
     /** Trainable (and frozen) tensors of this adapter, with their PEFT-style names. */
     List<Parameter> parameters();
 
-    /** Forward: the contribution to add to the layer output. */
+    /**
+     * Forward: the contribution to add to the layer output. {@code baseOut} (x·W0, without bias) is valid
+     * only during the call: the layer adds bias and deltas into it afterwards.
+     */
     Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx);
 
     /**

@@ -18,7 +18,7 @@ import java.util.Map;
  * A starts random, B at zero, so training starts from the base model exactly.
  *
  * <p>Forward (x [N, in]): x' = dropout(x); h = x'·Aᵀ [N, r]; delta = s·h·Bᵀ [N, out].
- * Backward (g = s·dy): dB = gᵀ·h; dh = g·B; dA = dhᵀ·x'; dx = dropout'(dh·A).
+ * Backward: dB = s·dyᵀ·h; dh = s·dy·B; dA = dhᵀ·x'; dx = dropout'(dh·A).
  */
 public class LoraAdapter implements Adapter {
     protected final String adapterName;
@@ -29,7 +29,13 @@ public class LoraAdapter implements Adapter {
     protected final Parameter b;
     protected final double scale;
 
-    record LoraActivation(INDArray delta, INDArray xIn, INDArray keepMask, INDArray h) implements Activation {}
+    record LoraActivation(INDArray delta, INDArray xIn, INDArray keepMask, INDArray h) implements Activation {
+        @Override public void release() {
+            // xIn is the layer's input unless dropout made a copy; the layer releases its own input
+            if (keepMask != null) io.sparklora.model.Tensors.release(xIn, keepMask);
+            io.sparklora.model.Tensors.release(h, delta);
+        }
+    }
 
     public LoraAdapter(String adapterName, Linear base, AdapterConfig config, Random rng) {
         this.adapterName = adapterName;
@@ -80,11 +86,12 @@ public class LoraAdapter implements Adapter {
     @Override
     public INDArray backward(Activation activation, INDArray dy) {
         LoraActivation act = (LoraActivation) activation;
-        INDArray g = dy.mul(scale);
-        if (b.trainable()) b.accumulate(Nd4j.gemm(g, act.h(), true, false));          // [out,r]
-        INDArray dh = Nd4j.gemm(g, b.value(), false, false);                          // [N,r]
-        if (a.trainable()) a.accumulate(Nd4j.gemm(dh, act.xIn(), true, false));       // [r,in]
-        INDArray dx = Nd4j.gemm(dh, a.value(), false, false);                         // [N,in]
+        // the scale s is folded into the gemms' alpha: dB = s·dyᵀ·h, dh = s·dy·B
+        if (b.trainable()) Nd4j.gemm(dy, act.h(), b.grad(), true, false, scale, 1.0);       // [out,r]
+        INDArray dh = Nd4j.gemm(dy, b.value(), false, false).muli(scale);                    // [N,r]
+        if (a.trainable()) Nd4j.gemm(dh, act.xIn(), a.grad(), true, false, 1.0, 1.0);       // [r,in]
+        INDArray dx = Nd4j.gemm(dh, a.value(), false, false);                               // [N,in]
+        io.sparklora.model.Tensors.release(dh);
         return act.keepMask() == null ? dx : dx.muli(act.keepMask());
     }
 

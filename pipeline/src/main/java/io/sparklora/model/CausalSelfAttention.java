@@ -29,8 +29,15 @@ public final class CausalSelfAttention {
     private final int headDim;
     private static final Map<String, INDArray> MASKS = new ConcurrentHashMap<>();
 
-    public record Cache(int batch, int seq, List<Linear.Cache> inputs, INDArray q, INDArray kFull, INDArray vFull,
-                        INDArray probs, Linear.Cache out) {}
+    /** What forward saved: q is already scaled by 1/√D; heads holds the fused [3, B, H, T, D] copy (GPT-2) or null. */
+    public record Cache(int batch, int seq, List<Linear.Cache> inputs, INDArray heads, INDArray q, INDArray kFull,
+                        INDArray vFull, INDArray probs, Linear.Cache out) {
+        public void release() {
+            inputs.forEach(Linear.Cache::release);
+            out.release();
+            Tensors.release(heads, q, kFull, vFull, probs);
+        }
+    }
 
     /** GPT-2 layout. */
     public static CausalSelfAttention fused(Linear cAttn, Linear cProj, int heads) {
@@ -66,59 +73,83 @@ public final class CausalSelfAttention {
 
     public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
         List<Linear.Cache> inputs = new ArrayList<>();
-        INDArray qf, kf, vf;   // [N, H·D] and [N, Hkv·D]
+        INDArray heads = null, qh, kh, vh;
         if (qkv != null) {
             Linear.Cache c = qkv.forward(x, ctx);
             inputs.add(c);
-            int cDim = heads * headDim;
-            qf = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(0, cDim));
-            kf = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(cDim, 2 * cDim));
-            vf = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(2 * cDim, 3 * cDim));
+            // one copy for all three: [N, 3C] → [B, T, 3, H, D] → [3, B, H, T, D]
+            heads = c.out().reshape('c', batch, seq, 3, heads(), headDim).permute(2, 0, 3, 1, 4).dup('c');
+            qh = heads.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
+            kh = heads.get(NDArrayIndex.point(1));
+            vh = heads.get(NDArrayIndex.point(2));
         } else {
             Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
             inputs.add(cq); inputs.add(ck); inputs.add(cv);
-            qf = cq.out(); kf = ck.out(); vf = cv.out();
-        }
-        INDArray qh = toHeads(qf, batch, seq, heads);
-        INDArray kh = toHeads(kf, batch, seq, kvHeads);
-        INDArray vh = toHeads(vf, batch, seq, kvHeads);
-        if (rope != null) {
-            qh = rope.forward(qh);
-            kh = rope.forward(kh);
+            qh = toHeads(cq.out(), batch, seq, this.heads);
+            kh = toHeads(ck.out(), batch, seq, kvHeads);
+            vh = toHeads(cv.out(), batch, seq, kvHeads);
+            INDArray qr = rope.forward(qh), kr = rope.forward(kh);
+            Tensors.release(qh, kh);
+            qh = qr.muli(1.0 / Math.sqrt(headDim));
+            kh = kr;
         }
         INDArray kFull = repeatKv(kh), vFull = repeatKv(vh);
-        double scale = 1.0 / Math.sqrt(headDim);
-        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false).muli(scale).addi(causalMask(seq, x.dataType()));
+        if (kFull != kh) Tensors.release(kh);
+        if (vFull != vh) Tensors.release(vh);
+        // the 1/√D scale sits in q, so scores need no extra pass
+        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false).addi(causalMask(seq, x.dataType()));
         INDArray probs = Nd4j.nn().softmax(scores, -1);
+        Tensors.release(scores);
         INDArray y = Nd4j.matmul(probs, vFull);                              // [B,H,T,D]
-        Linear.Cache out = o.forward(fromHeads(y, batch, seq), ctx);
-        return new Cache(batch, seq, inputs, qh, kFull, vFull, probs, out);
+        INDArray yFlat = fromHeads(y, batch, seq);
+        Tensors.release(y);
+        Linear.Cache out = o.forward(yFlat, ctx);
+        return new Cache(batch, seq, inputs, heads, qh, kFull, vFull, probs, out);
     }
 
     public INDArray backward(Cache c, INDArray dy) {
         int b = c.batch(), t = c.seq();
-        INDArray dY = toHeads(o.backward(c.out(), dy), b, t, heads);        // [B,H,T,D]
-        INDArray dP = Nd4j.matmul(dY, c.vFull(), false, true, false);       // [B,H,T,T]
+        double scale = 1.0 / Math.sqrt(headDim);
+        INDArray dyFlat = o.backward(c.out(), dy);
+        INDArray dY = toHeads(dyFlat, b, t, heads);                         // [B,H,T,D]
+        Tensors.release(dyFlat);
+        INDArray dS = Nd4j.matmul(dY, c.vFull(), false, true, false);       // dP [B,H,T,T]
         INDArray dV = Nd4j.matmul(c.probs(), dY, true, false, false);       // [B,H,T,D]
-        // softmax backward: dS = P ⊙ (dP − Σ_j dP⊙P)
-        INDArray rowDot = dP.mul(c.probs()).sum(true, 3);
-        INDArray dS = dP.subi(rowDot).muli(c.probs()).muli(1.0 / Math.sqrt(headDim));
-        INDArray dQ = Nd4j.matmul(dS, c.kFull());                           // [B,H,T,D]
-        INDArray dK = Nd4j.matmul(dS, c.q(), true, false, false);           // [B,H,T,D]
-        dK = reduceKv(dK);
-        dV = reduceKv(dV);
-        if (rope != null) {
-            dQ = rope.backward(dQ);
-            dK = rope.backward(dK);
-        }
-        INDArray dq = fromHeads(dQ, b, t), dk = fromHeads(dK, b, t), dv = fromHeads(dV, b, t);
+        Tensors.release(dY);
+        // softmax backward in place: dS = P ⊙ (dP − Σ_j dP⊙P)
+        INDArray pdp = dS.mul(c.probs());
+        INDArray rowDot = pdp.sum(true, 3);
+        Tensors.release(pdp);
+        dS.subi(rowDot).muli(c.probs());
+        Tensors.release(rowDot);
+        INDArray dQ = Nd4j.matmul(dS, c.kFull()).muli(scale);             // scores = (q/√D)·kᵀ
+        INDArray dK = Nd4j.matmul(dS, c.q(), true, false, false);           // q here is already scaled
+        Tensors.release(dS);
+        INDArray dKr = reduceKv(dK), dVr = reduceKv(dV);
+        if (dKr != dK) Tensors.release(dK);
+        if (dVr != dV) Tensors.release(dV);
         if (qkv != null) {
-            return qkv.backward(c.inputs().get(0), Nd4j.concat(1, dq, dk, dv));
+            // [3, B, H, T, D] → [B, T, 3, H, D] → [N, 3C]: the adjoint of the forward's single copy
+            INDArray stacked = Nd4j.stack(0, dQ, dKr, dVr);
+            Tensors.release(dQ, dKr, dVr);
+            INDArray dqkv = stacked.permute(1, 3, 0, 2, 4).dup('c').reshape('c', (long) b * t, 3L * heads * headDim);
+            Tensors.release(stacked);
+            INDArray dx = qkv.backward(c.inputs().get(0), dqkv);
+            Tensors.release(dqkv);
+            return dx;
         }
+        INDArray dQr = rope.backward(dQ), dKrr = rope.backward(dKr);
+        Tensors.release(dQ, dKr);
+        INDArray dq = fromHeads(dQr, b, t), dk = fromHeads(dKrr, b, t), dv = fromHeads(dVr, b, t);
+        Tensors.release(dQr, dKrr, dVr);
         INDArray dx = q.backward(c.inputs().get(0), dq);
-        dx.addi(k.backward(c.inputs().get(1), dk));
-        return dx.addi(v.backward(c.inputs().get(2), dv));
+        INDArray dxk = k.backward(c.inputs().get(1), dk), dxv = v.backward(c.inputs().get(2), dv);
+        dx.addi(dxk).addi(dxv);
+        Tensors.release(dq, dk, dv, dxk, dxv);
+        return dx;
     }
+
+    private int heads() { return heads; }
 
     /** [N, h·D] → [B, h, T, D], contiguous. */
     private INDArray toHeads(INDArray flat, int batch, int seq, int h) {

@@ -2,6 +2,7 @@ package io.sparklora.model;
 
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.scatter.ScatterUpdate;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.factory.ops.NDBase;
 import org.nd4j.linalg.ops.transforms.Transforms;
@@ -22,28 +23,42 @@ public final class CrossEntropyLoss {
 
     private CrossEntropyLoss() {}
 
+    /** Leaves {@code logits} untouched (works on a copy). */
     public static Result compute(INDArray logits, INDArray targets, boolean withGradient) {
+        return computeInPlace(logits.dup(), targets, withGradient);
+    }
+
+    /**
+     * Overwrites {@code logits}: with a gradient requested, they become dL/dlogits (returned in the result),
+     * otherwise scratch. Target logits are read by index and the one-hot is subtracted by a scatter, so no
+     * [N, V] one-hot is ever built.
+     */
+    public static Result computeInPlace(INDArray logits, INDArray targets, boolean withGradient) {
         long n = logits.size(0);
-        int vocab = (int) logits.size(1);
+        long vocab = logits.size(1);
         DataType dt = logits.dataType();
-        INDArray flatTargets = targets.reshape(n);
-        INDArray mask = flatTargets.gte(0).castTo(dt).reshape(n, 1);                    // [N,1]
+        INDArray flatTargets = targets.reshape(n).castTo(DataType.INT);
+        INDArray counted = flatTargets.gte(0);
+        INDArray mask = counted.castTo(dt).reshape(n, 1);                                    // [N,1]
         // ignored positions point at class 0; the mask removes them
-        INDArray safeTargets = flatTargets.castTo(DataType.INT).mul(mask.reshape(n).castTo(DataType.INT));
-        INDArray oneHot = OPS.oneHot(safeTargets, vocab, -1, 1.0, 0.0, dt);            // [N,V]
-        INDArray max = logits.max(true, 1);                                              // [N,1]
-        INDArray shifted = logits.subColumnVector(max);
-        INDArray targetLogit = shifted.mul(oneHot).sum(true, 1);                         // z_t − max
-        INDArray exp = Transforms.exp(shifted, false);                                   // in place: shifted is spent
-        INDArray sumExp = exp.sum(true, 1);                                              // [N,1]
-        INDArray perToken = Transforms.log(sumExp, true).subi(targetLogit).muli(mask);  // [N,1]
+        INDArray safeTargets = flatTargets.mul(counted.castTo(DataType.INT));
+        INDArray linear = Nd4j.arange(n).castTo(DataType.LONG).muli(vocab).addi(safeTargets.castTo(DataType.LONG));   // i·V + t_i
+        INDArray flat = logits.reshape('c', n * vocab, 1);
+        INDArray max = logits.max(true, 1);                                                   // [N,1]
+        INDArray targetLogit = OPS.gather(flat, linear, 0).subi(max);                         // z_t − max, [N,1]
+        logits.subiColumnVector(max);
+        Transforms.exp(logits, false);
+        INDArray sumExp = logits.sum(true, 1);                                                // [N,1]
+        INDArray perToken = Transforms.log(sumExp, true).subi(targetLogit).muli(mask);       // [N,1]
         double sum = perToken.sumNumber().doubleValue();
         long count = mask.sumNumber().longValue();
         INDArray grad = null;
         if (withGradient) {
-            double inv = count == 0 ? 0.0 : 1.0 / count;
-            grad = exp.diviColumnVector(sumExp).subi(oneHot).muliColumnVector(mask.muli(inv));
+            logits.diviColumnVector(sumExp);                                                  // softmax
+            Nd4j.scatterUpdate(ScatterUpdate.UpdateOp.SUBTRACT, flat, linear.castTo(DataType.INT), mask, 1);
+            grad = logits.muliColumnVector(mask.muli(count == 0 ? 0.0 : 1.0 / count));
         }
+        Tensors.release(flatTargets, counted, safeTargets, linear, max, targetLogit, sumExp, perToken);
         return new Result(sum, count, grad);
     }
 

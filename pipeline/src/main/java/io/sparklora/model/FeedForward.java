@@ -10,6 +10,9 @@ public interface FeedForward {
     /** What forward saved; implementations add their own fields. */
     interface Cache {
         INDArray out();
+
+        /** Frees what forward saved. */
+        void release();
     }
 
     Cache forward(INDArray x, ForwardContext ctx);

@@ -20,6 +20,7 @@ public final class GeluMlp implements FeedForward {
 
     record GeluCache(Linear.Cache fc, INDArray pre, INDArray tanh, Linear.Cache proj) implements Cache {
         @Override public INDArray out() { return proj.out(); }
+        @Override public void release() { fc.release(); proj.release(); Tensors.release(tanh); }
     }
 
     public GeluMlp(Linear fc, Linear proj) {
@@ -43,10 +44,12 @@ public final class GeluMlp implements FeedForward {
         INDArray u = c.pre();
         INDArray t = c.tanh();
         // d/du gelu = ½(1 + t) + ½u(1 − t²)·k(1 + 3a·u²)
-        INDArray inner = u.mul(u).muli(3 * A).addi(1.0).muli(K);
+        INDArray grad = u.mul(u).muli(3 * A).addi(1.0).muli(K).muli(u);       // k·u(1 + 3a·u²)
         INDArray sech2 = t.mul(t).rsubi(1.0);
-        INDArray grad = sech2.muli(inner).muli(u).addi(t).addi(1.0).muli(0.5);
-        return fc.backward(c.fc(), dAct.muli(grad));
+        grad.muli(sech2).addi(t).addi(1.0).muli(0.5);
+        INDArray dx = fc.backward(c.fc(), dAct.muli(grad));
+        Tensors.release(dAct, grad, sech2);
+        return dx;
     }
 
     @Override

@@ -25,21 +25,26 @@ public final class LayerNorm implements Norm {
     public Cache forward(INDArray x) {
         INDArray mean = x.mean(true, 1);                       // [N,1]
         INDArray xc = x.subColumnVector(mean);                 // [N,C]
-        INDArray var = xc.mul(xc).mean(true, 1);               // [N,1]
+        INDArray sq = xc.mul(xc);
+        INDArray var = sq.mean(true, 1);                       // [N,1]
         INDArray rstd = Transforms.pow(var.addi(eps), -0.5, false);
         INDArray xhat = xc.muliColumnVector(rstd);
         INDArray y = xhat.mulRowVector(gamma.value()).addiRowVector(beta.value());
+        Tensors.release(mean, sq);
         return new Cache(y, xhat, rstd);
     }
 
     @Override
     public INDArray backward(Cache c, INDArray dy) {
-        if (gamma.trainable()) gamma.accumulate(dy.mul(c.xhat()).sum(0));
+        INDArray tmp = dy.mul(c.xhat());
+        if (gamma.trainable()) gamma.accumulate(tmp.sum(0));
         if (beta.trainable()) beta.accumulate(dy.sum(0));
         INDArray g = dy.mulRowVector(gamma.value());           // [N,C]
         INDArray meanG = g.mean(true, 1);
-        INDArray meanGx = g.mul(c.xhat()).mean(true, 1);
-        return g.subiColumnVector(meanG).subi(c.xhat().mulColumnVector(meanGx)).muliColumnVector(c.rstd());
+        INDArray meanGx = tmp.assign(g).muli(c.xhat()).mean(true, 1);
+        INDArray dx = g.subiColumnVector(meanG).subi(tmp.assign(c.xhat()).muliColumnVector(meanGx)).muliColumnVector(c.rstd());
+        Tensors.release(tmp, meanG, meanGx);
+        return dx;
     }
 
     @Override

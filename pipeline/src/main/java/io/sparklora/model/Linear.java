@@ -34,7 +34,13 @@ public final class Linear {
     private final Set<String> merged = new LinkedHashSet<>();
 
     /** What forward saved for backward. */
-    public record Cache(INDArray x, INDArray out, List<Adapter.Activation> adapterActivations, List<Adapter> adapters) {}
+    public record Cache(INDArray x, INDArray out, List<Adapter.Activation> adapterActivations, List<Adapter> adapters) {
+        /** Frees what forward saved (after backward, or when no backward will come). */
+        public void release() {
+            for (Adapter.Activation a : adapterActivations) a.release();
+            Tensors.release(x, out);
+        }
+    }
 
     public Linear(String name, Parameter weight, Parameter bias, boolean transposed) {
         this.name = name;
@@ -59,34 +65,44 @@ public final class Linear {
     public int outFeatures() { return out; }
 
     public Cache forward(INDArray x, ForwardContext ctx) {
-        INDArray base = Nd4j.gemm(x, weight.value(), false, transposed);
+        INDArray y = Nd4j.gemm(x, weight.value(), false, transposed);
         List<Adapter.Activation> acts = new ArrayList<>();
         List<Adapter> used = new ArrayList<>();
         for (String a : active) {
             if (merged.contains(a)) continue;
             Adapter adapter = adapters.get(a);
-            // Adapters see the bias-free base output, which is not modified afterwards.
-            acts.add(adapter.forward(x, base, ctx));
+            // adapters see the bias-free base output and must not keep it: it becomes y below
+            acts.add(adapter.forward(x, y, ctx));
             used.add(adapter);
         }
-        INDArray y = acts.isEmpty() ? base : base.dup();
         if (bias != null) y.addiRowVector(bias.value());
-        for (Adapter.Activation act : acts) y.addi(act.delta());
+        for (Adapter.Activation act : acts) {
+            y.addi(act.delta());
+            act.releaseDelta();
+        }
         return new Cache(x, y, acts, used);
     }
 
     /** Accumulates weight, bias and adapter gradients (for those that train) and returns dL/dx [N, in]. */
     public INDArray backward(Cache c, INDArray dy) {
         if (weight.trainable()) {
-            // dW in storage layout: Conv1D [in,out] = xᵀ·dy, nn.Linear [out,in] = dyᵀ·x
-            INDArray dW = transposed ? Nd4j.gemm(dy, c.x(), true, false) : Nd4j.gemm(c.x(), dy, true, false);
-            weight.accumulate(dW);
+            // dW in storage layout, written straight into the gradient buffer (β = 1 accumulates):
+            // Conv1D [in,out] += xᵀ·dy, nn.Linear [out,in] += dyᵀ·x
+            if (transposed) Nd4j.gemm(dy, c.x(), weight.grad(), true, false, 1.0, 1.0);
+            else Nd4j.gemm(c.x(), dy, weight.grad(), true, false, 1.0, 1.0);
         }
-        if (bias != null && bias.trainable()) bias.accumulate(dy.sum(0));
+        if (bias != null && bias.trainable()) {
+            INDArray db = dy.sum(0);
+            bias.accumulate(db);
+            Tensors.release(db);
+        }
         INDArray dx = Nd4j.gemm(dy, weight.value(), false, !transposed);
         for (int i = 0; i < c.adapters().size(); i++) {
             INDArray dxa = c.adapters().get(i).backward(c.adapterActivations().get(i), dy);
-            if (dxa != null) dx.addi(dxa);
+            if (dxa != null) {
+                dx.addi(dxa);
+                Tensors.release(dxa);
+            }
         }
         return dx;
     }

@@ -8,7 +8,9 @@ import java.util.List;
 public interface Norm {
 
     /** What forward saved: the output, the normalised input x̂ and 1/σ per row ([N, 1]). */
-    record Cache(INDArray out, INDArray xhat, INDArray rstd) {}
+    record Cache(INDArray out, INDArray xhat, INDArray rstd) {
+        public void release() { Tensors.release(out, xhat, rstd); }
+    }
 
     Cache forward(INDArray x);
 

@@ -21,18 +21,23 @@ public final class RmsNorm implements Norm {
 
     @Override
     public Cache forward(INDArray x) {
-        INDArray ms = x.mul(x).mean(true, 1);                   // [N,1]
+        INDArray sq = x.mul(x);
+        INDArray ms = sq.mean(true, 1);                         // [N,1]
         INDArray rstd = Transforms.pow(ms.addi(eps), -0.5, false);
         INDArray xhat = x.mulColumnVector(rstd);
+        Tensors.release(sq);
         return new Cache(xhat.mulRowVector(gamma.value()), xhat, rstd);
     }
 
     @Override
     public INDArray backward(Cache c, INDArray dy) {
-        if (gamma.trainable()) gamma.accumulate(dy.mul(c.xhat()).sum(0));
+        INDArray tmp = dy.mul(c.xhat());
+        if (gamma.trainable()) gamma.accumulate(tmp.sum(0));
         INDArray g = dy.mulRowVector(gamma.value());
-        INDArray meanGx = g.mul(c.xhat()).mean(true, 1);
-        return g.subi(c.xhat().mulColumnVector(meanGx)).muliColumnVector(c.rstd());
+        INDArray meanGx = tmp.assign(g).muli(c.xhat()).mean(true, 1);
+        INDArray dx = g.subi(tmp.assign(c.xhat()).muliColumnVector(meanGx)).muliColumnVector(c.rstd());
+        Tensors.release(tmp, meanGx);
+        return dx;
     }
 
     @Override

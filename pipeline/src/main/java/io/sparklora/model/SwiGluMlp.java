@@ -18,6 +18,7 @@ public final class SwiGluMlp implements FeedForward {
     record SwiGluCache(Linear.Cache gate, Linear.Cache up, INDArray sigmoid, INDArray silu, Linear.Cache down)
             implements Cache {
         @Override public INDArray out() { return down.out(); }
+        @Override public void release() { gate.release(); up.release(); down.release(); Tensors.release(sigmoid, silu); }
     }
 
     public SwiGluMlp(Linear gate, Linear up, Linear down) {
@@ -45,7 +46,10 @@ public final class SwiGluMlp implements FeedForward {
         INDArray dSilu = s.rsub(1.0).muli(c.gate().out()).addi(1.0).muli(s);
         INDArray dGate = dh.muli(c.up().out()).muli(dSilu);
         INDArray dx = gate.backward(c.gate(), dGate);
-        return dx.addi(up.backward(c.up(), dUp));
+        INDArray dxUp = up.backward(c.up(), dUp);
+        dx.addi(dxUp);
+        Tensors.release(dh, dUp, dSilu, dxUp);
+        return dx;
     }
 
     @Override

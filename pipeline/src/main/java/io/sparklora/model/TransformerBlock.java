@@ -16,7 +16,15 @@ public final class TransformerBlock {
     private final FeedForward mlp;
 
     public record Cache(Norm.Cache norm1, CausalSelfAttention.Cache attention, Norm.Cache norm2,
-                        FeedForward.Cache mlp, INDArray out) {}
+                        FeedForward.Cache mlp, INDArray out) {
+        public void release() {
+            norm1.release();
+            attention.release();
+            norm2.release();
+            mlp.release();
+            Tensors.release(out);
+        }
+    }
 
     public TransformerBlock(Norm norm1, CausalSelfAttention attention, Norm norm2, FeedForward mlp) {
         this.norm1 = norm1;
@@ -36,8 +44,12 @@ public final class TransformerBlock {
 
     public INDArray backward(Cache c, INDArray dy) {
         // dy flows through the residual unchanged and through the MLP branch
-        INDArray dh = norm2.backward(c.norm2(), mlp.backward(c.mlp(), dy)).addi(dy);
-        return norm1.backward(c.norm1(), attention.backward(c.attention(), dh)).addi(dh);
+        INDArray dMlp = mlp.backward(c.mlp(), dy);
+        INDArray dh = norm2.backward(c.norm2(), dMlp).addi(dy);
+        INDArray dAtt = attention.backward(c.attention(), dh);
+        INDArray dx = norm1.backward(c.norm1(), dAtt).addi(dh);
+        Tensors.release(dMlp, dh, dAtt);
+        return dx;
     }
 
     public List<Linear> linears() {

@@ -41,6 +41,13 @@ public final class TransformerLM {
     /** Everything forward saved for backward. */
     public record Forward(TokenBatch batch, List<TransformerBlock.Cache> blocks, Norm.Cache finalNorm, Linear.Cache head) {
         public INDArray logits() { return head.out(); }
+
+        /** Frees every saved activation, logits included. */
+        public void release() {
+            blocks.forEach(TransformerBlock.Cache::release);
+            finalNorm.release();
+            head.release();
+        }
     }
 
     private TransformerLM(ModelConfig config, Map<String, INDArray> weights) {
@@ -295,8 +302,14 @@ public final class TransformerLM {
 
     /** Backward from dL/dlogits; accumulates gradients into trainable parameters and returns dL/dh0 [N, C]. */
     public INDArray backward(Forward f, INDArray dLogits) {
-        INDArray dh = finalNorm.backward(f.finalNorm(), head.backward(f.head(), dLogits));
-        for (int i = blocks.size() - 1; i >= 0; i--) dh = blocks.get(i).backward(f.blocks().get(i), dh);
+        INDArray dHead = head.backward(f.head(), dLogits);
+        INDArray dh = finalNorm.backward(f.finalNorm(), dHead);
+        Tensors.release(dHead);
+        for (int i = blocks.size() - 1; i >= 0; i--) {
+            INDArray next = blocks.get(i).backward(f.blocks().get(i), dh);
+            Tensors.release(dh);
+            dh = next;
+        }
         return dh;
     }
 
@@ -304,8 +317,11 @@ public final class TransformerLM {
     public void backwardEmbedding(TokenBatch batch, INDArray dh0) {
         int b = batch.batch(), t = batch.seq();
         if (tokenEmbedding.trainable()) {
+            // scatter-add the rows of dh0 into the gradient buffer in place (repeated ids accumulate)
             INDArray ids = batch.inputs().reshape((long) b * t).castTo(DataType.INT);
-            tokenEmbedding.accumulate(OPS.scatterAdd(Nd4j.zeros(dh0.dataType(), tokenEmbedding.value().shape()), ids, dh0));
+            INDArray grad = tokenEmbedding.grad();
+            Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_add")
+                    .addInputs(grad, ids, dh0).addOutputs(grad).build());
         }
         if (positionEmbedding != null && positionEmbedding.trainable()) {
             INDArray dPos = dh0.reshape(b, t, config.hiddenSize()).sum(0);                 // [T,C]
@@ -318,17 +334,26 @@ public final class TransformerLM {
      * {@code gradScale} (1/micro-batches under accumulation) and added to the trainable parameters.
      */
     public CrossEntropyLoss.Result forwardBackward(TokenBatch batch, ForwardContext ctx, double gradScale) {
-        Forward f = forward(batch, ctx);
-        CrossEntropyLoss.Result r = CrossEntropyLoss.compute(f.logits(), batch.targets(), true);
-        INDArray dLogits = gradScale == 1.0 ? r.dLogits() : r.dLogits().muli(gradScale);
-        INDArray dh0 = backward(f, dLogits);
+        INDArray h0 = embed(batch);
+        Forward f = forwardEmbedded(h0, batch, ctx);
+        // the loss turns the logits into their gradient in place: no second [N, V] array
+        CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(f.logits(), batch.targets(), true);
+        if (gradScale != 1.0) r.dLogits().muli(gradScale);
+        INDArray dh0 = backward(f, r.dLogits());
         backwardEmbedding(batch, dh0);
+        f.release();
+        Tensors.release(h0, dh0);
         return new CrossEntropyLoss.Result(r.sumLoss(), r.count(), null);
     }
 
     /** Loss without gradients (evaluation). */
     public CrossEntropyLoss.Result loss(TokenBatch batch) {
-        return CrossEntropyLoss.compute(forward(batch, ForwardContext.inference()).logits(), batch.targets(), false);
+        INDArray h0 = embed(batch);
+        Forward f = forwardEmbedded(h0, batch, ForwardContext.inference());
+        CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(f.logits(), batch.targets(), false);
+        f.release();
+        Tensors.release(h0);
+        return r;
     }
 
     /** Logits [B·T, V] for the given ids (inference). */

@@ -2,13 +2,16 @@ package io.sparklora.optim;
 
 import io.sparklora.model.Parameter;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.transforms.floating.Sqrt;
+import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.Axpy;
 import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -32,7 +35,9 @@ import java.util.Map;
  *
  * <p>State (first and second moment, step count) exists only for trainable parameters and is allocated
  * at their first step. Each parameter keeps its own step count, so one unfrozen mid-run gets correct
- * bias correction. The update is a few whole-array ND4J ops per parameter, so it runs on any backend.
+ * bias correction. The update is a few whole-array in-place ND4J ops per parameter, so it runs on any
+ * backend; the one intermediate lives in a scratch buffer the optimizer keeps (see {@link #scratchBytes()}),
+ * so a step allocates no full-size temporaries.
  */
 public final class AdamW {
     /** Key of the optimizer's step count in {@link #exportState()}. */
@@ -53,6 +58,8 @@ public final class AdamW {
     /** Moments by parameter name; only parameters that have been stepped (or imported) have an entry. */
     private final Map<String, State> state = new LinkedHashMap<>();
     private final Map<String, Parameter> paramsByName = new LinkedHashMap<>();
+    /** Scratch space for the update by data type, sized to the largest trainable parameter of that type. */
+    private final Map<DataType, INDArray> scratch = new EnumMap<>(DataType.class);
     private long stepCount;
 
     private static final class State {
@@ -141,21 +148,74 @@ public final class AdamW {
     private void update(Parameter p, double lr, double weightDecay) {
         INDArray value = p.value();
         INDArray grad = p.grad();
-        State s = state.computeIfAbsent(p.name(), k -> new State(
-                Nd4j.zeros(value.dataType(), value.shape()), Nd4j.zeros(value.dataType(), value.shape()), 0));
+        State s = state.get(p.name());
+        if (s == null) {
+            try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+                s = new State(Nd4j.zeros(value.dataType(), value.shape()), Nd4j.zeros(value.dataType(), value.shape()), 0);
+            }
+            state.put(p.name(), s);
+        }
         s.step++;
         double biasCorrection1 = 1 - Math.pow(beta1, s.step);
         double biasCorrection2Sqrt = Math.sqrt(1 - Math.pow(beta2, s.step));
+        INDArray m = s.expAvg;
+        INDArray v = s.expAvgSq;
+        INDArray tmp = scratchFor(value);
+
+        // Every op below writes into m, v, p or the scratch, so a step allocates no full-size arrays. The
+        // element-wise arithmetic is that of the allocating form
+        //   m.muli(β1).addi(g.mul(1-β1)); v.muli(β2).addi(g.mul(g).muli(1-β2));
+        //   p.subi(m.div(sqrt(v).divi(sqrt(bc2)).addi(eps)).muli(lr/bc1))
+        // operation for operation, so results are unchanged bit for bit. libnd4j's Axpy transform
+        // (z = a·x + y, product and sum each rounded) stands in for a multiply and an add, saving a pass;
+        // BLAS saxpy/daxpy would not do: its fused multiply-add rounds once and moves the last bit.
 
         // Decoupled weight decay acts on the weights before the Adam step, as in torch.optim.AdamW.
         if (weightDecay != 0 && lr != 0) value.muli(1 - lr * weightDecay);
 
-        s.expAvg.muli(beta1).addi(grad.mul(1 - beta1));
-        s.expAvgSq.muli(beta2).addi(grad.mul(grad).muli(1 - beta2));
+        m.muli(beta1);
+        axpy(1 - beta1, grad, m);                    // m = β1·m + (1-β1)·g
+
+        grad.mul(grad, tmp);                         // tmp = g²
+        v.muli(beta2);
+        axpy(1 - beta2, tmp, v);                     // v = β2·v + (1-β2)·g²
 
         // denom = sqrt(v)/sqrt(1-β2^t) + eps; update = (lr/(1-β1^t)) · m/denom — same order of ops as PyTorch.
-        INDArray denom = Transforms.sqrt(s.expAvgSq, true).divi(biasCorrection2Sqrt).addi(eps);
-        value.subi(denom.rdivi(s.expAvg).muli(lr / biasCorrection1));
+        Nd4j.getExecutioner().exec(new Sqrt(v, tmp)); // tmp = sqrt(v)
+        tmp.divi(biasCorrection2Sqrt).addi(eps);     // tmp = denom
+        tmp.rdivi(m);                                // tmp = m/denom
+        axpy(-(lr / biasCorrection1), tmp, value);   // p -= (lr/bc1)·m/denom
+    }
+
+    /** {@code y += a·x} in place, via libnd4j's element-wise Axpy transform. */
+    private static void axpy(double a, INDArray x, INDArray y) {
+        Nd4j.getExecutioner().exec(new Axpy(x, y, y, a));
+    }
+
+    /**
+     * A scratch array of {@code like}'s shape: a 'c'-order view of the first {@code like.length()} entries
+     * of this optimizer's scratch buffer for that data type. The buffer is allocated (outside any
+     * workspace) at the size of the largest trainable parameter of that type, and grown if a larger one
+     * is unfrozen later, so steps reuse it instead of allocating temporaries.
+     */
+    private INDArray scratchFor(INDArray like) {
+        DataType type = like.dataType();
+        long n = like.length();
+        INDArray buffer = scratch.get(type);
+        if (buffer == null || buffer.length() < n) {
+            long size = n;
+            for (Parameter q : paramsByName.values()) {
+                if (q.trainable() && q.value().dataType() == type) size = Math.max(size, q.value().length());
+            }
+            scratch.remove(type); // drop the old buffer before allocating its replacement
+            try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+                buffer = Nd4j.createUninitialized(type, size);
+            }
+            scratch.put(type, buffer);
+        }
+        long[] shape = like.shape();
+        // Offset 0 and 'c' strides over the shared buffer: contiguous, so ND4J's ops never copy it.
+        return Nd4j.create(buffer.data(), shape, Nd4j.getStrides(shape, 'c'), 0, 'c', type);
     }
 
     /** Zeroes the gradient buffers of all parameters in the groups. */
@@ -257,6 +317,17 @@ public final class AdamW {
             bytes += s.expAvg.length() * s.expAvg.dataType().width();
             bytes += s.expAvgSq.length() * s.expAvgSq.dataType().width();
         }
+        return bytes;
+    }
+
+    /**
+     * Bytes held by the update's reusable scratch buffers: one per data type of the trainable parameters,
+     * each the size of the largest such parameter. Not part of {@link #stateBytes()} (nothing in it
+     * survives a step), but resident once the first step has run.
+     */
+    public long scratchBytes() {
+        long bytes = 0;
+        for (INDArray b : scratch.values()) bytes += b.length() * b.dataType().width();
         return bytes;
     }
 
