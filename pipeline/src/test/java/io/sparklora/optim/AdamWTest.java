@@ -3,6 +3,11 @@ package io.sparklora.optim;
 import io.sparklora.model.Parameter;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration;
+import org.nd4j.linalg.api.memory.enums.AllocationPolicy;
+import org.nd4j.linalg.api.memory.enums.LearningPolicy;
+import org.nd4j.linalg.api.memory.enums.SpillPolicy;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -238,5 +243,110 @@ class AdamWTest {
         assertThrows(IllegalArgumentException.class, () -> new AdamW(List.of(
                 ParamGroup.withLrMultiplier("a", List.of(p), 1.0, 0.0),
                 ParamGroup.withLrMultiplier("b", List.of(p), 1.0, 0.0)), 0.01));
+    }
+
+    /** A parameter of its own: the same values, group settings and gradients, in an optimizer of its own. */
+    private static double[] stepAlone(INDArray init, INDArray[] grads, double lrMultiplier, double wd) {
+        Parameter q = new Parameter("q", init.dup(), true, "x");
+        AdamW alone = new AdamW(List.of(ParamGroup.withLrMultiplier("g", List.of(q), lrMultiplier, wd)), 0.02);
+        for (INDArray g : grads) {
+            q.zeroGrad();
+            q.accumulate(g);
+            alone.step(0.7);
+        }
+        return q.value().dup('c').reshape(-1).toDoubleVector();
+    }
+
+    @Test
+    void parametersOfDifferentSizesAndTypesSharingTheScratchStepAsIfAlone() {
+        Nd4j.getRandom().setSeed(11);
+        INDArray[] inits = {
+                Nd4j.randn(DataType.FLOAT, 6, 5), Nd4j.randn(DataType.DOUBLE, 4),
+                Nd4j.randn(DataType.FLOAT, 2, 3), Nd4j.randn(DataType.DOUBLE, 3, 3).dup('f'),
+                Nd4j.randn(DataType.FLOAT, 2, 2, 2), Nd4j.scalar(DataType.DOUBLE, 0.5)};
+        int steps = 3;
+        INDArray[][] grads = new INDArray[inits.length][steps];
+        List<Parameter> params = new java.util.ArrayList<>();
+        for (int i = 0; i < inits.length; i++) {
+            for (int s = 0; s < steps; s++) grads[i][s] = Nd4j.randn(inits[i].dataType(), inits[i].shape());
+            params.add(new Parameter("p" + i, inits[i].dup(), true, "x"));
+        }
+        AdamW opt = new AdamW(List.of(ParamGroup.withLrMultiplier("a", params.subList(0, 3), 1.0, 0.1),
+                ParamGroup.withLrMultiplier("b", params.subList(3, 6), 4.0, 0.0)), 0.02);
+        for (int s = 0; s < steps; s++) {
+            for (int i = 0; i < inits.length; i++) {
+                params.get(i).zeroGrad();
+                params.get(i).accumulate(grads[i][s]);
+            }
+            opt.step(0.7);
+        }
+        for (int i = 0; i < inits.length; i++) {
+            assertArrayEquals(stepAlone(inits[i], grads[i], i < 3 ? 1.0 : 4.0, i < 3 ? 0.1 : 0.0),
+                    params.get(i).value().dup('c').reshape(-1).toDoubleVector(), 0.0, "p" + i);
+        }
+        // One scratch buffer per data type, the size of the largest parameter of that type.
+        assertEquals(30L * Float.BYTES + 9L * Double.BYTES, opt.scratchBytes());
+    }
+
+    @Test
+    void unfreezingALargerParameterGrowsTheScratch() {
+        Parameter small = param("small", new double[]{1, 2, 3, 4}, true, "x");
+        Parameter large = new Parameter("large", Nd4j.arange(24).castTo(DataType.DOUBLE).divi(12).subi(1).reshape(4, 6), false, "x");
+        INDArray largeInit = large.value().dup();
+        AdamW opt = new AdamW(List.of(ParamGroup.withLrMultiplier("g", List.of(small, large), 1.0, 0.0)), 0.02);
+        setGrad(small, new double[]{0.1, -0.2, 0.3, -0.4});
+        opt.step();
+        assertEquals(4L * Double.BYTES, opt.scratchBytes());
+
+        large.setTrainable(true);
+        INDArray g = Nd4j.arange(24).castTo(DataType.DOUBLE).rsubi(12).divi(24).reshape(4, 6);
+        large.accumulate(g);
+        setGrad(small, new double[]{0.1, -0.2, 0.3, -0.4});
+        opt.step(0.7);
+        assertEquals(24L * Double.BYTES, opt.scratchBytes());
+        assertArrayEquals(stepAlone(largeInit, new INDArray[]{g}, 1.0, 0.0), large.value().reshape(-1).toDoubleVector(), 0.0);
+    }
+
+    @Test
+    void aStepAllocatesNoParameterSizedTemporaries() {
+        Parameter p = new Parameter("w", Nd4j.rand(DataType.FLOAT, 256, 256), true, "x");
+        AdamW opt = new AdamW(List.of(ParamGroup.withLrMultiplier("g", List.of(p), 1.0, 0.01)), 1e-3);
+        p.accumulate(Nd4j.randn(DataType.FLOAT, 256, 256));
+        opt.step(); // allocates the moments and the scratch
+        // Whatever the step allocates while a workspace is active is counted by that workspace.
+        WorkspaceConfiguration conf = WorkspaceConfiguration.builder().initialSize(0)
+                .policyAllocation(AllocationPolicy.OVERALLOCATE).policyLearning(LearningPolicy.NONE)
+                .policySpill(SpillPolicy.EXTERNAL).build();
+        try (MemoryWorkspace ws = Nd4j.getWorkspaceManager().getAndActivateWorkspace(conf, "adamw-allocation-probe")) {
+            opt.step();
+            assertTrue(ws.getThisCycleAllocations() < 256L * 256 * Float.BYTES,
+                    "a step allocated " + ws.getThisCycleAllocations() + " bytes");
+        }
+    }
+
+    @Test
+    void stateAndScratchAllocatedDuringAWorkspaceOutliveIt() {
+        double[] init = {0.5, -1.5, 2.5, 0.25};
+        double[][] grads = {{0.1, 0.2, -0.3, 0.4}, {-1, 0.5, 0.25, 2}};
+        Parameter inWs = param("w", init, true, "x");
+        Parameter ref = param("w", init, true, "x");
+        AdamW optInWs = new AdamW(List.of(ParamGroup.withLrMultiplier("g", List.of(inWs), 1.0, 0.05)), 0.01);
+        AdamW optRef = new AdamW(List.of(ParamGroup.withLrMultiplier("g", List.of(ref), 1.0, 0.05)), 0.01);
+        WorkspaceConfiguration conf = WorkspaceConfiguration.builder().initialSize(1 << 20)
+                .policyAllocation(AllocationPolicy.STRICT).policyLearning(LearningPolicy.NONE).build();
+        setGrad(inWs, grads[0]);
+        setGrad(ref, grads[0]);
+        try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().getAndActivateWorkspace(conf, "adamw-scope-probe")) {
+            optInWs.step(); // the first step allocates moments and scratch while the workspace is active
+        }
+        optRef.step();
+        try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().getAndActivateWorkspace(conf, "adamw-scope-probe")) {
+            Nd4j.valueArrayOf(new long[]{1000}, Double.NaN, DataType.DOUBLE); // reuses the workspace's memory
+        }
+        setGrad(inWs, grads[1]);
+        setGrad(ref, grads[1]);
+        optInWs.step();
+        optRef.step();
+        assertArrayEquals(ref.value().reshape(-1).toDoubleVector(), inWs.value().reshape(-1).toDoubleVector(), 0.0);
     }
 }
