@@ -79,6 +79,7 @@ public final class CausalSelfAttention {
             inputs.add(c);
             // one copy for all three: [N, 3C] → [B, T, 3, H, D] → [3, B, H, T, D]
             heads = c.out().reshape('c', batch, seq, 3, heads(), headDim).permute(2, 0, 3, 1, 4).dup('c');
+            Tensors.release(c.out());     // backward never reads a projection's output
             qh = heads.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
             kh = heads.get(NDArrayIndex.point(1));
             vh = heads.get(NDArrayIndex.point(2));
@@ -88,6 +89,7 @@ public final class CausalSelfAttention {
             qh = toHeads(cq.out(), batch, seq, this.heads);
             kh = toHeads(ck.out(), batch, seq, kvHeads);
             vh = toHeads(cv.out(), batch, seq, kvHeads);
+            Tensors.release(cq.out(), ck.out(), cv.out());
             INDArray qr = rope.forward(qh), kr = rope.forward(kh);
             Tensors.release(qh, kh);
             qh = qr.muli(1.0 / Math.sqrt(headDim));
@@ -104,6 +106,7 @@ public final class CausalSelfAttention {
         INDArray yFlat = fromHeads(y, batch, seq);
         Tensors.release(y);
         Linear.Cache out = o.forward(yFlat, ctx);
+        if (!o.needsInput()) Tensors.release(yFlat);
         return new Cache(batch, seq, inputs, heads, qh, kFull, vFull, probs, out);
     }
 
@@ -150,6 +153,11 @@ public final class CausalSelfAttention {
     }
 
     private int heads() { return heads; }
+
+    /** Whether backward needs the input x (some input projection trains). */
+    public boolean needsInput() {
+        return qkv != null ? qkv.needsInput() : q.needsInput() || k.needsInput() || v.needsInput();
+    }
 
     /** [N, h·D] → [B, h, T, D], contiguous. */
     private INDArray toHeads(INDArray flat, int batch, int seq, int h) {

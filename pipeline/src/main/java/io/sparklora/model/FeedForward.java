@@ -20,4 +20,7 @@ public interface FeedForward {
     INDArray backward(Cache c, INDArray dy);
 
     List<Linear> linears();
+
+    /** Whether backward needs the block's input to this MLP (some first-layer projection trains). */
+    boolean needsInput();
 }

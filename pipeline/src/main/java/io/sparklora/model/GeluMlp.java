@@ -18,9 +18,9 @@ public final class GeluMlp implements FeedForward {
     private final Linear fc;
     private final Linear proj;
 
-    record GeluCache(Linear.Cache fc, INDArray pre, INDArray tanh, Linear.Cache proj) implements Cache {
+    record GeluCache(Linear.Cache fc, INDArray pre, Linear.Cache proj) implements Cache {
         @Override public INDArray out() { return proj.out(); }
-        @Override public void release() { fc.release(); proj.release(); Tensors.release(tanh); }
+        @Override public void release() { fc.release(); proj.release(); }
     }
 
     public GeluMlp(Linear fc, Linear proj) {
@@ -32,9 +32,11 @@ public final class GeluMlp implements FeedForward {
     public Cache forward(INDArray x, ForwardContext ctx) {
         Linear.Cache f = fc.forward(x, ctx);
         INDArray u = f.out();
-        INDArray t = Transforms.tanh(u.mul(u).muli(A).addi(1.0).muli(u).muli(K), false);   // tanh(k(u + a·u³))
-        INDArray act = t.add(1.0).muli(u).muli(0.5);
-        return new GeluCache(f, u, t, proj.forward(act, ctx));
+        INDArray act = tanhTerm(u).addi(1.0).muli(u).muli(0.5);
+        Linear.Cache p = proj.forward(act, ctx);
+        if (!proj.needsInput()) Tensors.release(act);
+        // only u is kept: backward recomputes the tanh, which is cheaper than holding another [N, F]
+        return new GeluCache(f, u, p);
     }
 
     @Override
@@ -42,15 +44,23 @@ public final class GeluMlp implements FeedForward {
         GeluCache c = (GeluCache) cache;
         INDArray dAct = proj.backward(c.proj(), dy);
         INDArray u = c.pre();
-        INDArray t = c.tanh();
+        INDArray t = tanhTerm(u);
         // d/du gelu = ½(1 + t) + ½u(1 − t²)·k(1 + 3a·u²)
         INDArray grad = u.mul(u).muli(3 * A).addi(1.0).muli(K).muli(u);       // k·u(1 + 3a·u²)
         INDArray sech2 = t.mul(t).rsubi(1.0);
         grad.muli(sech2).addi(t).addi(1.0).muli(0.5);
         INDArray dx = fc.backward(c.fc(), dAct.muli(grad));
-        Tensors.release(dAct, grad, sech2);
+        Tensors.release(dAct, grad, sech2, t);
         return dx;
     }
+
+    /** tanh(k(u + a·u³)), a fresh array. */
+    private static INDArray tanhTerm(INDArray u) {
+        return Transforms.tanh(u.mul(u).muli(A).addi(1.0).muli(u).muli(K), false);
+    }
+
+    @Override
+    public boolean needsInput() { return fc.needsInput(); }
 
     @Override
     public List<Linear> linears() { return List.of(fc, proj); }

@@ -80,7 +80,15 @@ public final class Linear {
             y.addi(act.delta());
             act.releaseDelta();
         }
-        return new Cache(x, y, acts, used);
+        // a frozen layer without adapters needs only W for backward, so it does not keep x alive
+        return new Cache(weight.trainable() || !acts.isEmpty() ? x : null, y, acts, used);
+    }
+
+    /** Whether backward needs this layer's input (to form dW or an adapter's gradients). */
+    public boolean needsInput() {
+        if (weight.trainable()) return true;
+        for (String a : active) if (!merged.contains(a)) return true;
+        return false;
     }
 
     /** Accumulates weight, bias and adapter gradients (for those that train) and returns dL/dx [N, in]. */

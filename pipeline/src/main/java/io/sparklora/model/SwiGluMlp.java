@@ -33,7 +33,10 @@ public final class SwiGluMlp implements FeedForward {
         Linear.Cache u = up.forward(x, ctx);
         INDArray s = Transforms.sigmoid(g.out(), true);
         INDArray silu = s.mul(g.out());
-        return new SwiGluCache(g, u, s, silu, down.forward(silu.mul(u.out()), ctx));
+        INDArray product = silu.mul(u.out());
+        Linear.Cache d = down.forward(product, ctx);
+        if (!down.needsInput()) Tensors.release(product);
+        return new SwiGluCache(g, u, s, silu, d);
     }
 
     @Override
@@ -54,4 +57,7 @@ public final class SwiGluMlp implements FeedForward {
 
     @Override
     public List<Linear> linears() { return List.of(gate, up, down); }
+
+    @Override
+    public boolean needsInput() { return gate.needsInput() || up.needsInput(); }
 }

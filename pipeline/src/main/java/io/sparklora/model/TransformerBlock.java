@@ -36,10 +36,16 @@ public final class TransformerBlock {
     public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
         Norm.Cache n1 = norm1.forward(x);
         CausalSelfAttention.Cache a = attention.forward(n1.out(), batch, seq, ctx);
+        // norm outputs are dead once consumed unless a projection that trains keeps them (norm backward uses x̂)
+        if (!attention.needsInput()) Tensors.release(n1.out());
         INDArray h = x.add(a.out().out());
+        Tensors.release(a.out().out());
         Norm.Cache n2 = norm2.forward(h);
         FeedForward.Cache m = mlp.forward(n2.out(), ctx);
-        return new Cache(n1, a, n2, m, h.addi(m.out()));
+        if (!mlp.needsInput()) Tensors.release(n2.out());
+        h.addi(m.out());
+        Tensors.release(m.out());
+        return new Cache(n1, a, n2, m, h);
     }
 
     public INDArray backward(Cache c, INDArray dy) {

@@ -294,10 +294,14 @@ public final class TransformerLM {
         for (TransformerBlock block : blocks) {
             TransformerBlock.Cache c = block.forward(h, batch.batch(), batch.seq(), ctx);
             caches.add(c);
+            if (h != h0) Tensors.release(h);   // the residual stream is not needed by backward
             h = c.out();
         }
         Norm.Cache fn = finalNorm.forward(h);
-        return new Forward(batch, caches, fn, head.forward(fn.out(), ctx));
+        Linear.Cache logits = head.forward(fn.out(), ctx);
+        if (h != h0) Tensors.release(h);
+        if (!head.needsInput()) Tensors.release(fn.out());
+        return new Forward(batch, caches, fn, logits);
     }
 
     /** Backward from dL/dlogits; accumulates gradients into trainable parameters and returns dL/dh0 [N, C]. */
