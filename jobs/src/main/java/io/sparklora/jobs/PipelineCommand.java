@@ -87,8 +87,8 @@ final class PipelineCommand {
         TrainingOptions loraOpts = TrainingOptions.defaults(a.getInt("lora-steps", 150)).withLr(3e-3).withBatch(8, 1).withWarmup(10, "cosine").withSeed(seed);
         double tps = train("lora", model, adapter.trainableParameters(), hamTrain, loraOpts);
         PeftAdapterFormat.save(adapter, out.resolve("adapter"), baseDir.toAbsolutePath().toString());
-        stage(report, "train_lora", t2).put("trainable_params", adapter.trainableParameterCount())
-                .put("total_params", model.baseParameterCount() + adapter.trainableParameterCount()).put("tokens_per_second", tps);
+        stage(report, "train_lora", t2).put("trainable_params", adapter.report().trainable())
+                .put("total_params", adapter.report().all()).put("tokens_per_second", tps);
 
         // 4. evaluate base, adapted and merged on held-out ham
         long t3 = System.nanoTime();

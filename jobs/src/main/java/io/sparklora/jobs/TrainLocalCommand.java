@@ -58,8 +58,7 @@ final class TrainLocalCommand {
             held = split[1];
         }
         AttachedAdapter adapter = AttachedAdapter.attach(model, "default", cfg, opts.seed());
-        ParameterReport report = new ParameterReport(adapter.trainableParameterCount(),
-                model.baseParameterCount() + adapter.layers().values().stream().flatMap(x -> x.parameters().stream()).mapToLong(p -> p.size()).sum());
+        ParameterReport report = adapter.report();
         System.out.println(report);
         System.out.printf("data: %d training blocks, %d held-out blocks of %d tokens%n", train.size(), held.size(), seq);
         Evaluator.Result before = Evaluator.evaluate(model, held, opts.batchSize());

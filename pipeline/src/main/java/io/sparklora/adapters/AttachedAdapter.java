@@ -85,6 +85,12 @@ public final class AttachedAdapter {
         return trainableParameters().stream().mapToLong(Parameter::size).sum();
     }
 
+    /** The parameter report of the model with this adapter: base plus the adapter's own tensors. */
+    public ParameterReport report() {
+        long adapterTensors = layers.values().stream().flatMap(a -> a.parameters().stream()).mapToLong(Parameter::size).sum();
+        return new ParameterReport(trainableParameterCount(), model.baseParameterCount() + adapterTensors);
+    }
+
     /** Makes this the only active adapter on every layer of the model. */
     public void activate() {
         for (Linear l : model.linears().values()) l.setActive(List.of(name));

@@ -61,14 +61,4 @@ public final class CrossEntropyLoss {
         Tensors.release(flatTargets, counted, safeTargets, linear, max, targetLogit, sumExp, perToken);
         return new Result(sum, count, grad);
     }
-
-    /** Per-position log-probability of the target, [N] (0 where ignored); used for scoring labels. */
-    public static INDArray targetLogProbs(INDArray logits, INDArray targets) {
-        long n = logits.size(0);
-        INDArray lsm = Nd4j.nn().logSoftmax(logits, 1);
-        INDArray flat = targets.reshape(n);
-        INDArray mask = flat.gte(0).castTo(logits.dataType());
-        INDArray safe = flat.castTo(DataType.INT).mul(mask.castTo(DataType.INT));
-        return lsm.muli(OPS.oneHot(safe, (int) logits.size(1), -1, 1.0, 0.0, logits.dataType())).sum(1).muli(mask);
-    }
 }

@@ -59,6 +59,7 @@ class LoraAdapterTest {
                 assertEquals(a.trainableParameterCount(), r.trainable(), c.architecture() + " bias=" + bias);
                 long adapterOnly = a.layers().values().stream().flatMap(x -> x.parameters().stream()).mapToLong(Parameter::size).sum();
                 assertEquals(m.baseParameterCount() + adapterOnly, r.all());
+                assertEquals(r, a.report(), "the built adapter reports what the config-only counter predicts");
             }
         }
     }
