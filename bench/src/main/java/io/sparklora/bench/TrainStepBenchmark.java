@@ -62,7 +62,7 @@ import java.util.Map;
  * options: --mode lora|full  --batch 4 --seq 256 --steps 5 --warmup 3 --layers 12 --d 768 --heads 12
  *          --vocab 50257 --rank 8 --targets c_attn[,c_proj...] --seed 42 --lr 1e-4 --wd 0.01 --clip 1.0
  *          --peak-gflops X (skip the sgemm measurement) --sgemm-reps 5 --profile --out FILE (append JSON) --label TEXT
- *          --gc step|none  --workspace
+ *          --gc step|none  --workspace  --checkpointing
  * </pre>
  *
  * <p>Memory: ND4J 1.0.0-M2.1 frees a native buffer only when the JVM garbage-collects the Java object
@@ -95,6 +95,8 @@ public final class TrainStepBenchmark {
         String gc = "step";
         /** Experiment: run forward+backward inside an ND4J workspace (see the class comment). */
         boolean workspace = false;
+        /** Recompute each block in backward instead of keeping its activations. */
+        boolean checkpointing = false;
 
         static Options parse(String[] args) {
             Options o = new Options();
@@ -102,6 +104,7 @@ public final class TrainStepBenchmark {
                 String a = args[i];
                 if (a.equals("--profile")) { o.profile = true; continue; }
                 if (a.equals("--workspace")) { o.workspace = true; continue; }
+                if (a.equals("--checkpointing")) { o.checkpointing = true; continue; }
                 if (i + 1 >= args.length) throw new IllegalArgumentException("option " + a + " needs a value");
                 String v = args[++i];
                 switch (a) {
@@ -183,6 +186,7 @@ public final class TrainStepBenchmark {
         ModelConfig config = ModelConfig.gpt2(o.vocab, o.d, o.layers, o.heads, o.context);
         long t0 = System.nanoTime();
         TransformerLM model = TransformerLM.randomInit(config, o.seed);
+        model.setActivationCheckpointing(o.checkpointing);
         List<Parameter> trainable;
         List<ModelFlops.Adapted> adapted = null;
         AttachedAdapter adapter = null;
@@ -299,6 +303,7 @@ public final class TrainStepBenchmark {
         r.put("profile", o.profile);
         r.put("gc_policy", o.gc);
         r.put("workspace_experiment", o.workspace);
+        r.put("activation_checkpointing", o.checkpointing);
         ArrayNode st = r.putArray("step_seconds");
         for (double s : stepSeconds) st.add(round(s, 3));
         double[] sorted = stepSeconds.clone();

@@ -34,6 +34,15 @@ public final class CrossEntropyLoss {
      * [N, V] one-hot is ever built.
      */
     public static Result computeInPlace(INDArray logits, INDArray targets, boolean withGradient) {
+        return computeInPlace(logits, targets, withGradient, -1);
+    }
+
+    /**
+     * As {@link #computeInPlace(INDArray, INDArray, boolean)}, with the gradient divided by
+     * {@code gradDenominator} instead of this call's own target count (for a loss computed in row chunks,
+     * whose mean is over all of them); a negative value means "this call's count".
+     */
+    public static Result computeInPlace(INDArray logits, INDArray targets, boolean withGradient, double gradDenominator) {
         long n = logits.size(0);
         long vocab = logits.size(1);
         DataType dt = logits.dataType();
@@ -56,7 +65,8 @@ public final class CrossEntropyLoss {
         if (withGradient) {
             logits.diviColumnVector(sumExp);                                                  // softmax
             Nd4j.scatterUpdate(ScatterUpdate.UpdateOp.SUBTRACT, flat, linear.castTo(DataType.INT), mask, 1);
-            grad = logits.muliColumnVector(mask.muli(count == 0 ? 0.0 : 1.0 / count));
+            double denominator = gradDenominator < 0 ? count : gradDenominator;
+            grad = logits.muliColumnVector(mask.muli(denominator == 0 ? 0.0 : 1.0 / denominator));
         }
         Tensors.release(flatTargets, counted, safeTargets, linear, max, targetLogit, sumExp, perToken);
         return new Result(sum, count, grad);

@@ -18,11 +18,16 @@ public final class TransformerBlock {
     public record Cache(Norm.Cache norm1, CausalSelfAttention.Cache attention, Norm.Cache norm2,
                         FeedForward.Cache mlp, INDArray out) {
         public void release() {
+            release(null);
+        }
+
+        /** Frees everything but {@code keep} (the block output, when the caller still needs it). */
+        public void release(INDArray keep) {
             norm1.release();
             attention.release();
             norm2.release();
             mlp.release();
-            Tensors.release(out);
+            if (out != keep) Tensors.release(out);
         }
     }
 

@@ -39,16 +39,33 @@ public final class TransformerLM {
     private final Map<String, Linear> linears;         // by module name, e.g. transformer.h.0.attn.c_attn
 
     /** Everything forward saved for backward. */
-    public record Forward(TokenBatch batch, List<TransformerBlock.Cache> blocks, Norm.Cache finalNorm, Linear.Cache head) {
+    /**
+     * Everything forward saved for backward. Under activation checkpointing {@code blocks} holds nulls and
+     * {@code blockInputs} each block's input, from which backward recomputes the block.
+     */
+    public record Forward(TokenBatch batch, ForwardContext ctx, long dropoutSeed, List<TransformerBlock.Cache> blocks,
+                          List<INDArray> blockInputs, Norm.Cache finalNorm, Linear.Cache head) {
         public INDArray logits() { return head.out(); }
 
         /** Frees every saved activation, logits included. */
         public void release() {
-            blocks.forEach(TransformerBlock.Cache::release);
+            blocks.forEach(c -> { if (c != null) c.release(); });
+            // block 0's input is the caller's embeddings, not ours to free
+            if (blockInputs != null) blockInputs.subList(1, blockInputs.size()).forEach(Tensors::release);
             finalNorm.release();
-            head.release();
+            if (head != null) head.release();
         }
     }
+
+    private boolean activationCheckpointing;
+
+    /**
+     * With checkpointing on, forward keeps only each block's input and backward recomputes the block:
+     * about one more forward pass of compute for far less activation memory. Results are identical.
+     */
+    public void setActivationCheckpointing(boolean on) { this.activationCheckpointing = on; }
+
+    public boolean activationCheckpointing() { return activationCheckpointing; }
 
     private TransformerLM(ModelConfig config, Map<String, INDArray> weights) {
         this.config = config;
@@ -289,31 +306,76 @@ public final class TransformerLM {
 
     /** Forward from embeddings h0 [N, C]; lets gradient checks differentiate w.r.t. the model input. */
     public Forward forwardEmbedded(INDArray h0, TokenBatch batch, ForwardContext ctx) {
+        return forwardEmbedded(h0, batch, ctx, true);
+    }
+
+    /** With {@code withHead} false, stops at the final norm: the caller runs the head in row chunks. */
+    private Forward forwardEmbedded(INDArray h0, TokenBatch batch, ForwardContext ctx, boolean withHead) {
+        boolean recompute = activationCheckpointing;
+        // each block draws its dropout masks from its own seed, so a recomputed block sees the same masks
+        long dropoutSeed = ctx.training() && ctx.random() != null ? ctx.random().nextLong() : 0;
         List<TransformerBlock.Cache> caches = new ArrayList<>(blocks.size());
+        List<INDArray> inputs = recompute ? new ArrayList<>(blocks.size()) : null;
         INDArray h = h0;
-        for (TransformerBlock block : blocks) {
-            TransformerBlock.Cache c = block.forward(h, batch.batch(), batch.seq(), ctx);
-            caches.add(c);
-            if (h != h0) Tensors.release(h);   // the residual stream is not needed by backward
-            h = c.out();
+        for (int i = 0; i < blocks.size(); i++) {
+            TransformerBlock.Cache c = blocks.get(i).forward(h, batch.batch(), batch.seq(), blockContext(ctx, dropoutSeed, i));
+            if (recompute) {
+                inputs.add(h);
+                INDArray out = c.out();
+                c.release(out);            // keep only the block's output, the next block's input
+                caches.add(null);
+                h = out;
+            } else {
+                caches.add(c);
+                if (h != h0) Tensors.release(h);   // the residual stream is not needed by backward
+                h = c.out();
+            }
         }
         Norm.Cache fn = finalNorm.forward(h);
-        Linear.Cache logits = head.forward(fn.out(), ctx);
         if (h != h0) Tensors.release(h);
-        if (!head.needsInput()) Tensors.release(fn.out());
-        return new Forward(batch, caches, fn, logits);
+        Linear.Cache logits = null;
+        if (withHead) {
+            logits = head.forward(fn.out(), ctx);
+            if (!head.needsInput()) Tensors.release(fn.out());
+        }
+        resumeStream(ctx, dropoutSeed);
+        return new Forward(batch, ctx, dropoutSeed, caches, inputs, fn, logits);
+    }
+
+    /** Leaves the random stream where it would be without per-block reseeding, recomputation or not. */
+    private static void resumeStream(ForwardContext ctx, long seed) {
+        if (ctx.training() && ctx.random() != null) ctx.random().setSeed(seed ^ 0x9E3779B97F4A7C15L);
+    }
+
+    private static ForwardContext blockContext(ForwardContext ctx, long seed, int block) {
+        if (ctx.training() && ctx.random() != null) ctx.random().setSeed(seed + block);
+        return ctx;
     }
 
     /** Backward from dL/dlogits; accumulates gradients into trainable parameters and returns dL/dh0 [N, C]. */
     public INDArray backward(Forward f, INDArray dLogits) {
-        INDArray dHead = head.backward(f.head(), dLogits);
+        return backwardFromHidden(f, head.backward(f.head(), dLogits));
+    }
+
+    /** Backward from dL/d(final hidden state) [N, C], the head's input; frees it. */
+    private INDArray backwardFromHidden(Forward f, INDArray dHead) {
         INDArray dh = finalNorm.backward(f.finalNorm(), dHead);
         Tensors.release(dHead);
         for (int i = blocks.size() - 1; i >= 0; i--) {
-            INDArray next = blocks.get(i).backward(f.blocks().get(i), dh);
+            TransformerBlock.Cache c = f.blocks().get(i);
+            if (c == null) {   // checkpointed: recompute this block from its input, with the same dropout seed
+                c = blocks.get(i).forward(f.blockInputs().get(i), f.batch().batch(), f.batch().seq(),
+                        blockContext(f.ctx(), f.dropoutSeed(), i));
+            }
+            INDArray next = blocks.get(i).backward(c, dh);
+            if (f.blocks().get(i) == null) {
+                c.release();
+                if (i > 0) Tensors.release(f.blockInputs().get(i));   // block 0's input is the caller's h0
+            }
             Tensors.release(dh);
             dh = next;
         }
+        resumeStream(f.ctx(), f.dropoutSeed());   // the same stream afterwards whether blocks were recomputed or not
         return dh;
     }
 
@@ -339,15 +401,42 @@ public final class TransformerLM {
      */
     public CrossEntropyLoss.Result forwardBackward(TokenBatch batch, ForwardContext ctx, double gradScale) {
         INDArray h0 = embed(batch);
-        Forward f = forwardEmbedded(h0, batch, ctx);
-        // the loss turns the logits into their gradient in place: no second [N, V] array
-        CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(f.logits(), batch.targets(), true);
-        if (gradScale != 1.0) r.dLogits().muli(gradScale);
-        INDArray dh0 = backward(f, r.dLogits());
+        Forward f = forwardEmbedded(h0, batch, ctx, false);
+        INDArray hidden = f.finalNorm().out();                                    // [N, C]
+        long n = hidden.size(0);
+        long total = batch.targets().gte(0).castTo(DataType.INT).sumNumber().longValue();
+        // the head and the loss run in row chunks, so the [N, V] logits never exist whole; each chunk's
+        // logits become their own gradient in place and go straight back through the head
+        int rows = headChunkRows();
+        INDArray dHidden = Nd4j.create(hidden.dataType(), hidden.shape());
+        INDArray flatTargets = batch.targets().reshape(n);
+        double sum = 0;
+        for (long r0 = 0; r0 < n; r0 += rows) {
+            long r1 = Math.min(n, r0 + rows);
+            INDArray x = hidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).dup('c');
+            Linear.Cache c = head.forward(x, ctx);
+            CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(c.out(), flatTargets.get(NDArrayIndex.interval(r0, r1)),
+                    true, total / gradScale);
+            sum += r.sumLoss();
+            INDArray dx = head.backward(c, r.dLogits());
+            dHidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).assign(dx);
+            c.release();
+            Tensors.release(x, dx);
+        }
+        INDArray dh0 = backwardFromHidden(f, dHidden);
         backwardEmbedding(batch, dh0);
         f.release();
         Tensors.release(h0, dh0);
-        return new CrossEntropyLoss.Result(r.sumLoss(), r.count(), null);
+        return new CrossEntropyLoss.Result(sum, total, null);
+    }
+
+    private int lossChunkRows;
+
+    /** Rows per head-and-loss chunk in training; 0 (the default) picks about 16M logits, 64 MB in fp32. */
+    public void setLossChunkRows(int rows) { this.lossChunkRows = rows; }
+
+    private int headChunkRows() {
+        return lossChunkRows > 0 ? lossChunkRows : Math.max(1, (1 << 24) / config.vocabSize());
     }
 
     /** Loss without gradients (evaluation). */
