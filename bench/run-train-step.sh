@@ -96,6 +96,7 @@ run_java() {   # label mode [env assignments...]
   shift 2
   local extra=()
   [ "$PROFILE" = 1 ] && extra+=(--profile)
+  [ "$label" = checkpointing ] && extra+=(--checkpointing)
   wait_quiet "$QUIET_WAIT"
   echo "== spark-lora $mode ($label)" >&2
   # shellcheck disable=SC2086
@@ -112,6 +113,7 @@ run_torch() {   # mode
 
 if [ "$SUMMARY_ONLY" != 1 ]; then
 run_java default lora
+run_java checkpointing lora
 run_java default full
 if [ "$TUNED_MALLOC" = 1 ]; then
   # keep freed blocks up to 32 MiB in the heap instead of returning them to the kernel (no page faults on reuse)

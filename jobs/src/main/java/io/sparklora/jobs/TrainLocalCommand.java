@@ -31,18 +31,20 @@ import java.util.Set;
  */
 final class TrainLocalCommand {
     static final String USAGE = "train --local --model DIR --data FILES --adapter SPEC --out DIR [--steps 100 --batch 4 --accum 1 "
-            + "--seq 256 --lr 2e-4 --weight-decay 0 --warmup 10 --schedule cosine --clip 1.0 --seed 42 --eval-every-k 10]";
+            + "--seq 256 --lr 2e-4 --weight-decay 0 --warmup 10 --schedule cosine --clip 1.0 --seed 42 --eval-every-k 10 "
+            + "--activation-checkpointing]";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private TrainLocalCommand() {}
 
     static int run(String[] argv) throws Exception {
         Args a = new Args("train", argv, Set.of("model", "data", "adapter", "out", "steps", "batch", "accum", "seq", "lr",
-                "weight-decay", "warmup", "schedule", "clip", "seed", "eval-every-k"), Set.of("local"));
+                "weight-decay", "warmup", "schedule", "clip", "seed", "eval-every-k"), Set.of("local", "activation-checkpointing"));
         if (!a.flag("local")) throw new Args.UsageException("train: distributed training is the Spark pipeline's; pass --local to train in this process");
         Path modelDir = Path.of(a.require("model"));
         Path out = Path.of(a.require("out"));
         TransformerLM model = HfModelDirectory.load(modelDir);
+        model.setActivationCheckpointing(a.flag("activation-checkpointing"));
         AdapterConfig cfg = AdapterSpecs.parse(a.require("adapter"), model.config().architecture());
         int steps = a.getInt("steps", 100);
         TrainingOptions opts = new TrainingOptions(steps, a.getInt("batch", 4), a.getInt("accum", 1), a.getDouble("lr", 2e-4),
