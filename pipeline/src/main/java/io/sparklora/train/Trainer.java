@@ -27,6 +27,7 @@ public final class Trainer {
     private final TrainingOptions options;
     private final LrSchedule schedule;
     private final Random dropoutRng;
+    private long stepsTaken;      // counts skipped (non-finite) steps too, so a run always ends
 
     /** One optimizer step's figures. */
     public record StepStats(long step, double loss, double gradNorm, double lrFactor, long tokens, long targets) {}
@@ -41,9 +42,15 @@ public final class Trainer {
 
     public AdamW optimizer() { return optimizer; }
 
+    /** Steps run so far, including any skipped for a non-finite gradient. */
+    public long stepsTaken() { return stepsTaken; }
+
+    /** Resumes the schedule after a restart from a checkpoint taken at {@code steps}. */
+    public void resumeAt(long steps) { this.stepsTaken = steps; }
+
     /** Runs one optimizer step over {@code gradAccumulation} micro-batches drawn from {@code order}. */
     public StepStats step(TokenBlocks data, BatchOrder order) {
-        long stepIndex = optimizer.stepCount();
+        long stepIndex = stepsTaken++;
         int micro = options.gradAccumulation();
         double lossSum = 0;
         long targets = 0, tokens = 0;
@@ -57,7 +64,7 @@ public final class Trainer {
         List<Parameter> trainable = optimizer.trainableParameters();
         double norm = options.maxGradNorm() > 0 ? GradClipping.clip(trainable, options.maxGradNorm()) : GradClipping.globalNorm(trainable);
         double factor = schedule.factor(stepIndex);
-        if (Double.isFinite(norm)) optimizer.step(factor);   // a non-finite gradient skips the update
+        if (Double.isFinite(norm)) optimizer.step(factor);   // a non-finite gradient skips the update (norm says so)
         optimizer.zeroGrad();
         return new StepStats(stepIndex + 1, lossSum / micro, norm, factor, tokens, targets);
     }
@@ -66,7 +73,7 @@ public final class Trainer {
     public List<StepStats> train(TokenBlocks data, Consumer<StepStats> onStep) {
         BatchOrder order = new BatchOrder(data.size(), options.seed());
         List<StepStats> stats = new ArrayList<>();
-        while (optimizer.stepCount() < options.steps()) {
+        while (stepsTaken < options.steps()) {
             StepStats s = step(data, order);
             stats.add(s);
             onStep.accept(s);
