@@ -73,7 +73,9 @@ final class PipelineCommand {
         long t1 = System.nanoTime();
         ModelConfig cfg = ModelConfig.gpt2(2048, 128, 2, 4, seq);
         TransformerLM model = TransformerLM.randomInit(cfg, seed);
-        TrainingOptions baseOpts = TrainingOptions.defaults(a.getInt("base-steps", 150)).withLr(3e-3).withBatch(8, 1).withWarmup(10, "cosine").withSeed(seed);
+        int baseSteps = a.getInt("base-steps", 150), loraSteps = a.getInt("lora-steps", 150);
+        TrainingOptions baseOpts = TrainingOptions.defaults(baseSteps).withLr(3e-3).withBatch(8, 1)
+                .withWarmup(Math.min(10, baseSteps / 10), "cosine").withSeed(seed);
         train("pretrain", model, model.parameters().values().stream().toList(), spam, baseOpts);
         Path baseDir = out.resolve("base");
         HfModelDirectory.save(model, baseDir, DataType.FLOAT, tokDir);
@@ -84,7 +86,8 @@ final class PipelineCommand {
         Evaluator.Result base = Evaluator.evaluate(model, hamHeld, 8);
         AdapterConfig lora = AdapterConfig.lora(8, 16, List.of("c_attn", "c_proj", "c_fc"));
         AttachedAdapter adapter = AttachedAdapter.attach(model, "default", lora, seed);
-        TrainingOptions loraOpts = TrainingOptions.defaults(a.getInt("lora-steps", 150)).withLr(3e-3).withBatch(8, 1).withWarmup(10, "cosine").withSeed(seed);
+        TrainingOptions loraOpts = TrainingOptions.defaults(loraSteps).withLr(3e-3).withBatch(8, 1)
+                .withWarmup(Math.min(10, loraSteps / 10), "cosine").withSeed(seed);
         double tps = train("lora", model, adapter.trainableParameters(), hamTrain, loraOpts);
         PeftAdapterFormat.save(adapter, out.resolve("adapter"), baseDir.toAbsolutePath().toString());
         stage(report, "train_lora", t2).put("trainable_params", adapter.report().trainable())
