@@ -73,20 +73,20 @@ public final class CausalSelfAttention {
 
     public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
         List<Linear.Cache> inputs = new ArrayList<>();
-        INDArray heads = null, qh, kh, vh;
+        INDArray qkvHeads = null, qh, kh, vh;
         if (qkv != null) {
             Linear.Cache c = qkv.forward(x, ctx);
             inputs.add(c);
             // one copy for all three: [N, 3C] → [B, T, 3, H, D] → [3, B, H, T, D]
-            heads = c.out().reshape('c', batch, seq, 3, heads(), headDim).permute(2, 0, 3, 1, 4).dup('c');
+            qkvHeads = c.out().reshape('c', batch, seq, 3, heads, headDim).permute(2, 0, 3, 1, 4).dup('c');
             Tensors.release(c.out());     // backward never reads a projection's output
-            qh = heads.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
-            kh = heads.get(NDArrayIndex.point(1));
-            vh = heads.get(NDArrayIndex.point(2));
+            qh = qkvHeads.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
+            kh = qkvHeads.get(NDArrayIndex.point(1));
+            vh = qkvHeads.get(NDArrayIndex.point(2));
         } else {
             Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
             inputs.add(cq); inputs.add(ck); inputs.add(cv);
-            qh = toHeads(cq.out(), batch, seq, this.heads);
+            qh = toHeads(cq.out(), batch, seq, heads);
             kh = toHeads(ck.out(), batch, seq, kvHeads);
             vh = toHeads(cv.out(), batch, seq, kvHeads);
             Tensors.release(cq.out(), ck.out(), cv.out());
@@ -107,7 +107,7 @@ public final class CausalSelfAttention {
         Tensors.release(y);
         Linear.Cache out = o.forward(yFlat, ctx);
         if (!o.needsInput()) Tensors.release(yFlat);
-        return new Cache(batch, seq, inputs, heads, qh, kFull, vFull, probs, out);
+        return new Cache(batch, seq, inputs, qkvHeads, qh, kFull, vFull, probs, out);
     }
 
     public INDArray backward(Cache c, INDArray dy) {
@@ -151,8 +151,6 @@ public final class CausalSelfAttention {
         Tensors.release(dq, dk, dv, dxk, dxv);
         return dx;
     }
-
-    private int heads() { return heads; }
 
     /** Whether backward needs the input x (some input projection trains). */
     public boolean needsInput() {

@@ -37,6 +37,8 @@ public final class TransformerLM {
     private final Linear head;                    // [V, C] stored, read transposed
     private final Map<String, Parameter> parameters;   // unique, by name, in checkpoint order
     private final Map<String, Linear> linears;         // by module name, e.g. transformer.h.0.attn.c_attn
+    private boolean activationCheckpointing;
+    private int lossChunkRows;                         // 0: pick from the vocabulary size
 
     /** Everything forward saved for backward. */
     /**
@@ -56,8 +58,6 @@ public final class TransformerLM {
             if (head != null) head.release();
         }
     }
-
-    private boolean activationCheckpointing;
 
     /**
      * With checkpointing on, forward keeps only each block's input and backward recomputes the block:
@@ -402,35 +402,44 @@ public final class TransformerLM {
     public CrossEntropyLoss.Result forwardBackward(TokenBatch batch, ForwardContext ctx, double gradScale) {
         INDArray h0 = embed(batch);
         Forward f = forwardEmbedded(h0, batch, ctx, false);
-        INDArray hidden = f.finalNorm().out();                                    // [N, C]
+        INDArray dHidden = Nd4j.create(h0.dataType(), h0.shape());
+        CrossEntropyLoss.Result r = chunkedHeadLoss(f.finalNorm().out(), batch, ctx, dHidden, gradScale);
+        INDArray dh0 = backwardFromHidden(f, dHidden);
+        backwardEmbedding(batch, dh0);
+        f.release();
+        Tensors.release(h0, dh0);
+        return r;
+    }
+
+    /**
+     * The head and the loss in row chunks, so the [N, V] logits never exist whole. With {@code dHidden}
+     * given, each chunk's logits become their own gradient in place and go straight back through the head
+     * into the matching rows of {@code dHidden} ([N, C]); with null, only the loss is computed.
+     */
+    private CrossEntropyLoss.Result chunkedHeadLoss(INDArray hidden, TokenBatch batch, ForwardContext ctx,
+                                                    INDArray dHidden, double gradScale) {
         long n = hidden.size(0);
-        long total = batch.targets().gte(0).castTo(DataType.INT).sumNumber().longValue();
-        // the head and the loss run in row chunks, so the [N, V] logits never exist whole; each chunk's
-        // logits become their own gradient in place and go straight back through the head
-        int rows = headChunkRows();
-        INDArray dHidden = Nd4j.create(hidden.dataType(), hidden.shape());
+        long total = batch.targetCount();
         INDArray flatTargets = batch.targets().reshape(n);
+        int rows = headChunkRows();
         double sum = 0;
         for (long r0 = 0; r0 < n; r0 += rows) {
             long r1 = Math.min(n, r0 + rows);
             INDArray x = hidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).dup('c');
             Linear.Cache c = head.forward(x, ctx);
             CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(c.out(), flatTargets.get(NDArrayIndex.interval(r0, r1)),
-                    true, total / gradScale);
+                    dHidden != null, total / gradScale);
             sum += r.sumLoss();
-            INDArray dx = head.backward(c, r.dLogits());
-            dHidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).assign(dx);
+            if (dHidden != null) {
+                INDArray dx = head.backward(c, r.dLogits());
+                dHidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).assign(dx);
+                Tensors.release(dx);
+            }
             c.release();
-            Tensors.release(x, dx);
+            Tensors.release(x);
         }
-        INDArray dh0 = backwardFromHidden(f, dHidden);
-        backwardEmbedding(batch, dh0);
-        f.release();
-        Tensors.release(h0, dh0);
         return new CrossEntropyLoss.Result(sum, total, null);
     }
-
-    private int lossChunkRows;
 
     /** Rows per head-and-loss chunk in training; 0 (the default) picks about 16M logits, 64 MB in fp32. */
     public void setLossChunkRows(int rows) { this.lossChunkRows = rows; }
@@ -442,8 +451,9 @@ public final class TransformerLM {
     /** Loss without gradients (evaluation). */
     public CrossEntropyLoss.Result loss(TokenBatch batch) {
         INDArray h0 = embed(batch);
-        Forward f = forwardEmbedded(h0, batch, ForwardContext.inference());
-        CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(f.logits(), batch.targets(), false);
+        ForwardContext ctx = ForwardContext.inference();
+        Forward f = forwardEmbedded(h0, batch, ctx, false);
+        CrossEntropyLoss.Result r = chunkedHeadLoss(f.finalNorm().out(), batch, ctx, null, 1.0);
         f.release();
         Tensors.release(h0);
         return r;

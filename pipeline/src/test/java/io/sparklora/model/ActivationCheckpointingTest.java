@@ -62,6 +62,7 @@ class ActivationCheckpointingTest {
             CrossEntropyLoss.Result r = CrossEntropyLoss.compute(f.logits(), b.targets(), true);
             whole.backwardEmbedding(b, whole.backward(f, r.dLogits().muli(0.5)));
             assertEquals(r.meanLoss(), loss, 1e-12);
+            assertEquals(r.meanLoss(), chunked.loss(b).meanLoss(), 1e-12, "evaluation runs the same chunks");
             for (String name : whole.parameters().keySet()) {
                 INDArray want = whole.parameters().get(name).grad(), got = chunked.parameters().get(name).grad();
                 assertTrue(want.equalsWithEps(got, 1e-12), c.architecture() + " " + name);
