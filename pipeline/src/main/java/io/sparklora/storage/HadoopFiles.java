@@ -1,0 +1,161 @@
+package io.sparklora.storage;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.UUID;
+
+/**
+ * Files on any Hadoop file system ({@code file://}, {@code hdfs://}, {@code s3a://}; a bare path means
+ * the local file system), written so that a reader or a crash never sees half a file: content goes to a
+ * hidden temporary sibling ({@code .NAME.tmp-UUID}, ignored by Hadoop input formats because of the dot)
+ * and is renamed over the target. Directories are written the same way and renamed whole.
+ */
+public final class HadoopFiles {
+    public static final String SUCCESS = "_SUCCESS";
+
+    private HadoopFiles() {}
+
+    /** Produces a file's content. */
+    @FunctionalInterface
+    public interface Body {
+        void writeTo(OutputStream out) throws IOException;
+    }
+
+    /** Fills a freshly created directory. */
+    @FunctionalInterface
+    public interface DirectoryBody {
+        void writeInto(Path dir, FileSystem fs) throws IOException;
+    }
+
+    /** A bare local path becomes a {@code file://} URI; anything with a scheme is kept as given. */
+    public static Path path(String uri) {
+        if (uri.matches("^[A-Za-z][A-Za-z0-9+.-]*://.*")) return new Path(uri);
+        return new Path(java.nio.file.Path.of(uri).toAbsolutePath().normalize().toUri());
+    }
+
+    public static String resolve(String base, String child) {
+        return new Path(path(base), child).toString();
+    }
+
+    public static FileSystem fs(Path p, Configuration conf) {
+        try {
+            return p.getFileSystem(conf);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot open the file system of " + p + ": " + e.getMessage(), e);
+        }
+    }
+
+    public static boolean exists(Configuration conf, String uri) throws IOException {
+        Path p = path(uri);
+        return fs(p, conf).exists(p);
+    }
+
+    public static InputStream open(Configuration conf, String uri) throws IOException {
+        Path p = path(uri);
+        return fs(p, conf).open(p);
+    }
+
+    public static byte[] readBytes(Configuration conf, String uri) throws IOException {
+        try (InputStream in = open(conf, uri)) {
+            return in.readAllBytes();
+        }
+    }
+
+    public static String readString(Configuration conf, String uri) throws IOException {
+        return new String(readBytes(conf, uri), StandardCharsets.UTF_8);
+    }
+
+    /** Writes {@code uri} atomically (temporary sibling, then rename over any old file). */
+    public static void write(Configuration conf, String uri, Body body) throws IOException {
+        Path target = path(uri);
+        FileSystem fs = fs(target, conf);
+        Path tmp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + UUID.randomUUID());
+        boolean done = false;
+        try {
+            fs.mkdirs(target.getParent());
+            try (FSDataOutputStream out = fs.create(tmp, false)) {
+                body.writeTo(out);
+                out.hsync();
+            }
+            if (fs.exists(target) && !fs.delete(target, false)) throw new IOException("cannot replace " + target);
+            if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
+            done = true;
+        } finally {
+            if (!done) deleteQuietly(fs, tmp);
+        }
+    }
+
+    public static void writeString(Configuration conf, String uri, String content) throws IOException {
+        write(conf, uri, out -> out.write(content.getBytes(StandardCharsets.UTF_8)));
+    }
+
+    /**
+     * Writes a whole directory atomically: {@code body} fills a hidden temporary sibling, which then
+     * replaces {@code uri} (an old directory of that name is removed first).
+     */
+    public static void writeDirectory(Configuration conf, String uri, DirectoryBody body) throws IOException {
+        Path target = path(uri);
+        FileSystem fs = fs(target, conf);
+        Path tmp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + UUID.randomUUID());
+        boolean done = false;
+        try {
+            fs.mkdirs(tmp);
+            body.writeInto(tmp, fs);
+            if (fs.exists(target) && !fs.delete(target, true)) throw new IOException("cannot replace " + target);
+            if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
+            done = true;
+        } finally {
+            if (!done) deleteQuietly(fs, tmp);
+        }
+    }
+
+    /** Marks a stage output complete (an empty {@code _SUCCESS} file, as Hadoop's committers do). */
+    public static void markSuccess(Configuration conf, String dirUri) throws IOException {
+        writeString(conf, resolve(dirUri, SUCCESS), "");
+    }
+
+    public static boolean isComplete(Configuration conf, String dirUri) throws IOException {
+        return exists(conf, resolve(dirUri, SUCCESS));
+    }
+
+    /** Plain files directly under {@code dirUri} (hidden and temporary ones skipped), sorted by name. */
+    public static List<String> listFiles(Configuration conf, String dirUri) throws IOException {
+        Path dir = path(dirUri);
+        FileSystem fs = fs(dir, conf);
+        if (!fs.exists(dir)) return List.of();
+        FileStatus[] st = fs.listStatus(dir);
+        Arrays.sort(st, (x, y) -> x.getPath().getName().compareTo(y.getPath().getName()));
+        List<String> out = new ArrayList<>();
+        for (FileStatus s : st) {
+            String n = s.getPath().getName();
+            if (s.isFile() && !n.startsWith(".") && !n.startsWith("_")) out.add(s.getPath().toString());
+        }
+        return out;
+    }
+
+    public static void delete(Configuration conf, String uri) throws IOException {
+        Path p = path(uri);
+        FileSystem fs = fs(p, conf);
+        if (fs.exists(p)) fs.delete(p, true);
+    }
+
+    private static void deleteQuietly(FileSystem fs, Path p) {
+        try {
+            fs.delete(p, true);
+        } catch (IOException ignored) {
+            // best effort: the original failure is the one worth reporting
+        }
+    }
+}

@@ -1,0 +1,32 @@
+package io.sparklora.storage;
+
+import org.apache.hadoop.conf.Configuration;
+
+import java.io.IOException;
+import java.io.ObjectInputStream;
+import java.io.ObjectOutputStream;
+import java.io.Serializable;
+
+/**
+ * A Hadoop {@link Configuration} that travels to executors inside task closures (Configuration itself
+ * is not Serializable), so executors reach {@code hdfs://} and {@code s3a://} with the driver's settings.
+ */
+public final class SerializableConfiguration implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private transient Configuration conf;
+
+    public SerializableConfiguration(Configuration conf) { this.conf = conf; }
+
+    public Configuration get() { return conf; }
+
+    private void writeObject(ObjectOutputStream out) throws IOException {
+        out.defaultWriteObject();
+        conf.write(out);
+    }
+
+    private void readObject(ObjectInputStream in) throws IOException, ClassNotFoundException {
+        in.defaultReadObject();
+        conf = new Configuration(false);
+        conf.readFields(in);
+    }
+}
