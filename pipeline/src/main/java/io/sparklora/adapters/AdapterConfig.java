@@ -18,7 +18,7 @@ import java.util.Locale;
  * @param init          "kaiming" (PEFT's default: A ~ U(±1/√in)), "gaussian" (A ~ N(0, 1/r)); B starts at zero
  */
 public record AdapterConfig(String method, int r, double alpha, double dropout, List<String> targetModules,
-                            boolean rslora, String bias, String init) {
+                            boolean rslora, String bias, String init) implements java.io.Serializable {
 
     public static final List<String> BIAS_MODES = List.of("none", "all", "lora_only");
     public static final List<String> INIT_MODES = List.of("kaiming", "gaussian");

@@ -36,6 +36,17 @@ public final class AttachedAdapter {
      * according to {@code config.bias()}. Seeded, so the same seed gives the same initial A.
      */
     public static AttachedAdapter attach(TransformerLM model, String name, AdapterConfig config, long seed) {
+        return attach(model, name, config, seed, Map.of());
+    }
+
+    /**
+     * As {@link #attach(TransformerLM, String, AdapterConfig, long)}, but modules mapped to the same group in
+     * {@code shareGroups} share one set of LoRA tensors (LoRA-drop); unmapped modules get their own.
+     */
+    public static AttachedAdapter attach(TransformerLM model, String name, AdapterConfig config, long seed, Map<String, String> shareGroups) {
+        if (!shareGroups.isEmpty() && !config.method().equals("lora")) {
+            throw new IllegalArgumentException("shared adapters (LoRA-drop) are defined for method lora, not " + config.method());
+        }
         List<String> modules = TargetMatcher.select(model.linears().keySet(), config.targetModules());
         for (String m : modules) {
             if (model.linears().get(m).adapter(name) != null) {
@@ -45,9 +56,13 @@ public final class AttachedAdapter {
         Random rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
         AdapterMethods.Factory factory = AdapterMethods.factory(config.method());
         Map<String, Adapter> layers = new LinkedHashMap<>();
+        Map<String, LoraAdapter> groupOwner = new LinkedHashMap<>();
         for (String m : modules) {
             Linear l = model.linears().get(m);
-            Adapter a = factory.create(name, l, config, rng);
+            String group = shareGroups.get(m);
+            LoraAdapter owner = group == null ? null : groupOwner.get(group);
+            Adapter a = owner != null ? new LoraAdapter(name, l, config, owner) : factory.create(name, l, config, rng);
+            if (group != null && owner == null) groupOwner.put(group, (LoraAdapter) a);
             layers.put(m, a);
         }
         // attach only once every layer accepted its adapter, so a bad config leaves the model untouched
@@ -75,10 +90,11 @@ public final class AttachedAdapter {
 
     /** The tensors this adapter trains: adapter matrices, then biases when bias != none. */
     public List<Parameter> trainableParameters() {
-        List<Parameter> l = new ArrayList<>();
+        // a set: layers that share an adapter (LoRA-drop) list the same tensors, which train once
+        java.util.LinkedHashSet<Parameter> l = new java.util.LinkedHashSet<>();
         for (Adapter a : layers.values()) for (Parameter p : a.parameters()) if (p.trainable()) l.add(p);
         l.addAll(trainableBiases);
-        return l;
+        return new ArrayList<>(l);
     }
 
     public long trainableParameterCount() {
@@ -87,7 +103,7 @@ public final class AttachedAdapter {
 
     /** The parameter report of the model with this adapter: base plus the adapter's own tensors. */
     public ParameterReport report() {
-        long adapterTensors = layers.values().stream().flatMap(a -> a.parameters().stream()).mapToLong(Parameter::size).sum();
+        long adapterTensors = layers.values().stream().flatMap(a -> a.parameters().stream()).distinct().mapToLong(Parameter::size).sum();
         return new ParameterReport(trainableParameterCount(), model.baseParameterCount() + adapterTensors);
     }
 

@@ -61,6 +61,24 @@ public class LoraAdapter implements Adapter {
         this.scale = config.scale();
     }
 
+    /**
+     * A LoRA on {@code base} that shares {@code other}'s A and B (LoRA-drop's shared adapter for the less
+     * important layers): gradients from every sharing layer accumulate into the same tensors.
+     */
+    public LoraAdapter(String adapterName, Linear base, AdapterConfig config, LoraAdapter other) {
+        this.adapterName = adapterName;
+        this.module = base.name();
+        this.base = base;
+        this.config = config;
+        if (base.inFeatures() != other.base.inFeatures() || base.outFeatures() != other.base.outFeatures()) {
+            throw new IllegalArgumentException(module + " (" + base.inFeatures() + "→" + base.outFeatures() + ") cannot share the adapter of "
+                    + other.module + " (" + other.base.inFeatures() + "→" + other.base.outFeatures() + "): shapes differ");
+        }
+        this.a = other.a;
+        this.b = other.b;
+        this.scale = config.scale();
+    }
+
     @Override public String adapterName() { return adapterName; }
     @Override public String method() { return "lora"; }
     @Override public List<Parameter> parameters() { return List.of(a, b); }

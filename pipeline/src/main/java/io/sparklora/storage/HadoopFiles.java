@@ -41,7 +41,7 @@ public final class HadoopFiles {
 
     /** A bare local path becomes a {@code file://} URI; anything with a scheme is kept as given. */
     public static Path path(String uri) {
-        if (uri.matches("^[A-Za-z][A-Za-z0-9+.-]*://.*")) return new Path(uri);
+        if (uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:/.*")) return new Path(uri);
         return new Path(java.nio.file.Path.of(uri).toAbsolutePath().normalize().toUri());
     }
 
@@ -118,6 +118,53 @@ public final class HadoopFiles {
             done = true;
         } finally {
             if (!done) deleteQuietly(fs, tmp);
+        }
+    }
+
+    /** Fills a local directory (for writers that only speak java.nio, such as the safetensors writer). */
+    @FunctionalInterface
+    public interface LocalDirectoryBody {
+        void writeInto(java.nio.file.Path localDir) throws IOException;
+    }
+
+    /**
+     * Writes a directory atomically on any file system from a local staging directory that {@code body}
+     * fills; the staging directory is removed afterwards.
+     */
+    public static void writeDirectoryFromLocal(Configuration conf, String uri, LocalDirectoryBody body) throws IOException {
+        java.nio.file.Path staging = java.nio.file.Files.createTempDirectory("spark-lora-stage-");
+        try {
+            body.writeInto(staging);
+            writeDirectory(conf, uri, (dir, fs) -> {
+                try (var files = java.nio.file.Files.list(staging)) {
+                    for (java.nio.file.Path f : files.sorted().toList()) {
+                        fs.copyFromLocalFile(false, true, new Path(f.toUri()), new Path(dir, f.getFileName().toString()));
+                    }
+                }
+            });
+        } finally {
+            deleteLocalTree(staging);
+        }
+    }
+
+    /** Copies the plain files of a directory on any file system into a fresh local temporary directory. */
+    public static java.nio.file.Path copyToLocal(Configuration conf, String dirUri) throws IOException {
+        java.nio.file.Path local = java.nio.file.Files.createTempDirectory("spark-lora-copy-");
+        Path dir = path(dirUri);
+        FileSystem fs = fs(dir, conf);
+        for (String f : listFiles(conf, dirUri)) {
+            Path src = new Path(f);
+            fs.copyToLocalFile(false, src, new Path(local.resolve(src.getName()).toUri()), true);
+        }
+        return local;
+    }
+
+    public static void deleteLocalTree(java.nio.file.Path p) {
+        if (!java.nio.file.Files.exists(p)) return;
+        try (var s = java.nio.file.Files.walk(p)) {
+            for (java.nio.file.Path q : s.sorted(java.util.Comparator.reverseOrder()).toList()) java.nio.file.Files.deleteIfExists(q);
+        } catch (IOException ignored) {
+            // temporary files: best effort
         }
     }
 

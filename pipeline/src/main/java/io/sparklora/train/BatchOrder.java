@@ -20,6 +20,21 @@ public final class BatchOrder {
         nextEpoch();
     }
 
+    /**
+     * The order of a run that has already consumed {@code consumed} blocks: a distributed task uses it to
+     * find its place from the round number alone, so no per-partition cursor has to survive between rounds.
+     */
+    public static BatchOrder at(int size, long seed, long consumed) {
+        BatchOrder o = new BatchOrder(size, seed);
+        long epochs = consumed / size;
+        if (epochs > 0) {
+            o.epoch = (int) epochs - 1;
+            o.nextEpoch();
+        }
+        o.position = (int) (consumed % size);
+        return o;
+    }
+
     private void nextEpoch() {
         epoch++;
         position = 0;

@@ -15,7 +15,7 @@ package io.sparklora.train;
  * @param seed           seeds data order and dropout: the same seed gives the same run
  */
 public record TrainingOptions(int steps, int batchSize, int gradAccumulation, double lr, double weightDecay,
-                              int warmupSteps, String schedule, double minLrRatio, double maxGradNorm, long seed) {
+                              int warmupSteps, String schedule, double minLrRatio, double maxGradNorm, long seed) implements java.io.Serializable {
     public TrainingOptions {
         if (steps <= 0) throw new IllegalArgumentException("steps must be positive, got " + steps);
         if (batchSize <= 0) throw new IllegalArgumentException("batch size must be positive, got " + batchSize);

@@ -1,0 +1,112 @@
+package io.sparklora.spark;
+
+import io.sparklora.model.Parameter;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+import java.io.Serializable;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The only tensors that travel between driver and executors: an adapter's trainable tensors (or their
+ * gradients, or optimizer moments) as plain float arrays by parameter name. Plain arrays serialize
+ * compactly with Kryo and Java serialization alike and need no native memory on the wire.
+ *
+ * <p>{@link #bytes()} is the payload the report records as "bytes broadcast/reduced per round".
+ */
+public final class AdapterTensors implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private final LinkedHashMap<String, float[]> data = new LinkedHashMap<>();
+    private final LinkedHashMap<String, long[]> shapes = new LinkedHashMap<>();
+
+    public static AdapterTensors ofValues(List<Parameter> params) {
+        AdapterTensors t = new AdapterTensors();
+        for (Parameter p : params) t.put(p.name(), p.value());
+        return t;
+    }
+
+    /** Gradients of {@code params} times {@code scale} (a zero tensor where a gradient was never made). */
+    public static AdapterTensors ofGradients(List<Parameter> params, double scale) {
+        AdapterTensors t = new AdapterTensors();
+        for (Parameter p : params) {
+            float[] g = p.grad().dup().castTo(DataType.FLOAT).data().asFloat();
+            if (scale != 1.0) for (int i = 0; i < g.length; i++) g[i] *= (float) scale;
+            t.data.put(p.name(), g);
+            t.shapes.put(p.name(), p.value().shape());
+        }
+        return t;
+    }
+
+    public static AdapterTensors of(Map<String, INDArray> tensors) {
+        AdapterTensors t = new AdapterTensors();
+        tensors.forEach(t::put);
+        return t;
+    }
+
+    public void put(String name, INDArray value) {
+        data.put(name, value.dup('c').castTo(DataType.FLOAT).data().asFloat());
+        shapes.put(name, value.shape());
+    }
+
+    public boolean isEmpty() { return data.isEmpty(); }
+    public Map<String, float[]> data() { return data; }
+
+    public INDArray get(String name) {
+        float[] v = data.get(name);
+        if (v == null) throw new IllegalArgumentException("no tensor named " + name + " (have " + data.keySet() + ")");
+        return Nd4j.create(v, shapes.get(name), 'c');
+    }
+
+    public Map<String, INDArray> toArrays() {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        for (String n : data.keySet()) m.put(n, get(n));
+        return m;
+    }
+
+    /** Copies the values into the parameters of the same names (all must be present, shapes equal). */
+    public void copyInto(List<Parameter> params) {
+        for (Parameter p : params) {
+            INDArray v = get(p.name());
+            if (!java.util.Arrays.equals(v.shape(), p.value().shape())) {
+                throw new IllegalArgumentException(p.name() + ": shape " + java.util.Arrays.toString(v.shape())
+                        + " does not match the parameter's " + java.util.Arrays.toString(p.value().shape()));
+            }
+            p.set(v.castTo(p.value().dataType()));
+        }
+    }
+
+    /** {@code this += w · other}, adopting other's names on first use (the reduction's accumulator). */
+    public AdapterTensors addScaled(AdapterTensors other, double w) {
+        for (Map.Entry<String, float[]> e : other.data.entrySet()) {
+            float[] src = e.getValue();
+            float[] dst = data.get(e.getKey());
+            if (dst == null) {
+                dst = new float[src.length];
+                data.put(e.getKey(), dst);
+                shapes.put(e.getKey(), other.shapes.get(e.getKey()));
+            } else if (dst.length != src.length) {
+                throw new IllegalStateException("tensor " + e.getKey() + " has " + src.length + " values here, " + dst.length + " there");
+            }
+            for (int i = 0; i < src.length; i++) dst[i] += (float) (w * src[i]);
+        }
+        return this;
+    }
+
+    public AdapterTensors scale(double s) {
+        for (float[] v : data.values()) for (int i = 0; i < v.length; i++) v[i] *= (float) s;
+        return this;
+    }
+
+    /** Number of float values. */
+    public long count() {
+        long n = 0;
+        for (float[] v : data.values()) n += v.length;
+        return n;
+    }
+
+    /** Payload size in bytes (4 per value); names and shapes are negligible and not counted. */
+    public long bytes() { return 4 * count(); }
+}

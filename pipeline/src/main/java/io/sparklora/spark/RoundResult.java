@@ -1,0 +1,38 @@
+package io.sparklora.spark;
+
+import java.io.Serializable;
+import java.util.TreeSet;
+
+/**
+ * What tasks send back, summed by {@code treeAggregate}: weighted adapter tensors (or summed gradients),
+ * optionally weighted moments, and the counts needed to turn sums into means. Only adapter-sized tensors.
+ */
+public final class RoundResult implements Serializable {
+    private static final long serialVersionUID = 1L;
+    /** Σ w·θ (parameters sync) or Σ per-token gradients (gradients sync); w = target tokens. */
+    public AdapterTensors payload = new AdapterTensors();
+    public AdapterTensors moments;                  // Σ w·moments, when averaged
+    public double weight;                           // Σ w (target tokens)
+    public double lossSum;                          // Σ loss·targets over steps
+    public long targets, tokens, steps;
+    public long skippedSteps;                       // non-finite gradients
+    public final TreeSet<String> executors = new TreeSet<>();
+    public final TreeSet<String> gpus = new TreeSet<>();
+
+    /** Bytes of tensors in this result (what one task sends up the tree). */
+    public long bytes() { return payload.bytes() + (moments == null ? 0 : moments.bytes()); }
+
+    public RoundResult add(RoundResult o) {
+        payload.addScaled(o.payload, 1.0);
+        if (o.moments != null) moments = (moments == null ? new AdapterTensors() : moments).addScaled(o.moments, 1.0);
+        weight += o.weight;
+        lossSum += o.lossSum;
+        targets += o.targets;
+        tokens += o.tokens;
+        steps += o.steps;
+        skippedSteps += o.skippedSteps;
+        executors.addAll(o.executors);
+        gpus.addAll(o.gpus);
+        return this;
+    }
+}

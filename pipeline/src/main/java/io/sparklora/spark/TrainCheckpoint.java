@@ -1,0 +1,109 @@
+package io.sparklora.spark;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.adapters.PeftAdapterFormat;
+import io.sparklora.checkpoint.SafetensorsReader;
+import io.sparklora.checkpoint.SafetensorsWriter;
+import io.sparklora.storage.HadoopFiles;
+import org.apache.hadoop.conf.Configuration;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * A training checkpoint: {@code <out>/checkpoints/round-NNNNNN/} holding the adapter (PEFT layout), the
+ * optimizer state ({@code optimizer.safetensors}) and {@code state.json} (completed rounds, global step,
+ * data position, RNG scheme, and a fingerprint of the settings). Each checkpoint directory is written
+ * atomically, then {@code checkpoints/LATEST} is replaced to name it, so a crash at any moment leaves
+ * the previous checkpoint intact. The two newest are kept.
+ */
+public final class TrainCheckpoint {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    public static final String LATEST = "LATEST";
+
+    /** A loaded checkpoint. */
+    public record Loaded(int roundsDone, long globalStep, Map<String, INDArray> adapter, Map<String, INDArray> optimizer, JsonNode state) {}
+
+    private TrainCheckpoint() {}
+
+    static String dir(String outputUri) { return HadoopFiles.resolve(outputUri, "checkpoints"); }
+
+    public static void write(Configuration conf, String outputUri, AttachedAdapter adapter, Map<String, INDArray> optimizerState,
+                             ObjectNode state, int roundsDone, String baseModel) throws IOException {
+        String name = String.format(Locale.ROOT, "round-%06d", roundsDone);
+        String target = HadoopFiles.resolve(dir(outputUri), name);
+        HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
+            Path adapterDir = local.resolve("adapter");
+            PeftAdapterFormat.save(adapter, adapterDir, baseModel);
+            try (var files = Files.list(adapterDir)) {
+                for (Path f : files.toList()) Files.move(f, local.resolve(f.getFileName()));
+            }
+            Files.delete(adapterDir);
+            Map<String, INDArray> opt = new LinkedHashMap<>(optimizerState);
+            SafetensorsWriter.write(local.resolve("optimizer.safetensors"), opt, Map.of("format", "spark-lora-adamw"), DataType.FLOAT);
+            Files.writeString(local.resolve("state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(state));
+        });
+        String previous = latestName(conf, outputUri).orElse(null);
+        HadoopFiles.writeString(conf, HadoopFiles.resolve(dir(outputUri), LATEST), name + "\n");
+        // keep this one and the one before it
+        for (String f : listCheckpointDirs(conf, outputUri)) {
+            String n = f.substring(f.lastIndexOf('/') + 1);
+            if (!n.equals(name) && !n.equals(previous)) HadoopFiles.delete(conf, f);
+        }
+    }
+
+    /** The newest complete checkpoint of the run at {@code outputUri}, if any. */
+    public static Optional<Loaded> latest(Configuration conf, String outputUri) throws IOException {
+        Optional<String> name = latestName(conf, outputUri);
+        if (name.isEmpty()) return Optional.empty();
+        String uri = HadoopFiles.resolve(dir(outputUri), name.get());
+        Path local = HadoopFiles.copyToLocal(conf, uri);
+        try {
+            JsonNode state = JSON.readTree(Files.readString(local.resolve("state.json")));
+            return Optional.of(new Loaded(state.path("rounds_done").asInt(), state.path("global_step").asLong(),
+                    readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), readAll(local.resolve("optimizer.safetensors")), state));
+        } catch (IOException | RuntimeException e) {
+            throw new IOException("checkpoint " + uri + " is unreadable (" + e.getMessage() + "); delete it to start over", e);
+        } finally {
+            HadoopFiles.deleteLocalTree(local);
+        }
+    }
+
+    private static Optional<String> latestName(Configuration conf, String outputUri) throws IOException {
+        String latest = HadoopFiles.resolve(dir(outputUri), LATEST);
+        if (!HadoopFiles.exists(conf, latest)) return Optional.empty();
+        return Optional.of(HadoopFiles.readString(conf, latest).strip());
+    }
+
+    private static java.util.List<String> listCheckpointDirs(Configuration conf, String outputUri) throws IOException {
+        var p = HadoopFiles.path(dir(outputUri));
+        var fs = HadoopFiles.fs(p, conf);
+        java.util.List<String> out = new java.util.ArrayList<>();
+        for (var st : fs.listStatus(p)) {
+            if (st.isDirectory() && st.getPath().getName().startsWith("round-")) out.add(st.getPath().toString());
+        }
+        return out;
+    }
+
+    private static Map<String, INDArray> readAll(Path file) {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        try (SafetensorsReader r = SafetensorsReader.open(file)) {
+            for (String n : r.names()) {
+                // step counters are integers; everything else is float
+                boolean integer = r.dtype(n).name().startsWith("I") || r.dtype(n).name().startsWith("U");
+                m.put(n, (integer ? r.readRaw(n) : r.read(n)).dup());
+            }
+        }
+        return m;
+    }
+}

@@ -1,0 +1,53 @@
+package io.sparklora.spark;
+
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.train.TrainingOptions;
+
+import java.io.Serializable;
+import java.util.Map;
+
+/**
+ * Everything a distributed adapter-training run needs besides its data.
+ *
+ * @param base                  the frozen base checkpoint (by reference: never broadcast)
+ * @param adapter               the adapter to train (method, rank, targets, ...)
+ * @param shareGroups           module → group name for adapters that share one set of tensors (LoRA-drop);
+ *                              empty: every module has its own
+ * @param rounds                synchronisation rounds
+ * @param localSteps            optimizer steps each task takes per round (K)
+ * @param sync                  {@code gradients}: K must be 1; tasks return gradients, the driver averages them
+ *                              (weighted by target tokens) and steps its optimizer, which equals one-process
+ *                              training on the union of the batches. {@code parameters}: tasks take K local
+ *                              steps and return adapter tensors, which the driver averages weighted by
+ *                              target tokens
+ * @param averageOptimizerState with {@code parameters}: broadcast and average AdamW's moments too (3x the
+ *                              bytes); otherwise every round starts from fresh moments
+ * @param options               batch size per task, accumulation, lr, schedule over rounds·K steps, clipping, seed
+ * @param sampleFraction        fraction of each shard used (LoRA-drop's brief warm-up on a subset); 1 = all
+ * @param checkpointEvery       checkpoint every N rounds (0: never)
+ * @param outputUri             where checkpoints and the final adapter go (any Hadoop URI)
+ */
+public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
+                        String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
+                        int checkpointEvery, String outputUri) implements Serializable {
+    public static final String ADAPTER_NAME = "default";
+
+    public TrainSpec {
+        if (rounds <= 0) throw new IllegalArgumentException("train.rounds must be positive, got " + rounds);
+        if (localSteps <= 0) throw new IllegalArgumentException("train.local_steps must be positive, got " + localSteps);
+        if (!sync.equals("gradients") && !sync.equals("parameters")) {
+            throw new IllegalArgumentException("train.sync must be 'gradients' or 'parameters', got '" + sync + "'");
+        }
+        if (sync.equals("gradients") && localSteps != 1) {
+            throw new IllegalArgumentException("train.sync: gradients averages one step's gradients, so train.local_steps must be 1 (got "
+                    + localSteps + "); use sync: parameters for K local steps");
+        }
+        if (!(sampleFraction > 0 && sampleFraction <= 1)) throw new IllegalArgumentException("sample fraction must be in (0, 1], got " + sampleFraction);
+        shareGroups = Map.copyOf(shareGroups);
+    }
+
+    public long totalSteps() { return (long) rounds * localSteps; }
+
+    /** Blocks a task consumes per round. */
+    public long blocksPerRound() { return (long) localSteps * options.batchSize() * options.gradAccumulation(); }
+}
