@@ -1,0 +1,79 @@
+package io.sparklora.data;
+
+import io.sparklora.tokenize.TextTokenizer;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Tokenizes documents in batches (one native call per batch, which the tokenizers library spreads over
+ * its threads) and lays out what is trained on:
+ * <ul>
+ *   <li>plain text: its tokens, all targets;</li>
+ *   <li>labelled text: tokens of {@code text + labelPrompt} followed by the label's tokens
+ *       ({@link #labelIds}, the tokens of {@code " " + label}), all targets. The two parts are encoded
+ *       separately so that the label tokens are exactly the ones an evaluator scores after the prompt;</li>
+ *   <li>prompt/response: tokens of the prompt (not targets) followed by tokens of the response (targets).</li>
+ * </ul>
+ * The end-of-text token is added by {@link BlockPacker}.
+ */
+public final class DocumentEncoder {
+    private final TextTokenizer tokenizer;
+    private final String labelPrompt;
+    private final int[][] labelIds;
+
+    public DocumentEncoder(TextTokenizer tokenizer, List<String> labels, String labelPrompt) {
+        this.tokenizer = tokenizer;
+        this.labelPrompt = labelPrompt;
+        this.labelIds = labelIds(tokenizer, labels);
+    }
+
+    /** Tokens of {@code " " + label} for each label, in label order. */
+    public static int[][] labelIds(TextTokenizer tokenizer, List<String> labels) {
+        int[][] ids = new int[labels.size()][];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = tokenizer.encode(" " + labels.get(i));
+            if (ids[i].length == 0) throw new IllegalArgumentException("label '" + labels.get(i) + "' encodes to no tokens");
+        }
+        return ids;
+    }
+
+    public int[][] labelIds() {
+        return labelIds;
+    }
+
+    /** Encodes {@code docs} in one batch, in order. */
+    public List<EncodedDocument> encode(List<Document> docs) {
+        List<String> texts = new ArrayList<>(docs.size() + 8);
+        for (Document d : docs) {
+            if (d.isPromptResponse()) {
+                texts.add(d.prompt());
+                texts.add(d.response());
+            } else {
+                texts.add(d.labelled() ? d.text() + labelPrompt : d.text());
+            }
+        }
+        int[][] ids = tokenizer.encodeBatch(texts);
+        List<EncodedDocument> out = new ArrayList<>(docs.size());
+        int k = 0;
+        for (Document d : docs) {
+            if (d.isPromptResponse()) {
+                int[] p = ids[k++], r = ids[k++];
+                out.add(new EncodedDocument(concat(p, r), p.length, -1, -1));
+            } else if (d.labelled()) {
+                if (d.label() >= labelIds.length) throw new IllegalArgumentException(d.where() + ": label index " + d.label() + " out of range");
+                int[] p = ids[k++];
+                out.add(new EncodedDocument(concat(p, labelIds[d.label()]), 0, d.label(), p.length));
+            } else {
+                out.add(new EncodedDocument(ids[k++], 0, -1, -1));
+            }
+        }
+        return out;
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] all = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
+}

@@ -1,0 +1,145 @@
+package io.sparklora.data;
+
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.util.DefaultIndenter;
+import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.sparklora.storage.HadoopFiles;
+import org.apache.hadoop.conf.Configuration;
+
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.Serializable;
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@code manifest.json} of a directory of token shards: what the shards were made with and what they hold.
+ *
+ * <pre>
+ * { "schema_version": 1, "dataset": "spam-assassin-demo",
+ *   "tokenizer_fingerprint": "9f2c...", "vocab_size": 320, "eos_token_id": 319, "pad_token_id": 319,
+ *   "seq_len": 128, "validation_fraction": 0.1, "seed": 0,
+ *   "label_prompt": "\nLabel:",                       (null for a plain corpus)
+ *   "labels": [ {"name": "ham", "ids": [12, 40]}, ... ],  (ids: tokens of " " + name)
+ *   "splits": { "train": [ {"file": "train/part-00000.arrow", "rows": 12, "documents": 30,
+ *                           "tokens": 1500, "targets": 1490, "sha256": "..."}, ... ],
+ *               "validation": [...], "validation-examples": [...] } }
+ * </pre>
+ *
+ * {@code rows} is the number of Arrow rows (blocks, or examples); {@code tokens} the document tokens packed,
+ * end-of-text tokens included; {@code targets} the positions that count in the loss. There are no
+ * timestamps, so the same inputs give the same bytes.
+ */
+@JsonPropertyOrder({"schema_version", "dataset", "tokenizer_fingerprint", "vocab_size", "eos_token_id", "pad_token_id",
+        "seq_len", "validation_fraction", "seed", "label_prompt", "labels", "splits"})
+public record ShardManifest(
+        @JsonProperty(value = "schema_version", required = true) int schemaVersion,
+        @JsonProperty(value = "dataset", required = true) String dataset,
+        @JsonProperty(value = "tokenizer_fingerprint", required = true) String tokenizerFingerprint,
+        @JsonProperty(value = "vocab_size", required = true) int vocabSize,
+        @JsonProperty(value = "eos_token_id", required = true) int eosTokenId,
+        @JsonProperty(value = "pad_token_id", required = true) int padTokenId,
+        @JsonProperty(value = "seq_len", required = true) int seqLen,
+        @JsonProperty(value = "validation_fraction", required = true) double validationFraction,
+        @JsonProperty(value = "seed", required = true) long seed,
+        @JsonProperty(value = "label_prompt", required = true) String labelPrompt,
+        @JsonProperty(value = "labels", required = true) List<Label> labels,
+        @JsonProperty(value = "splits", required = true) Map<String, List<Shard>> splits) implements Serializable {
+
+    public static final String FILE_NAME = "manifest.json";
+    public static final String TRAIN = "train";
+    public static final String VALIDATION = "validation";
+    public static final String VALIDATION_EXAMPLES = "validation-examples";
+
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+            .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES);
+
+    /** A label and its tokens ({@code " " + name}), which an evaluator scores after a prompt. */
+    @JsonPropertyOrder({"name", "ids"})
+    public record Label(@JsonProperty(value = "name", required = true) String name,
+                        @JsonProperty(value = "ids", required = true) int[] ids) implements Serializable {}
+
+    /** One Arrow file; {@code file} is relative to the manifest's directory. */
+    @JsonPropertyOrder({"file", "rows", "documents", "tokens", "targets", "sha256"})
+    public record Shard(@JsonProperty(value = "file", required = true) String file,
+                        @JsonProperty(value = "rows", required = true) long rows,
+                        @JsonProperty(value = "documents", required = true) long documents,
+                        @JsonProperty(value = "tokens", required = true) long tokens,
+                        @JsonProperty(value = "targets", required = true) long targets,
+                        @JsonProperty(value = "sha256", required = true) String sha256) implements Serializable {}
+
+    public ShardManifest {
+        // fixed split order, so the JSON does not depend on how the map was built
+        Map<String, List<Shard>> ordered = new LinkedHashMap<>();
+        for (String s : List.of(TRAIN, VALIDATION, VALIDATION_EXAMPLES)) if (splits.containsKey(s)) ordered.put(s, List.copyOf(splits.get(s)));
+        for (Map.Entry<String, List<Shard>> e : splits.entrySet()) ordered.putIfAbsent(e.getKey(), List.copyOf(e.getValue()));
+        splits = ordered;
+        labels = List.copyOf(labels);
+    }
+
+    /** The shards of {@code split}, or an empty list. */
+    public List<Shard> split(String split) {
+        return splits.getOrDefault(split, List.of());
+    }
+
+    public long rows(String split) {
+        return split(split).stream().mapToLong(Shard::rows).sum();
+    }
+
+    public long documents(String split) {
+        return split(split).stream().mapToLong(Shard::documents).sum();
+    }
+
+    public boolean labelled() {
+        return !labels.isEmpty();
+    }
+
+    /** Fails unless {@code fingerprint} ({@code TextTokenizer.fingerprint()}) is the one the shards were made with. */
+    public void checkTokenizer(String fingerprint) {
+        if (!tokenizerFingerprint.equals(fingerprint)) {
+            throw new IllegalArgumentException("token shards of dataset '" + dataset + "' were made with tokenizer sha256 "
+                    + tokenizerFingerprint + ", but the tokenizer given has sha256 " + fingerprint
+                    + "; use the tokenizer the shards were made with, or re-run the tokenize stage");
+        }
+    }
+
+    public byte[] toJson() {
+        try {
+            DefaultPrettyPrinter pretty = new DefaultPrettyPrinter().withObjectIndenter(new DefaultIndenter("  ", "\n"));
+            return (JSON.writer(pretty).writeValueAsString(this) + "\n").getBytes(StandardCharsets.UTF_8);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("cannot write the shard manifest: " + e.getMessage(), e);
+        }
+    }
+
+    /** Writes {@code dirUri/manifest.json} atomically. */
+    public void write(Configuration conf, String dirUri) throws IOException {
+        byte[] json = toJson();
+        HadoopFiles.write(conf, HadoopFiles.resolve(dirUri, FILE_NAME), out -> out.write(json));
+    }
+
+    /** Reads {@code dirUri/manifest.json}. (The tokenize stage also writes {@code _SUCCESS} once the directory is complete.) */
+    public static ShardManifest read(Configuration conf, String dirUri) throws IOException {
+        String uri = HadoopFiles.resolve(dirUri, FILE_NAME);
+        if (!HadoopFiles.exists(conf, uri)) throw new FileNotFoundException("no token shards at " + dirUri + " (" + uri + " does not exist)");
+        ShardManifest m;
+        try {
+            m = JSON.readValue(HadoopFiles.readBytes(conf, uri), ShardManifest.class);
+        } catch (JsonProcessingException e) {
+            String line = e.getLocation() == null ? "" : ":" + e.getLocation().getLineNr();
+            throw new IOException("shard manifest " + uri + line + ": " + e.getOriginalMessage(), e);
+        }
+        if (m.schemaVersion() != ShardSchema.VERSION) {
+            throw new IOException("shard manifest " + uri + ": schema version " + m.schemaVersion() + " is not supported (expected "
+                    + ShardSchema.VERSION + "); re-run the tokenize stage");
+        }
+        return m;
+    }
+}
