@@ -1,0 +1,823 @@
+package io.sparklora.report;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * Renders a run's {@code report.json} and {@code metrics.jsonl} as one self-contained HTML page: no
+ * scripts, fonts, style sheets or images from elsewhere (charts are inline SVG, the style sheet is
+ * inline), so it opens offline in any browser and prints cleanly.
+ *
+ * <p>The page has a header (run name and total time), highlights (adapter against model size,
+ * perplexity before and after, any failed stage), a stage table, then a section per stage that left
+ * something to show: Training (loss curves and the train figures), LoRA-drop (importance per layer,
+ * kept against shared, cumulative importance against the threshold) and Evaluation (perplexity, loss,
+ * tokens and accuracy per model, and generated samples). Any field may be missing; what exists is
+ * rendered and nothing else: no section, chart or row is drawn empty.
+ *
+ * <p>All text from the report and the metrics (run and layer names, error messages, and above all the
+ * samples, which a language model wrote) is escaped; the page is also well-formed XML.
+ */
+public final class ReportHtml {
+
+    /** Colour of the bars of layers that keep their own LoRA adapter. */
+    public static final String KEPT_COLOUR = Palette.KEPT;
+    /** Colour of the bars of layers that share one LoRA adapter. */
+    public static final String SHARED_COLOUR = Palette.SHARED;
+
+    private static final String DASH = "—";
+
+    /** Stages in pipeline order, each with the key names it may have in report.json (the first is canonical). */
+    private static final String[][] STAGES = {
+        {"tokenize"},
+        {"pretrain", "pretrain_base"},
+        {"train", "train_lora"},
+        {"lora_drop"},
+        {"eval", "evaluate", "evaluation"},
+    };
+    private static final Map<String, String> STAGE_TITLES = Map.of(
+            "tokenize", "Tokenization",
+            "pretrain", "Pretraining",
+            "train", "Adapter training",
+            "lora_drop", "LoRA-drop",
+            "eval", "Evaluation");
+    /** Stages whose figures have a section of their own (the stage table links to it). */
+    private static final Map<String, String> STAGE_SECTIONS = Map.of(
+            "train", "training",
+            "lora_drop", "lora-drop",
+            "eval", "evaluation");
+    /** Top-level fields that are never stages. */
+    private static final Set<String> NOT_STAGES = Set.of("name", "output", "seconds", "spark", "status", "error");
+    private static final String[] EVAL_ROWS = {"base", "adapted", "merged", "full_finetune"};
+    private static final Map<String, String> EVAL_ROW_TITLES = Map.of(
+            "base", "base model",
+            "adapted", "adapted (base + adapter)",
+            "merged", "merged (W₀ + ΔW)",
+            "full_finetune", "full fine-tuning");
+
+    private ReportHtml() {
+    }
+
+    /**
+     * The page for {@code report} (the parsed report.json; {@code null} or a non-object renders an
+     * almost empty page) and {@code metrics} (the parsed lines of metrics.jsonl, in file order; may be
+     * {@code null}). Never throws: should rendering fail on unexpected content after all, the page says
+     * so and shows the report as escaped JSON.
+     */
+    public static String render(JsonNode report, List<JsonNode> metrics) {
+        try {
+            return new Page(report, metrics == null ? List.of() : metrics).build();
+        } catch (RuntimeException e) {
+            return fallback(report, e);
+        }
+    }
+
+    private static String fallback(JsonNode report, RuntimeException e) {
+        StringBuilder out = new StringBuilder();
+        head(out, "spark-lora report");
+        out.append("<h1>spark-lora report</h1>\n<div class=\"callout bad\">This report could not be rendered: ")
+                .append(Xml.escape(e.toString())).append("</div>\n<pre>")
+                .append(Xml.escape(report == null ? "null" : report.toPrettyString())).append("</pre>\n");
+        foot(out);
+        return out.toString();
+    }
+
+    // ----------------------------------------------------------------------------------------------
+
+    private static final class Page {
+        private final JsonNode report;
+        private final List<JsonNode> metrics;
+        private final StringBuilder out = new StringBuilder(32_768);
+        /** Canonical stage name to its object in the report, in page order. */
+        private final Map<String, JsonNode> stages = new LinkedHashMap<>();
+
+        Page(JsonNode report, List<JsonNode> metrics) {
+            this.report = report != null && report.isObject() ? report : null;
+            this.metrics = metrics;
+            findStages();
+        }
+
+        private void findStages() {
+            if (report == null) return;
+            Set<String> used = new HashSet<>();
+            for (String[] names : STAGES) {
+                for (String key : names) {
+                    Optional<JsonNode> stage = JsonFields.object(report, key);
+                    if (stage.isPresent()) {
+                        stages.put(names[0], stage.get());
+                        used.add(key);
+                        break;
+                    }
+                }
+            }
+            for (Iterator<Map.Entry<String, JsonNode>> it = report.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                String key = e.getKey();
+                JsonNode v = e.getValue();
+                if (used.contains(key) || NOT_STAGES.contains(key) || v == null || !v.isObject()) continue;
+                if (v.has("status") || v.has("seconds")) stages.putIfAbsent(key, v);
+            }
+        }
+
+        private JsonNode stage(String name) {
+            return stages.get(name);
+        }
+
+        String build() {
+            String name = runName();
+            double seconds = JsonFields.number(report, "seconds");
+            head(out, "spark-lora · " + name + (Double.isFinite(seconds) ? " · " + Fmt.duration(seconds) : ""));
+            header(name, seconds);
+            highlights();
+            stageTable();
+            training();
+            loraDrop();
+            evaluation();
+            foot(out);
+            return out.toString();
+        }
+
+        private String runName() {
+            Optional<String> name = JsonFields.text(report, "name").filter(s -> !s.isBlank());
+            if (name.isPresent()) return name.get();
+            Optional<String> output = JsonFields.text(report, "output").filter(s -> !s.isBlank());
+            if (output.isPresent()) {
+                String o = output.get().replaceAll("[/\\\\]+$", "");
+                return o.substring(Math.max(o.lastIndexOf('/'), o.lastIndexOf('\\')) + 1);
+            }
+            return "unnamed run";
+        }
+
+        // ------------------------------------------------------------------------------------------ header
+
+        private void header(String name, double seconds) {
+            out.append("<header>\n<h1>spark-lora run <span class=\"run\">").append(Xml.escape(name))
+                    .append("</span></h1>\n<p class=\"meta\">");
+            List<String> parts = new ArrayList<>();
+            parts.add(Double.isFinite(seconds) ? "total time <strong>" + Xml.escape(Fmt.duration(seconds)) + "</strong>"
+                    : "total time not recorded");
+            JsonFields.text(report, "output").ifPresent(o -> parts.add("output <code>" + Xml.escape(o) + "</code>"));
+            JsonFields.object(report, "spark").ifPresent(spark -> {
+                List<String> s = new ArrayList<>();
+                JsonFields.text(spark, "master").ifPresent(m -> s.add("master <code>" + Xml.escape(m) + "</code>"));
+                if (JsonFields.hasNumber(spark, "default_parallelism")) {
+                    s.add("default parallelism " + Xml.escape(Fmt.number(JsonFields.number(spark, "default_parallelism"))));
+                }
+                if (!s.isEmpty()) parts.add("Spark " + String.join(", ", s));
+            });
+            out.append(String.join(" · ", parts)).append("</p>\n</header>\n");
+        }
+
+        private void highlights() {
+            List<String> good = new ArrayList<>();
+            JsonNode train = stage("train");
+            double adapter = JsonFields.number(train, "adapter_bytes");
+            double model = JsonFields.number(train, "model_bytes");
+            if (adapter > 0 && model > 0) {
+                good.add("The adapter is <strong>" + Xml.escape(Fmt.times(model / adapter)) + " smaller</strong> than the model ("
+                        + Xml.escape(Fmt.bytes(adapter)) + " against " + Xml.escape(Fmt.bytes(model)) + ", "
+                        + Xml.escape(Fmt.percent(adapter / model)) + " of its size).");
+            }
+            JsonNode eval = stage("eval");
+            double base = JsonFields.number(JsonFields.object(eval, "base").orElse(null), "perplexity");
+            double adapted = JsonFields.number(JsonFields.object(eval, "adapted").orElse(null), "perplexity");
+            if (Double.isFinite(base) && Double.isFinite(adapted) && base > 0) {
+                good.add("Held-out perplexity: base " + Xml.escape(Fmt.fixed(base, 2)) + " → adapted <strong>"
+                        + Xml.escape(Fmt.fixed(adapted, 2)) + "</strong> (" + Xml.escape(Fmt.signedPercent(adapted / base - 1))
+                        + ").");
+            }
+            JsonNode drop = stage("lora_drop");
+            double reduction = parameterReduction(drop);
+            if (Double.isFinite(reduction)) {
+                String s = "LoRA-drop trains <strong>" + Xml.escape(Fmt.percent(reduction)) + " fewer</strong> adapter parameters";
+                double pplDrop = JsonFields.number(drop, "perplexity_lora_drop");
+                double pplFull = JsonFields.number(drop, "perplexity_full_lora");
+                if (Double.isFinite(pplDrop) && Double.isFinite(pplFull)) {
+                    s += ", at perplexity " + Xml.escape(Fmt.fixed(pplDrop, 2)) + " against " + Xml.escape(Fmt.fixed(pplFull, 2))
+                            + " with every layer's own LoRA";
+                }
+                good.add(s + ".");
+            }
+            List<String> bad = new ArrayList<>();
+            for (Map.Entry<String, JsonNode> e : stages.entrySet()) {
+                if ("failed".equals(JsonFields.text(e.getValue(), "status").orElse(""))) {
+                    bad.add("Stage <strong>" + Xml.escape(stageTitle(e.getKey())) + "</strong> failed"
+                            + JsonFields.text(e.getValue(), "error").map(m -> ": " + Xml.escape(firstLine(m))).orElse("."));
+                }
+            }
+            if (!bad.isEmpty()) {
+                out.append("<div class=\"callout bad\">\n");
+                for (String b : bad) out.append("<p>").append(b).append("</p>\n");
+                out.append("</div>\n");
+            }
+            if (!good.isEmpty()) {
+                out.append("<ul class=\"highlights\">\n");
+                for (String g : good) out.append("<li>").append(g).append("</li>\n");
+                out.append("</ul>\n");
+            }
+        }
+
+        // ------------------------------------------------------------------------------------------ stages
+
+        private void stageTable() {
+            out.append("<section id=\"stages\">\n<h2>Stages</h2>\n");
+            if (stages.isEmpty()) {
+                out.append("<p class=\"note\">The report records no stage.</p>\n</section>\n");
+                return;
+            }
+            out.append("<table class=\"stages\">\n<thead><tr><th>stage</th><th>status</th><th class=\"num\">time</th>")
+                    .append("<th>details</th></tr></thead>\n<tbody>\n");
+            for (Map.Entry<String, JsonNode> e : stages.entrySet()) {
+                String key = e.getKey();
+                JsonNode stage = e.getValue();
+                out.append("<tr><td>").append(Xml.escape(stageTitle(key))).append("</td><td>");
+                status(JsonFields.text(stage, "status").orElse(null));
+                out.append("</td><td class=\"num\">");
+                double seconds = JsonFields.number(stage, "seconds");
+                out.append(JsonFields.hasNumber(stage, "seconds") ? Xml.escape(Fmt.duration(seconds)) : DASH);
+                out.append("</td><td>");
+                Optional<String> error = JsonFields.text(stage, "error");
+                error.ifPresent(m -> out.append("<div class=\"error\">").append(Xml.escape(m)).append("</div>"));
+                String section = STAGE_SECTIONS.get(key);
+                if (section != null) {
+                    out.append("<a href=\"#").append(section).append("\">see ").append(Xml.escape(stageTitle(key)))
+                            .append(" below</a>");
+                } else {
+                    details(stage);
+                }
+                out.append("</td></tr>\n");
+            }
+            out.append("</tbody>\n</table>\n</section>\n");
+        }
+
+        private void status(String status) {
+            if (status == null) {
+                out.append(DASH);
+                return;
+            }
+            String cls = switch (status) {
+                case "done", "skipped", "failed" -> status;
+                default -> "other";
+            };
+            out.append("<span class=\"badge ").append(cls).append('"');
+            if (status.equals("skipped")) out.append(" title=\"already complete from an earlier run\"");
+            out.append('>').append(Xml.escape(status)).append("</span>");
+        }
+
+        /** The stage's scalar fields (and arrays of scalars), other than status, seconds and error. */
+        private void details(JsonNode stage) {
+            List<String> items = new ArrayList<>();
+            for (Iterator<Map.Entry<String, JsonNode>> it = stage.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> f = it.next();
+                String k = f.getKey();
+                JsonNode v = f.getValue();
+                if (k.equals("status") || k.equals("seconds") || k.equals("error") || v == null || v.isNull()) continue;
+                String value;
+                if (v.isNumber() || v.isTextual() && JsonFields.hasNumber(stage, k) && !v.textValue().isBlank()) {
+                    value = Xml.escape(Fmt.number(JsonFields.number(stage, k)));
+                } else if (v.isValueNode()) {
+                    value = "<code>" + Xml.escape(v.asText()) + "</code>";
+                } else if (v.isArray()) {
+                    List<String> xs = JsonFields.strings(stage, k);
+                    if (xs.isEmpty()) continue;
+                    value = Xml.escape(String.join(", ", xs.size() > 8 ? xs.subList(0, 8) : xs))
+                            + (xs.size() > 8 ? " … (" + xs.size() + ")" : "");
+                } else {
+                    continue;
+                }
+                items.add("<span class=\"kv\">" + Xml.escape(k.replace('_', ' ')) + " " + value + "</span>");
+            }
+            out.append(String.join(" ", items));
+        }
+
+        // ------------------------------------------------------------------------------------------ training
+
+        private void training() {
+            Map<String, MetricSeries.Series> loss = MetricSeries.byStage(metrics, "loss");
+            Map<String, MetricSeries.Series> pretrain = new LinkedHashMap<>();
+            Map<String, MetricSeries.Series> adapter = new LinkedHashMap<>();
+            Map<String, MetricSeries.Series> other = new LinkedHashMap<>();
+            for (Map.Entry<String, MetricSeries.Series> e : loss.entrySet()) {
+                String s = e.getKey();
+                if (s.startsWith("pretrain")) {
+                    pretrain.put(s, e.getValue());
+                } else if (s.equals("train") || s.equals("train_lora") || s.startsWith("lora_drop")
+                        || s.startsWith("full_finetune")) {
+                    adapter.put(s, e.getValue());
+                } else {
+                    other.put(s, e.getValue());
+                }
+            }
+            JsonNode train = stage("train");
+            if (pretrain.isEmpty() && adapter.isEmpty() && other.isEmpty() && train == null) return;
+
+            out.append("<section id=\"training\">\n<h2>Training</h2>\n");
+            chart("Pretraining loss", pretrain, "pretraining of the base model");
+            chart("Adapter training loss", adapter, null);
+            chart("Loss of other stages", other, null);
+            if (train != null) trainFigures(train);
+            out.append("</section>\n");
+        }
+
+        private void chart(String title, Map<String, MetricSeries.Series> series, String caption) {
+            if (series.isEmpty()) return;
+            SvgLineChart chart = new SvgLineChart(title).yLabel("loss");
+            List<String> axes = new ArrayList<>();
+            for (MetricSeries.Series s : series.values()) {
+                chart.series(seriesTitle(s.stage()), s.points());
+                if (!axes.contains(s.xAxis())) axes.add(s.xAxis());
+            }
+            if (chart.isEmpty()) return;
+            chart.xLabel(String.join(" / ", axes));
+            out.append("<figure>\n<figcaption>").append(Xml.escape(title));
+            if (caption != null) out.append(" <span class=\"note\">(").append(Xml.escape(caption)).append(")</span>");
+            out.append("</figcaption>\n").append(chart.toSvg()).append("\n</figure>\n");
+        }
+
+        private String seriesTitle(String stage) {
+            return switch (stage) {
+                case "pretrain", "pretrain_base" -> "pretraining";
+                case "train", "train_lora" -> methodTitle(JsonFields.text(stage("train"), "method").orElse("adapter"));
+                case "lora_drop.warmup" -> "LoRA-drop warm-up (all layers)";
+                case "lora_drop.train" -> "LoRA-drop (kept + shared)";
+                case "full_finetune" -> "full fine-tuning";
+                default -> stage.startsWith("lora_drop.") ? "LoRA-drop " + stage.substring("lora_drop.".length()) : stage;
+            };
+        }
+
+        private void trainFigures(JsonNode train) {
+            double adapter = JsonFields.number(train, "adapter_bytes");
+            double model = JsonFields.number(train, "model_bytes");
+            if (adapter > 0 && model > 0) {
+                out.append("<p class=\"callout\">Each copy of the adapter is <strong>").append(Xml.escape(Fmt.bytes(adapter)))
+                        .append("</strong> against <strong>").append(Xml.escape(Fmt.bytes(model)))
+                        .append("</strong> for the model: <strong>").append(Xml.escape(Fmt.times(model / adapter)))
+                        .append(" smaller</strong> (").append(Xml.escape(Fmt.percent(adapter / model)))
+                        .append(" of the model's size).");
+                double broadcast = JsonFields.number(train, "bytes_broadcast_per_round");
+                double reduced = JsonFields.number(train, "bytes_reduced_per_round");
+                if (Double.isFinite(broadcast) && Double.isFinite(reduced)) {
+                    out.append(" Per round the driver broadcasts ").append(Xml.escape(Fmt.bytes(broadcast)))
+                            .append(" and reduces ").append(Xml.escape(Fmt.bytes(reduced))).append(" from the executors.");
+                }
+                out.append("</p>\n");
+            }
+
+            List<String[]> rows = new ArrayList<>();
+            JsonFields.text(train, "method").ifPresent(m -> rows.add(new String[] {"method", Xml.escape(methodTitle(m))}));
+            if (JsonFields.hasNumber(train, "rounds")) {
+                String v = Xml.escape(Fmt.integer(JsonFields.number(train, "rounds")));
+                if (JsonFields.hasNumber(train, "local_steps")) {
+                    double ls = JsonFields.number(train, "local_steps");
+                    v += " × " + Xml.escape(Fmt.integer(ls)) + " local step" + (ls == 1 ? "" : "s");
+                }
+                rows.add(new String[] {"rounds", v});
+            }
+            JsonFields.text(train, "sync").ifPresent(s -> rows.add(new String[] {"synchronised", Xml.escape(s)}));
+            double trainable = JsonFields.number(train, "trainable_params");
+            double total = JsonFields.number(train, "total_params");
+            if (Double.isFinite(trainable)) {
+                String v = Xml.escape(Fmt.integer(trainable));
+                if (Double.isFinite(total) && total > 0) {
+                    v += " of " + Xml.escape(Fmt.integer(total)) + " (" + Xml.escape(Fmt.percent(trainable / total)) + ")";
+                }
+                rows.add(new String[] {"trainable parameters", v});
+            } else if (Double.isFinite(total)) {
+                rows.add(new String[] {"total parameters", Xml.escape(Fmt.integer(total))});
+            }
+            bytesRow(rows, "broadcast per round", JsonFields.number(train, "bytes_broadcast_per_round"));
+            bytesRow(rows, "reduced per round", JsonFields.number(train, "bytes_reduced_per_round"));
+            bytesRow(rows, "adapter size", adapter);
+            bytesRow(rows, "model size", model);
+            if (adapter > 0 && model > 0) {
+                rows.add(new String[] {"adapter / model", "<strong>" + Xml.escape(Fmt.percent(adapter / model)) + "</strong> ("
+                        + Xml.escape(Fmt.times(model / adapter)) + " smaller)"});
+            }
+            if (JsonFields.hasNumber(train, "tokens_per_second")) {
+                rows.add(new String[] {"throughput", Xml.escape(Fmt.integer(JsonFields.number(train, "tokens_per_second")))
+                        + " tokens/s"});
+            }
+            if (JsonFields.hasNumber(train, "final_loss")) {
+                rows.add(new String[] {"final loss", Xml.escape(Fmt.fixed(JsonFields.number(train, "final_loss"), 3))});
+            }
+            if (JsonFields.hasNumber(train, "seconds")) {
+                rows.add(new String[] {"time", Xml.escape(Fmt.duration(JsonFields.number(train, "seconds")))});
+            }
+            if (rows.isEmpty()) return;
+            out.append("<h3>Adapter training</h3>\n");
+            figures(rows);
+        }
+
+        private static void bytesRow(List<String[]> rows, String label, double bytes) {
+            if (!Double.isFinite(bytes)) return;
+            rows.add(new String[] {label, Xml.escape(Fmt.bytes(bytes)) + (Math.abs(bytes) >= 1024
+                    ? " <span class=\"note\">(" + Xml.escape(Fmt.integer(bytes)) + " bytes)</span>" : "")});
+        }
+
+        /** A two-column table of label and (already escaped) value. */
+        private void figures(List<String[]> rows) {
+            out.append("<table class=\"figures\">\n<tbody>\n");
+            for (String[] r : rows) {
+                out.append("<tr><th scope=\"row\">").append(Xml.escape(r[0])).append("</th><td>").append(r[1])
+                        .append("</td></tr>\n");
+            }
+            out.append("</tbody>\n</table>\n");
+        }
+
+        // ------------------------------------------------------------------------------------------ LoRA-drop
+
+        private record Layer(String name, double importance, String role) {
+        }
+
+        private void loraDrop() {
+            JsonNode drop = stage("lora_drop");
+            if (drop == null) return;
+            List<String> kept = JsonFields.strings(drop, "kept");
+            List<String> shared = JsonFields.strings(drop, "shared");
+            Set<String> keptSet = new HashSet<>(kept);
+            Set<String> sharedSet = new HashSet<>(shared);
+            List<Layer> layers = new ArrayList<>();
+            JsonFields.object(drop, "importance").ifPresent(imp -> {
+                for (Iterator<Map.Entry<String, JsonNode>> it = imp.fields(); it.hasNext(); ) {
+                    String layer = it.next().getKey();
+                    String role = keptSet.contains(layer) ? "kept" : sharedSet.contains(layer) ? "shared" : "";
+                    layers.add(new Layer(layer, JsonFields.number(imp, layer), role));
+                }
+            });
+            // Descending; NaN last; ties keep the report's order.
+            layers.sort((a, b) -> {
+                boolean an = Double.isNaN(a.importance()), bn = Double.isNaN(b.importance());
+                if (an || bn) return Boolean.compare(an, bn);
+                return Double.compare(b.importance(), a.importance());
+            });
+            double total = 0;
+            for (Layer l : layers) {
+                if (Double.isFinite(l.importance()) && l.importance() > 0) total += l.importance();
+            }
+            double[] cumulative = new double[layers.size()];
+            double running = 0;
+            for (int i = 0; i < layers.size(); i++) {
+                double v = layers.get(i).importance();
+                if (Double.isFinite(v) && v > 0) running += v;
+                cumulative[i] = total > 0 ? running / total : Double.NaN;
+            }
+            double threshold = JsonFields.number(drop, "threshold");
+
+            List<String[]> rows = new ArrayList<>();
+            if (JsonFields.hasNumber(drop, "threshold")) {
+                rows.add(new String[] {"threshold", Xml.escape(threshold >= 0 && threshold <= 1 ? Fmt.percent(threshold)
+                        + " of the total importance" : Fmt.number(threshold))});
+            }
+            if (drop.has("kept")) {
+                rows.add(new String[] {"layers with their own LoRA (kept)", layerList(kept, layers.size())});
+            }
+            if (drop.has("shared")) {
+                rows.add(new String[] {"layers sharing one LoRA", layerList(shared, layers.size())});
+            }
+            double full = JsonFields.number(drop, "trainable_params_full");
+            double reduced = JsonFields.number(drop, "trainable_params_reduced");
+            if (Double.isFinite(full) || Double.isFinite(reduced)) {
+                rows.add(new String[] {"trainable parameters", (Double.isFinite(full) ? Xml.escape(Fmt.integer(full)) : DASH)
+                        + " with LoRA on every layer → " + (Double.isFinite(reduced) ? Xml.escape(Fmt.integer(reduced)) : DASH)
+                        + " with LoRA-drop"});
+            }
+            double reduction = parameterReduction(drop);
+            if (Double.isFinite(reduction)) {
+                rows.add(new String[] {"parameter reduction", "<strong>" + Xml.escape(Fmt.percent(reduction)) + "</strong>"});
+            }
+            double pplFull = JsonFields.number(drop, "perplexity_full_lora");
+            double pplDrop = JsonFields.number(drop, "perplexity_lora_drop");
+            if (JsonFields.hasNumber(drop, "perplexity_full_lora") || JsonFields.hasNumber(drop, "perplexity_lora_drop")) {
+                String v = "full LoRA " + (JsonFields.hasNumber(drop, "perplexity_full_lora") ? Xml.escape(Fmt.fixed(pplFull, 2)) : DASH)
+                        + " vs LoRA-drop " + (JsonFields.hasNumber(drop, "perplexity_lora_drop") ? Xml.escape(Fmt.fixed(pplDrop, 2)) : DASH);
+                if (Double.isFinite(pplFull) && Double.isFinite(pplDrop) && pplFull > 0) {
+                    v += " (" + Xml.escape(Fmt.signedPercent(pplDrop / pplFull - 1)) + ")";
+                }
+                rows.add(new String[] {"perplexity", v});
+            }
+            if (JsonFields.hasNumber(drop, "seconds")) {
+                rows.add(new String[] {"time", Xml.escape(Fmt.duration(JsonFields.number(drop, "seconds")))});
+            }
+            boolean failed = "failed".equals(JsonFields.text(drop, "status").orElse(""));
+            if (layers.isEmpty() && rows.isEmpty() && !failed) return;
+
+            out.append("<section id=\"lora-drop\">\n<h2>LoRA-drop</h2>\n");
+            if (failed) {
+                out.append("<p class=\"callout bad\">LoRA-drop failed")
+                        .append(JsonFields.text(drop, "error").map(m -> ": " + Xml.escape(firstLine(m))).orElse("."))
+                        .append("</p>\n");
+            }
+            if (!layers.isEmpty()) {
+                SvgBarChart chart = new SvgBarChart("LoRA-drop: importance per layer").yLabel("importance");
+                boolean anyKept = false, anyShared = false, anyOther = false;
+                for (Layer l : layers) {
+                    String colour = switch (l.role()) {
+                        case "kept" -> KEPT_COLOUR;
+                        case "shared" -> SHARED_COLOUR;
+                        default -> Palette.NEUTRAL;
+                    };
+                    anyKept |= l.role().equals("kept");
+                    anyShared |= l.role().equals("shared");
+                    anyOther |= l.role().isEmpty();
+                    chart.bar(l.name(), l.importance(), colour);
+                }
+                if (anyKept) chart.legend("kept (own LoRA)", KEPT_COLOUR);
+                if (anyShared) chart.legend("shared LoRA", SHARED_COLOUR);
+                if (anyOther) chart.legend("role not recorded", Palette.NEUTRAL);
+                if (total > 0) {
+                    chart.overlay("cumulative share of importance", cumulative);
+                    if (threshold >= 0 && threshold <= 1) chart.threshold(threshold, "threshold " + Fmt.percent(threshold));
+                }
+                if (!chart.isEmpty()) {
+                    out.append("<figure>\n<figcaption>Importance per layer, largest first</figcaption>\n")
+                            .append(chart.toSvg()).append("\n</figure>\n");
+                }
+            }
+            if (!rows.isEmpty()) figures(rows);
+            if (!layers.isEmpty()) {
+                out.append("<table class=\"layers\">\n<thead><tr><th class=\"num\">#</th><th>layer</th>")
+                        .append("<th class=\"num\">importance</th><th class=\"num\">share</th>")
+                        .append("<th class=\"num\">cumulative</th><th>LoRA</th></tr></thead>\n<tbody>\n");
+                for (int i = 0; i < layers.size(); i++) {
+                    Layer l = layers.get(i);
+                    double share = total > 0 && Double.isFinite(l.importance()) ? l.importance() / total : Double.NaN;
+                    out.append("<tr><td class=\"num\">").append(i + 1).append("</td><td><code>").append(Xml.escape(l.name()))
+                            .append("</code></td><td class=\"num\">").append(Xml.escape(Fmt.number(l.importance())))
+                            .append("</td><td class=\"num\">").append(Double.isFinite(share) ? Xml.escape(Fmt.percent(share)) : DASH)
+                            .append("</td><td class=\"num\">")
+                            .append(Double.isFinite(cumulative[i]) ? Xml.escape(Fmt.percent(cumulative[i])) : DASH)
+                            .append("</td><td>");
+                    switch (l.role()) {
+                        case "kept" -> out.append("<span class=\"swatch\" style=\"background:").append(KEPT_COLOUR)
+                                .append("\"></span>kept");
+                        case "shared" -> out.append("<span class=\"swatch\" style=\"background:").append(SHARED_COLOUR)
+                                .append("\"></span>shared");
+                        default -> out.append(DASH);
+                    }
+                    out.append("</td></tr>\n");
+                }
+                out.append("</tbody>\n</table>\n");
+            }
+            out.append("</section>\n");
+        }
+
+        private static String layerList(List<String> names, int of) {
+            StringBuilder s = new StringBuilder();
+            s.append(names.size());
+            if (of > 0) s.append(" of ").append(of);
+            if (!names.isEmpty()) {
+                s.append(": ");
+                for (int i = 0; i < names.size(); i++) {
+                    if (i > 0) s.append(", ");
+                    s.append("<code>").append(Xml.escape(names.get(i))).append("</code>");
+                }
+            }
+            return s.toString();
+        }
+
+        // ------------------------------------------------------------------------------------------ evaluation
+
+        private static final String[][] EVAL_COLUMNS = {
+            {"perplexity", "perplexity"}, {"loss", "loss"}, {"tokens", "tokens"}, {"accuracy", "accuracy"},
+        };
+
+        private void evaluation() {
+            JsonNode eval = stage("eval");
+            if (eval == null) return;
+            Map<String, JsonNode> models = new LinkedHashMap<>();
+            for (String key : EVAL_ROWS) JsonFields.object(eval, key).ifPresent(m -> models.put(key, m));
+            for (Iterator<Map.Entry<String, JsonNode>> it = eval.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                JsonNode v = e.getValue();
+                if (models.containsKey(e.getKey()) || v == null || !v.isObject()) continue;
+                for (String[] c : EVAL_COLUMNS) {
+                    if (JsonFields.hasNumber(v, c[0])) {
+                        models.put(e.getKey(), v);
+                        break;
+                    }
+                }
+            }
+            JsonNode samples = eval.get("samples");
+            boolean hasSamples = samples != null && samples.isArray() && !samples.isEmpty();
+            boolean failed = "failed".equals(JsonFields.text(eval, "status").orElse(""));
+            if (models.isEmpty() && !hasSamples && !failed) return;
+
+            out.append("<section id=\"evaluation\">\n<h2>Evaluation</h2>\n");
+            if (failed) {
+                out.append("<p class=\"callout bad\">Evaluation failed")
+                        .append(JsonFields.text(eval, "error").map(m -> ": " + Xml.escape(firstLine(m))).orElse("."))
+                        .append("</p>\n");
+            }
+            if (!models.isEmpty()) evaluationTable(models);
+            if (hasSamples) samples(samples);
+            out.append("</section>\n");
+        }
+
+        private void evaluationTable(Map<String, JsonNode> models) {
+            List<String> columns = new ArrayList<>();
+            for (String[] c : EVAL_COLUMNS) {
+                for (JsonNode m : models.values()) {
+                    if (JsonFields.hasNumber(m, c[0])) {
+                        columns.add(c[0]);
+                        break;
+                    }
+                }
+            }
+            double basePpl = JsonFields.number(models.get("base"), "perplexity");
+            boolean relative = columns.contains("perplexity") && Double.isFinite(basePpl) && basePpl > 0 && models.size() > 1;
+            out.append("<table class=\"eval\">\n<thead><tr><th>model</th>");
+            for (String c : columns) {
+                out.append("<th class=\"num\">").append(Xml.escape(c)).append("</th>");
+                if (c.equals("perplexity") && relative) out.append("<th class=\"num\">vs base</th>");
+            }
+            out.append("</tr></thead>\n<tbody>\n");
+            for (Map.Entry<String, JsonNode> e : models.entrySet()) {
+                JsonNode m = e.getValue();
+                out.append("<tr><td>").append(Xml.escape(EVAL_ROW_TITLES.getOrDefault(e.getKey(), e.getKey()))).append("</td>");
+                for (String c : columns) {
+                    double v = JsonFields.number(m, c);
+                    String cell;
+                    if (!JsonFields.hasNumber(m, c)) {
+                        cell = DASH;
+                    } else {
+                        cell = switch (c) {
+                            case "perplexity" -> Fmt.fixed(v, 2);
+                            case "loss" -> Fmt.fixed(v, 4);
+                            case "tokens" -> Fmt.integer(v);
+                            case "accuracy" -> v >= 0 && v <= 1 ? Fmt.percent(v) : Fmt.number(v);
+                            default -> Fmt.number(v);
+                        };
+                    }
+                    out.append("<td class=\"num\">").append(Xml.escape(cell)).append("</td>");
+                    if (c.equals("perplexity") && relative) {
+                        out.append("<td class=\"num\">");
+                        if (e.getKey().equals("base")) {
+                            out.append(DASH);
+                        } else if (Double.isFinite(v)) {
+                            out.append(Xml.escape(Fmt.signedPercent(v / basePpl - 1)));
+                        } else {
+                            out.append(DASH);
+                        }
+                        out.append("</td>");
+                    }
+                }
+                out.append("</tr>\n");
+            }
+            out.append("</tbody>\n</table>\n");
+
+            double adapted = JsonFields.number(models.get("adapted"), "perplexity");
+            double merged = JsonFields.number(models.get("merged"), "perplexity");
+            if (Double.isFinite(adapted) && Double.isFinite(merged) && adapted > 0) {
+                double diff = Math.abs(merged / adapted - 1);
+                if (diff <= 1e-3) {
+                    out.append("<p class=\"note\">The adapted and merged models agree, as they must (perplexities differ by ")
+                            .append(Xml.escape(diff == 0 ? "0" : Fmt.percent(diff))).append(").</p>\n");
+                } else {
+                    out.append("<p class=\"callout bad\">The adapted and merged models disagree: perplexity ")
+                            .append(Xml.escape(Fmt.fixed(adapted, 2))).append(" against ").append(Xml.escape(Fmt.fixed(merged, 2)))
+                            .append(" (").append(Xml.escape(Fmt.percent(diff)))
+                            .append(" apart); merging W₀ + ΔW should not change the model's outputs.</p>\n");
+                }
+            }
+        }
+
+        private void samples(JsonNode samples) {
+            out.append("<h3>Samples</h3>\n<p class=\"note\">Generated text, shown as written by the models.</p>\n");
+            int i = 0;
+            for (JsonNode sample : samples) {
+                i++;
+                out.append("<div class=\"sample\">\n<h4>Sample ").append(i).append("</h4>\n");
+                if (sample == null || !sample.isObject()) {
+                    out.append("<pre>").append(Xml.escape(sample == null || sample.isNull() ? "" : sample.isTextual()
+                            ? sample.textValue() : sample.toString())).append("</pre>\n</div>\n");
+                    continue;
+                }
+                out.append("<dl>\n");
+                JsonNode prompt = sample.get("prompt");
+                if (prompt != null) sampleField("prompt", prompt);
+                for (Iterator<Map.Entry<String, JsonNode>> it = sample.fields(); it.hasNext(); ) {
+                    Map.Entry<String, JsonNode> f = it.next();
+                    if (!f.getKey().equals("prompt")) sampleField(f.getKey(), f.getValue());
+                }
+                out.append("</dl>\n</div>\n");
+            }
+        }
+
+        private void sampleField(String key, JsonNode value) {
+            String label = EVAL_ROW_TITLES.getOrDefault(key, key);
+            String text = value == null || value.isNull() ? "" : value.isTextual() ? value.textValue() : value.toString();
+            out.append("<dt>").append(Xml.escape(label)).append("</dt><dd><pre")
+                    .append(key.equals("prompt") ? " class=\"prompt\"" : "").append('>').append(Xml.escape(text))
+                    .append("</pre></dd>\n");
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------- shared
+
+    private static double parameterReduction(JsonNode drop) {
+        if (drop == null) return Double.NaN;
+        double r = JsonFields.number(drop, "param_reduction");
+        if (Double.isFinite(r)) return r;
+        double full = JsonFields.number(drop, "trainable_params_full");
+        double reduced = JsonFields.number(drop, "trainable_params_reduced");
+        return full > 0 && Double.isFinite(reduced) ? 1 - reduced / full : Double.NaN;
+    }
+
+    private static String stageTitle(String key) {
+        return STAGE_TITLES.getOrDefault(key, key);
+    }
+
+    private static String methodTitle(String method) {
+        return switch (method.toLowerCase(java.util.Locale.ROOT)) {
+            case "lora" -> "LoRA";
+            case "lora_drop", "lora-drop" -> "LoRA-drop";
+            case "full", "full_finetune" -> "full fine-tuning";
+            default -> method;
+        };
+    }
+
+    private static String firstLine(String text) {
+        String t = text.strip();
+        int nl = t.indexOf('\n');
+        String line = nl < 0 ? t : t.substring(0, nl) + " …";
+        return line.length() > 300 ? line.substring(0, 300) + " …" : line;
+    }
+
+    private static void head(StringBuilder out, String title) {
+        out.append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n")
+                .append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n")
+                .append("<meta name=\"generator\" content=\"spark-lora\"/>\n")
+                .append("<title>").append(Xml.escape(title)).append("</title>\n<style>\n").append(CSS).append("</style>\n")
+                .append("</head>\n<body>\n<main>\n");
+    }
+
+    private static void foot(StringBuilder out) {
+        out.append("<footer>Written by spark-lora from report.json and metrics.jsonl.</footer>\n</main>\n</body>\n</html>\n");
+    }
+
+    /** The whole style sheet: plain, light, and free of the characters that XML would need escaped. */
+    private static final String CSS = """
+            :root { color-scheme: light; }
+            * { box-sizing: border-box; }
+            body { margin: 0; background: #f5f7fa; color: #1f2933;
+              font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
+            main { max-width: 1000px; margin: 0 auto; padding: 28px 24px 48px; }
+            h1 { font-size: 26px; margin: 0 0 4px; font-weight: 650; }
+            h1 .run { color: #0b5394; }
+            h2 { font-size: 20px; margin: 36px 0 12px; padding-bottom: 4px; border-bottom: 2px solid #d9e2ec; }
+            h3 { font-size: 16px; margin: 22px 0 8px; }
+            h4 { font-size: 14px; margin: 0 0 6px; color: #52606d; }
+            a { color: #0b5394; }
+            code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: 13px; }
+            .meta { color: #52606d; margin: 0; }
+            .note { color: #52606d; font-weight: normal; }
+            .highlights { background: #ffffff; border: 1px solid #d9e2ec; border-radius: 6px; padding: 10px 14px 10px 32px; margin: 18px 0 0; }
+            .highlights li { margin: 3px 0; }
+            .callout { background: #eaf4fb; border-left: 4px solid #0072b2; padding: 10px 14px; margin: 12px 0; border-radius: 0 6px 6px 0; }
+            .callout p { margin: 4px 0; }
+            .callout.bad { background: #fdecec; border-left-color: #b42318; color: #7a1b14; }
+            table { border-collapse: collapse; width: 100%; background: #ffffff; margin: 8px 0 18px; font-size: 14px;
+              border: 1px solid #d9e2ec; }
+            th, td { padding: 6px 10px; border-bottom: 1px solid #e4e7eb; text-align: left; vertical-align: top; }
+            thead th { background: #eef2f6; font-weight: 600; }
+            table.figures th { width: 34%; font-weight: 500; color: #3e4c59; background: #f8fafc; }
+            .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+            .badge { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
+              border: 1px solid transparent; }
+            .badge.done { background: #e3f4e8; color: #1d6b35; border-color: #b7e0c3; }
+            .badge.skipped { background: #eef2f6; color: #3e4c59; border-color: #cbd2d9; }
+            .badge.failed { background: #fdecec; color: #b42318; border-color: #f5b5b0; }
+            .badge.other { background: #fff7e0; color: #8a5a00; border-color: #f0d58c; }
+            .error { color: #b42318; white-space: pre-wrap; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+              font-size: 12px; margin-bottom: 4px; }
+            .kv { display: inline-block; margin: 0 12px 0 0; color: #3e4c59; white-space: nowrap; }
+            figure { margin: 14px 0 20px; background: #ffffff; border: 1px solid #d9e2ec; border-radius: 6px; padding: 12px 12px 6px; }
+            figcaption { font-weight: 600; margin-bottom: 6px; }
+            svg.chart { display: block; max-width: 100%; height: auto; }
+            .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
+            .sample { background: #ffffff; border: 1px solid #d9e2ec; border-radius: 6px; padding: 10px 14px; margin: 10px 0; }
+            .sample dl { margin: 0; }
+            .sample dt { font-size: 12px; font-weight: 600; color: #52606d; margin-top: 6px; }
+            .sample dd { margin: 2px 0 0; }
+            pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f8fafc; border: 1px solid #e4e7eb;
+              border-radius: 4px; padding: 6px 8px; margin: 0; line-height: 1.45; }
+            pre.prompt { background: #eef2f6; }
+            footer { margin-top: 40px; color: #7b8794; font-size: 12px; }
+            @media print {
+              body { background: #ffffff; font-size: 11pt; }
+              main { max-width: none; padding: 0; }
+              a { color: inherit; text-decoration: none; }
+              figure, table, .sample, .callout, .highlights { break-inside: avoid; }
+              h2, h3, h4 { break-after: avoid; }
+              * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+            }
+            """;
+}
