@@ -3,7 +3,6 @@ package io.sparklora.data;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.train.TokenBlocks;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.IntVector;
 import org.apache.arrow.vector.TinyIntVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
@@ -124,7 +123,7 @@ public final class ArrowShardReader {
         try (InputStream in = new DigestInputStream(new BufferedInputStream(raw, 1 << 16), digest)) {
             Exception failure = null;
             long rows = 0;
-            try (BufferAllocator allocator = new RootAllocator(Long.MAX_VALUE)) {
+            try (BufferAllocator allocator = ArrowMemory.newAllocator()) {
                 byte[] magic = in.readNBytes(8);
                 if (!Arrays.equals(Arrays.copyOf(magic, MAGIC.length), MAGIC)) throw new IOException("shard " + uri + ": not an Arrow IPC file");
                 try (ArrowStreamReader reader = new ArrowStreamReader(new KeepOpen(in), allocator)) {

@@ -1,7 +1,6 @@
 package io.sparklora.data;
 
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.IntVector;
 import org.apache.arrow.vector.TinyIntVector;
@@ -50,7 +49,7 @@ public final class ArrowShardWriter implements Closeable {
         this.batchRows = batchRows;
         this.digest = CorpusReader.sha256();
         this.counted = new CountingStream(new DigestOutputStream(out, digest));
-        this.allocator = new RootAllocator(Long.MAX_VALUE);
+        this.allocator = ArrowMemory.newAllocator();
         this.root = VectorSchemaRoot.create(schema, allocator);
         this.writer = new ArrowFileWriter(root, new DictionaryProvider.MapDictionaryProvider(), Channels.newChannel(counted));
         writer.start();
