@@ -37,6 +37,21 @@ public final class BaseModelCache {
         return TransformerLM.fromWeights(l.config(), l.weights());
     }
 
+    /**
+     * A fresh model whose tensors named in {@code privateCopies} are copies (for merging an adapter into
+     * them); all other tensors are the shared cached ones.
+     */
+    public static TransformerLM model(BaseModelRef ref, Configuration conf, java.util.Set<String> privateCopies) {
+        Loaded l = CACHE.computeIfAbsent(ref.contentHash(), h -> load(ref, conf));
+        Map<String, INDArray> w = new java.util.LinkedHashMap<>(l.weights());
+        for (String n : privateCopies) {
+            INDArray t = w.get(n);
+            if (t == null) throw new IllegalArgumentException("base model has no tensor " + n);
+            w.put(n, t.dup());
+        }
+        return TransformerLM.fromWeights(l.config(), w);
+    }
+
     /** How many times this JVM read a base from storage (tests assert once per JVM). */
     public static int loads() { return LOADS.get(); }
 

@@ -125,7 +125,7 @@ public final class TrainStage {
             }
             double roundSeconds = (System.nanoTime() - tr) / 1e9;
             broadcastBytes = st.bytes();
-            reducedBytes = res.bytes() / Math.max(1, nonEmptyTasks(res));
+            reducedBytes = res.bytes();     // element-wise sums: the same size as one task's contribution
             tokens += res.tokens;
             seconds += roundSeconds;
             lastLoss = res.lossSum / res.targets;
@@ -151,7 +151,6 @@ public final class TrainStage {
                 4 * model.baseParameterCount(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss, executors, gpus);
     }
 
-    private static int nonEmptyTasks(RoundResult r) { return (int) Math.max(1, r.steps == 0 ? 1 : r.executors.size() > 0 ? Math.min(r.executors.size(), Integer.MAX_VALUE) : 1); }
 
     /** Writes the adapter in PEFT layout to any file system, atomically. */
     public static void saveAdapter(Configuration conf, AttachedAdapter adapter, String uri, String baseModel) throws IOException {
