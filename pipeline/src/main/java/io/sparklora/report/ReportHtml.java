@@ -190,7 +190,7 @@ public final class ReportHtml {
             double base = JsonFields.number(JsonFields.object(eval, "base").orElse(null), "perplexity");
             double adapted = JsonFields.number(JsonFields.object(eval, "adapted").orElse(null), "perplexity");
             if (Double.isFinite(base) && Double.isFinite(adapted) && base > 0) {
-                good.add("Held-out perplexity: base " + Xml.escape(Fmt.fixed(base, 2)) + " → adapted <strong>"
+                good.add("Perplexity on the evaluation data: base " + Xml.escape(Fmt.fixed(base, 2)) + " → adapted <strong>"
                         + Xml.escape(Fmt.fixed(adapted, 2)) + "</strong> (" + Xml.escape(Fmt.signedPercent(adapted / base - 1))
                         + ").");
             }
@@ -281,7 +281,7 @@ public final class ReportHtml {
                 JsonNode v = f.getValue();
                 if (k.equals("status") || k.equals("seconds") || k.equals("error") || v == null || v.isNull()) continue;
                 String value;
-                if (v.isNumber() || v.isTextual() && JsonFields.hasNumber(stage, k) && !v.textValue().isBlank()) {
+                if (v.isNumber()) {
                     value = Xml.escape(Fmt.number(JsonFields.number(stage, k)));
                 } else if (v.isValueNode()) {
                     value = "<code>" + Xml.escape(v.asText()) + "</code>";
@@ -357,16 +357,18 @@ public final class ReportHtml {
             double adapter = JsonFields.number(train, "adapter_bytes");
             double model = JsonFields.number(train, "model_bytes");
             if (adapter > 0 && model > 0) {
-                out.append("<p class=\"callout\">Each copy of the adapter is <strong>").append(Xml.escape(Fmt.bytes(adapter)))
+                out.append("<p class=\"callout\">The adapter is <strong>").append(Xml.escape(Fmt.bytes(adapter)))
                         .append("</strong> against <strong>").append(Xml.escape(Fmt.bytes(model)))
-                        .append("</strong> for the model: <strong>").append(Xml.escape(Fmt.times(model / adapter)))
+                        .append("</strong> for the whole model: <strong>").append(Xml.escape(Fmt.times(model / adapter)))
                         .append(" smaller</strong> (").append(Xml.escape(Fmt.percent(adapter / model)))
                         .append(" of the model's size).");
                 double broadcast = JsonFields.number(train, "bytes_broadcast_per_round");
                 double reduced = JsonFields.number(train, "bytes_reduced_per_round");
                 if (Double.isFinite(broadcast) && Double.isFinite(reduced)) {
                     out.append(" Per round the driver broadcasts ").append(Xml.escape(Fmt.bytes(broadcast)))
-                            .append(" and reduces ").append(Xml.escape(Fmt.bytes(reduced))).append(" from the executors.");
+                            .append(" to the executors and reduces ").append(Xml.escape(Fmt.bytes(reduced)))
+                            .append(" from them, where synchronising the whole model would move ").append(Xml.escape(Fmt.bytes(model)))
+                            .append(" each way.");
                 }
                 out.append("</p>\n");
             }
@@ -678,8 +680,9 @@ public final class ReportHtml {
             if (Double.isFinite(adapted) && Double.isFinite(merged) && adapted > 0) {
                 double diff = Math.abs(merged / adapted - 1);
                 if (diff <= 1e-3) {
-                    out.append("<p class=\"note\">The adapted and merged models agree, as they must (perplexities differ by ")
-                            .append(Xml.escape(diff == 0 ? "0" : Fmt.percent(diff))).append(").</p>\n");
+                    out.append("<p class=\"note\">The adapted and merged models agree, as they must (")
+                            .append(diff == 0 ? "identical perplexity" : "perplexities differ by " + Xml.escape(Fmt.percent(diff)))
+                            .append(").</p>\n");
                 } else {
                     out.append("<p class=\"callout bad\">The adapted and merged models disagree: perplexity ")
                             .append(Xml.escape(Fmt.fixed(adapted, 2))).append(" against ").append(Xml.escape(Fmt.fixed(merged, 2)))

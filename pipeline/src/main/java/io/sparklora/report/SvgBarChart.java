@@ -27,6 +27,7 @@ public final class SvgBarChart {
     private static final int MAX_LABEL_CHARS = 32;
     private static final int VALUE_LABEL_LIMIT = 16;
     private static final double MIN_SLOT = 16;
+    private static final double LABEL_ANGLE = 40;
 
     private final String title;
     private final List<Bar> bars = new ArrayList<>();
@@ -113,9 +114,18 @@ public final class SvgBarChart {
         double plotWidth = totalWidth - left - right;
         double slot = plotWidth / bars.size();
         double labelFont = Math.min(Svg.TICK_FONT, Math.max(7, slot * 0.75));
-        int longest = 0;
-        for (Bar b : bars) longest = Math.max(longest, Svg.keepEnd(b.label(), MAX_LABEL_CHARS).length());
-        double labelDrop = Svg.textWidth("x".repeat(longest), labelFont) * Math.sin(Math.toRadians(40)) + labelFont;
+        // Slanted labels hang down and to the left of their bar: leave room below, and at the left for the first ones.
+        double labelDrop = 0;
+        double leftNeeded = left;
+        for (int i = 0; i < bars.size(); i++) {
+            double w = Svg.textWidth(Svg.keepEnd(bars.get(i).label(), MAX_LABEL_CHARS), labelFont) * 0.92;
+            labelDrop = Math.max(labelDrop, w * Math.sin(Math.toRadians(LABEL_ANGLE)) + labelFont);
+            leftNeeded = Math.max(leftNeeded, w * Math.cos(Math.toRadians(LABEL_ANGLE)) - slot * (i + 0.5) + 4);
+        }
+        if (leftNeeded > left) {
+            totalWidth += leftNeeded - left;
+            left = leftNeeded;
+        }
         double legendHeight = Svg.legendHeight(entries, plotWidth);
         double top = 10 + (legendHeight > 0 ? legendHeight + 10 : 0) + (bars.size() <= VALUE_LABEL_LIMIT ? 8 : 0);
         double bottom = 12 + labelDrop + 8;
@@ -142,7 +152,7 @@ public final class SvgBarChart {
         }
         Svg.line(out, left, top, left, top + plotHeight, Palette.AXIS, 1, null);
         if (!yLabel.isEmpty()) {
-            double cx = 12 + Svg.LABEL_FONT / 2, cy = top + plotHeight / 2;
+            double cx = left - 8 - yTickWidth - 8 - Svg.LABEL_FONT / 2, cy = top + plotHeight / 2;
             out.append("<text x=\"").append(Svg.num(cx)).append("\" y=\"").append(Svg.num(cy))
                     .append("\" text-anchor=\"middle\" font-size=\"").append(Svg.num(Svg.LABEL_FONT))
                     .append("\" transform=\"rotate(-90 ").append(Svg.num(cx)).append(' ').append(Svg.num(cy))
@@ -170,7 +180,7 @@ public final class SvgBarChart {
             double ly = top + plotHeight + 6 + labelFont * 0.6;
             out.append("<text x=\"").append(Svg.num(cx)).append("\" y=\"").append(Svg.num(ly))
                     .append("\" text-anchor=\"end\" font-size=\"").append(Svg.num(labelFont))
-                    .append("\" transform=\"rotate(-40 ").append(Svg.num(cx)).append(' ').append(Svg.num(ly))
+                    .append("\" transform=\"rotate(-").append(Svg.num(LABEL_ANGLE)).append(' ').append(Svg.num(cx)).append(' ').append(Svg.num(ly))
                     .append(")\"><title>").append(Xml.escape(b.label())).append("</title>")
                     .append(Xml.escape(Svg.keepEnd(b.label(), MAX_LABEL_CHARS))).append("</text>\n");
         }

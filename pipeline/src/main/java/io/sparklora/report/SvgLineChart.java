@@ -146,14 +146,15 @@ public final class SvgLineChart {
             Series s = series.get(i);
             String colour = Palette.seriesColour(i);
             out.append("<g class=\"series\">\n<title>").append(Xml.escape(s.name())).append("</title>\n");
-            if (s.points().size() > 1) {
+            List<Point> drawn = thin(s.points(), xs, (int) Math.ceil(plotWidth));
+            if (drawn.size() > 1) {
                 out.append("<polyline fill=\"none\" stroke=\"").append(colour)
                         .append("\" stroke-width=\"2\" stroke-linejoin=\"round\" stroke-linecap=\"round\"");
                 String dash = Palette.seriesDash(i);
                 if (!dash.isEmpty()) out.append(" stroke-dasharray=\"").append(dash).append('"');
                 out.append(" points=\"");
                 boolean first = true;
-                for (Point p : s.points()) {
+                for (Point p : drawn) {
                     if (!first) out.append(' ');
                     first = false;
                     out.append(Svg.num(left + plotWidth * xs.fraction(p.x()))).append(',')
@@ -172,5 +173,40 @@ public final class SvgLineChart {
         }
         Svg.close(out);
         return out.toString();
+    }
+
+    /**
+     * At most about four points per horizontal pixel: a long series is cut into {@code pixels} buckets
+     * along x, each drawn by its first, lowest, highest and last points, so spikes survive and the SVG
+     * stays small however many steps were logged.
+     */
+    static List<Point> thin(List<Point> points, NiceScale xs, int pixels) {
+        if (points.size() <= 4L * Math.max(1, pixels)) return points;
+        List<Point> out = new ArrayList<>();
+        int i = 0;
+        while (i < points.size()) {
+            int bucket = bucket(points.get(i).x(), xs, pixels);
+            int j = i;
+            Point lowest = points.get(i), highest = points.get(i);
+            while (j < points.size() && bucket(points.get(j).x(), xs, pixels) == bucket) {
+                Point p = points.get(j);
+                if (p.y() < lowest.y()) lowest = p;
+                if (p.y() > highest.y()) highest = p;
+                j++;
+            }
+            Point first = points.get(i), last = points.get(j - 1);
+            out.add(first);
+            // Lowest and highest in x order, so the line does not double back.
+            Point a = lowest.x() <= highest.x() ? lowest : highest, b = a == lowest ? highest : lowest;
+            if (a != first) out.add(a);
+            if (b != first && b != a) out.add(b);
+            if (last != first && last != a && last != b) out.add(last);
+            i = j;
+        }
+        return out;
+    }
+
+    private static int bucket(double x, NiceScale xs, int pixels) {
+        return (int) Math.min(pixels, Math.max(0, Math.floor(xs.fraction(x) * pixels)));
     }
 }

@@ -260,7 +260,7 @@ class ReportHtmlTest {
         assertTrue(html.contains("<td class=\"num\">93.0%</td>"), "accuracy as %");
         assertTrue(html.contains("<td class=\"num\">-80.0%</td>"), "adapted vs base");
         assertTrue(html.contains("<td class=\"num\">8.1 s</td>"), "stage seconds");
-        assertTrue(html.contains("The adapted and merged models agree"));
+        assertTrue(html.contains("The adapted and merged models agree, as they must (identical perplexity)"));
         assertTrue(html.contains("default parallelism 2"));
     }
 
@@ -277,6 +277,16 @@ class ReportHtmlTest {
         assertTrue(html.contains("<td class=\"num\">30,841</td>"));
         assertFalse(html.contains("full fine-tuning"));
         assertFalse(html.contains("id=\"samples\""));
+    }
+
+    @Test
+    void adaptedAndMergedDisagreementIsFlagged() {
+        JsonNode report = json("""
+                {"eval": {"adapted": {"perplexity": 120.3}, "merged": {"perplexity": 131.0}}}
+                """);
+        String html = ReportHtml.render(report, List.of());
+        assertTrue(html.contains("The adapted and merged models disagree: perplexity 120.30 against 131.00"), html);
+        assertFalse(html.contains("vs base"), "no relative column without a base row");
     }
 
     @Test

@@ -67,6 +67,21 @@ class SvgChartsTest {
     }
 
     @Test
+    void longSeriesAreThinnedButKeepTheirSpikes() {
+        List<SvgLineChart.Point> pts = new java.util.ArrayList<>();
+        for (int step = 1; step <= 100_000; step++) pts.add(new SvgLineChart.Point(step, step == 50_000 ? 97 : 4 + 1.0 / step));
+        String svg = new SvgLineChart("long").series("train", pts).toSvg();
+        assertTrue(svg.length() < 100_000, "SVG of " + svg.length() + " characters");
+        assertTrue(svg.contains(">100</text>"), "the spike still sets the y axis");
+        String polyline = svg.replaceAll("(?s).*<polyline[^>]* points=\"([^\"]*)\".*", "$1");
+        double top = Double.MAX_VALUE;
+        for (String xy : polyline.split(" ")) top = Math.min(top, Double.parseDouble(xy.split(",")[1]));
+        assertTrue(svg.contains("," + Svg.num(top) + " "), "the spike is drawn");
+        assertTrue(top < 60, "the spike reaches near the top of the plot, y=" + top);
+        assertFalse(svg.contains("<circle"), "no markers on long series");
+    }
+
+    @Test
     void manyBarsWidenTheChart() {
         SvgBarChart chart = new SvgBarChart("many");
         for (int i = 0; i < 100; i++) chart.bar("layer." + i, 100 - i, Palette.KEPT);
