@@ -587,9 +587,7 @@ public final class ReportHtml {
 
         // ------------------------------------------------------------------------------------------ evaluation
 
-        private static final String[][] EVAL_COLUMNS = {
-            {"perplexity", "perplexity"}, {"loss", "loss"}, {"tokens", "tokens"}, {"accuracy", "accuracy"},
-        };
+        private static final String[] EVAL_COLUMNS = {"perplexity", "loss", "tokens", "accuracy"};
 
         private void evaluation() {
             JsonNode eval = stage("eval");
@@ -600,8 +598,8 @@ public final class ReportHtml {
                 Map.Entry<String, JsonNode> e = it.next();
                 JsonNode v = e.getValue();
                 if (models.containsKey(e.getKey()) || v == null || !v.isObject()) continue;
-                for (String[] c : EVAL_COLUMNS) {
-                    if (JsonFields.hasNumber(v, c[0])) {
+                for (String c : EVAL_COLUMNS) {
+                    if (JsonFields.hasNumber(v, c)) {
                         models.put(e.getKey(), v);
                         break;
                     }
@@ -625,10 +623,10 @@ public final class ReportHtml {
 
         private void evaluationTable(Map<String, JsonNode> models) {
             List<String> columns = new ArrayList<>();
-            for (String[] c : EVAL_COLUMNS) {
+            for (String c : EVAL_COLUMNS) {
                 for (JsonNode m : models.values()) {
-                    if (JsonFields.hasNumber(m, c[0])) {
-                        columns.add(c[0]);
+                    if (JsonFields.hasNumber(m, c)) {
+                        columns.add(c);
                         break;
                     }
                 }

@@ -73,10 +73,6 @@ public final class SvgLineChart {
         return series.isEmpty();
     }
 
-    public int seriesCount() {
-        return series.size();
-    }
-
     /** The chart as an {@code <svg>} element; an empty chart gives an empty string. */
     public String toSvg() {
         if (isEmpty()) return "";
