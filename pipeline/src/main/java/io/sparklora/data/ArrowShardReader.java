@@ -11,6 +11,7 @@ import org.apache.arrow.vector.complex.ListVector;
 import org.apache.arrow.vector.ipc.ArrowStreamReader;
 import org.apache.arrow.vector.types.pojo.Schema;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.ChecksumException;
 
 import java.io.BufferedInputStream;
 import java.io.FileNotFoundException;
@@ -136,7 +137,13 @@ public final class ArrowShardReader {
             } catch (IOException | RuntimeException e) {
                 failure = e;
             }
-            in.transferTo(OutputStream.nullOutputStream()); // the footer and anything after: all bytes count
+            try {
+                in.transferTo(OutputStream.nullOutputStream()); // the footer and anything after: all bytes count
+            } catch (ChecksumException e) {
+                // a file system that keeps its own checksums (Hadoop's local one, HDFS) noticed first
+                throw new IOException("shard " + uri + ": the file system's checksum fails at byte " + e.getPos()
+                        + " (file changed or corrupted)", e);
+            }
             String actual = HexFormat.of().formatHex(digest.digest());
             if (!actual.equals(shard.sha256())) {
                 throw new IOException("shard " + uri + ": sha256 " + actual + " does not match manifest " + shard.sha256()
