@@ -17,7 +17,7 @@ import java.util.regex.Pattern;
  */
 public final class StageErrors {
     private static final Pattern TASK_FAILURE = Pattern.compile(
-            "most recent failure: Lost task [^)]*\\): (?:[\\w.$]+(?:Exception|Error): )?([^\\n]*)");
+            "most recent failure: Lost task .*?\\): (?:[\\w.$]+(?:Exception|Error): )?([^\\n]*)");
 
     private StageErrors() {}
 

@@ -68,6 +68,18 @@ public final class TokenizeReadFiles implements PairFlatMapFunction<Iterator<Int
         Batches(Iterator<Integer> fileIndices, DocumentEncoder encoder) {
             this.fileIndices = fileIndices;
             this.encoder = encoder;
+            TaskContext task = TaskContext.get();
+            // closes the open file if the task ends (fails, is killed) before reading it to the end
+            if (task != null) task.addTaskCompletionListener((TaskCompletionListener) context -> closeCurrent());
+        }
+
+        private void closeCurrent() {
+            if (reader == null) return;
+            try {
+                reader.close();
+            } catch (IOException ignored) {
+                // the task is over
+            }
         }
 
         @Override
@@ -113,16 +125,6 @@ public final class TokenizeReadFiles implements PairFlatMapFunction<Iterator<Int
                 throw new UncheckedIOException(e.getMessage(), e);
             }
             record = 0;
-            CorpusReader opened = reader;
-            TaskContext task = TaskContext.get();
-            // closes the file if the task ends (fails, is killed) before reading it to the end
-            if (task != null) task.addTaskCompletionListener((TaskCompletionListener) context -> {
-                try {
-                    opened.close();
-                } catch (IOException ignored) {
-                    // the task is over
-                }
-            });
             return true;
         }
     }

@@ -11,6 +11,7 @@ import io.sparklora.data.ValidationExample;
 import io.sparklora.tokenize.TextTokenizer;
 import io.sparklora.train.TokenBlocks;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkException;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -19,6 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -37,6 +39,7 @@ import java.util.stream.Stream;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -351,6 +354,19 @@ class TokenizeStageTest {
             assertTrue(t.getMessage().contains(tokenizer.fingerprint()) && t.getMessage().contains(changed.fingerprint()), t.getMessage());
         }
         m.checkTokenizer(tokenizer.fingerprint());
+    }
+
+    @Test
+    void stageErrorsRecoverTheTaskMessage() {
+        IOException original = new IOException("f.txt:3: not valid UTF-8");
+        assertSame(original, StageErrors.unwrap(new SparkException("Job aborted", new UncheckedIOException(original.getMessage(), original))));
+        IllegalArgumentException bad = new IllegalArgumentException("bad label");
+        assertSame(bad, assertThrows(IllegalArgumentException.class, () -> StageErrors.unwrap(new SparkException("Job aborted", bad))));
+        // a task exception the driver could not deserialize leaves only the stage report
+        SparkException report = new SparkException("Job aborted due to stage failure: Task 0 in stage 1.0 failed 4 times, most recent"
+                + " failure: Lost task 0.3 in stage 1.0 (TID 7) (10.0.0.1 executor 2): java.io.IOException: f.txt:3: not valid UTF-8\n"
+                + "\tat io.sparklora.data.Utf8LineReader.decode(Utf8LineReader.java:1)\n\nDriver stacktrace:");
+        assertEquals("f.txt:3: not valid UTF-8", StageErrors.unwrap(report).getMessage());
     }
 
     /** Runs the stage expecting {@code type}; checks nothing was written at or beside the output. */
