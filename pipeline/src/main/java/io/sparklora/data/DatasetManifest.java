@@ -66,9 +66,10 @@ public record DatasetManifest(String uri, String name, String description, Strin
      * One source of documents.
      *
      * @param uri fully qualified file or directory URI
-     * @param textField jsonl: the text field, or null when the source has prompt/response fields; when neither
-     *                  was configured it is null too and each record is read by {@link #textField()}'s default,
-     *                  {@code text}, or else {@code prompt}/{@code response}
+     * @param textField jsonl: the configured text field, or null. With neither {@code text_field} nor
+     *                  {@code prompt_field}/{@code response_field} configured, each record is read from
+     *                  {@code text}, or else from {@code prompt} and {@code response}
+     * @param promptField jsonl: the prompt field when the source is configured as prompt/response pairs, else null
      * @param label fixed label of every document, or null
      * @param labelField jsonl: field holding each record's label, or null
      * @param sha256 expected lower-case hex SHA-256 of the (single) file, or null
