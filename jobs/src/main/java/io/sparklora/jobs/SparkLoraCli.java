@@ -12,7 +12,7 @@ public final class SparkLoraCli {
 
     static final String USAGE = String.join(System.lineSeparator(),
             "usage: spark-lora <command> [options]",
-            "  " + PipelineCommand.USAGE,
+            "  " + StageCommand.USAGE,
             "  " + TrainLocalCommand.USAGE,
             "  " + EvaluateLocalCommand.USAGE,
             "  " + InspectCommand.USAGE,
@@ -30,9 +30,10 @@ public final class SparkLoraCli {
         String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
         try {
             return switch (argv[0]) {
-                case "pipeline" -> PipelineCommand.run(rest);
-                case "train" -> TrainLocalCommand.run(rest);
-                case "evaluate" -> EvaluateLocalCommand.run(rest);
+                case "pipeline", "tokenize", "lora-drop" -> StageCommand.run(argv[0], rest);
+                // --local: the one-process commands (no Spark); otherwise the distributed stage
+                case "train" -> Arrays.asList(rest).contains("--local") ? TrainLocalCommand.run(rest) : StageCommand.run("train", rest);
+                case "evaluate" -> Arrays.asList(rest).contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'\n" + USAGE);

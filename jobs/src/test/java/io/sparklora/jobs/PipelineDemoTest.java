@@ -7,30 +7,92 @@ import io.sparklora.checkpoint.HfModelDirectory;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** The demo chain on the shipped corpus, shortened: every stage runs and its outputs load back. */
+/**
+ * The demo pipeline on the shipped corpora, shortened (tiny model, few rounds) on Spark local[2]: every
+ * stage runs, the report has the figures the issue names, outputs load back, and a rerun skips it all.
+ */
 class PipelineDemoTest {
+    static final Path REPO = Path.of(System.getProperty("user.dir")).getParent();
+
+    static String smallConfig(Path out) throws Exception {
+        String demo = Files.readString(REPO.resolve("conf/demo.yaml"));
+        return demo.replace("output: runs/demo", "output: " + out)
+                .replace("master: local[*]", "master: local[2]")
+                .replace("datasets-manifests/", REPO.resolve("datasets-manifests") + "/")
+                .replace("vocab_size: 2048", "vocab_size: 400")
+                .replace("seq_len: 128", "seq_len: 32")
+                .replace("{d_model: 128, layers: 2, heads: 4, steps: 150,", "{d_model: 32, layers: 2, heads: 2, steps: 6,")
+                .replace("rounds: 60", "rounds: 4").replace("warmup: 5", "warmup: 1").replace("warmup_rounds: 10", "warmup_rounds: 2")
+                .replace("checkpoint_every: 20", "checkpoint_every: 2").replace("steps: 60", "steps: 4")
+                .replace("samples: 3", "samples: 1").replace("sample_tokens: 40", "sample_tokens: 4");
+    }
 
     @Test
-    void demoRunsEndToEndAndWritesLoadableOutputs(@TempDir Path out) throws Exception {
-        Path data = Path.of(System.getProperty("user.dir")).getParent().resolve("datasets-manifests/demo");
-        int code = SparkLoraCli.run(new String[]{"pipeline", "--data-dir", data.toString(), "--out", out.toString(),
-                "--base-steps", "4", "--lora-steps", "4", "--seq", "32"});
-        assertEquals(0, code);
-        JsonNode report = new ObjectMapper().readTree(Files.readString(out.resolve("report.json")));
-        for (String stage : new String[]{"tokenize", "pretrain_base", "train_lora", "evaluate"}) {
-            assertEquals("done", report.path(stage).path("status").asText(), stage);
+    void demoRunsEndToEndWritesTheReportAndARerunSkipsEveryStage(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("run");
+        Path cfg = tmp.resolve("small.yaml");
+        Files.writeString(cfg, smallConfig(out));
+        assertEquals(0, SparkLoraCli.run(new String[]{"pipeline", "--config", cfg.toString()}));
+
+        JsonNode r = new ObjectMapper().readTree(Files.readString(out.resolve("report.json")));
+        for (String stage : new String[]{"tokenizer", "tokenize", "pretrain", "train", "lora_drop", "full_finetune", "eval"}) {
+            assertEquals("done", r.path(stage).path("status").asText(), stage);
+            assertTrue(r.path(stage).path("seconds").asDouble() > 0, stage);
         }
-        JsonNode eval = report.get("evaluate");
-        assertEquals(eval.path("adapted").path("perplexity").asDouble(), eval.path("merged").path("perplexity").asDouble(), 1e-3,
-                "merged and adapted models agree");
-        assertTrue(report.path("train_lora").path("trainable_params").asLong() > 0);
+        JsonNode train = r.get("train");
+        long trainable = train.path("trainable_params").asLong();
+        assertTrue(trainable > 0 && trainable < train.path("total_params").asLong());
+        assertEquals(4 * trainable, train.path("bytes_broadcast_per_round").asLong(), "only the adapter is broadcast");
+        assertEquals(4 * trainable, train.path("bytes_reduced_per_round").asLong(), "only the adapter is reduced");
+        assertTrue(train.path("tokens_per_second").asDouble() > 0);
+        assertTrue(r.path("lora_drop").path("kept").size() > 0);
+        assertTrue(r.path("lora_drop").has("param_reduction"));
+        JsonNode eval = r.get("eval");
+        for (String m : new String[]{"base", "adapted", "merged", "full_finetune"}) {
+            assertTrue(eval.path(m).path("perplexity").asDouble() > 1, m);
+            assertTrue(eval.path(m).has("accuracy"), m + " accuracy (the demo set has labels)");
+        }
+        assertEquals(eval.path("adapted").path("perplexity").asDouble(), eval.path("merged").path("perplexity").asDouble(), 1e-3);
+        assertEquals(1, eval.path("samples").size());
+        String html = Files.readString(out.resolve("report.html"));
+        assertTrue(html.contains("<svg"), "loss curves drawn");
+        assertTrue(Files.readAllLines(out.resolve("metrics.jsonl")).size() >= 4);
         var model = HfModelDirectory.load(out.resolve("base"));
         PeftAdapterFormat.load(model, out.resolve("adapter"), "default");
-        assertTrue(Files.exists(out.resolve("base/tokenizer.json")));
+        assertTrue(Files.exists(out.resolve("shards/adapt/_SUCCESS")));
+
+        // a scheduler reruns the job: nothing is redone and no output changes
+        long adapterTime = Files.getLastModifiedTime(out.resolve("adapter/adapter_model.safetensors")).toMillis();
+        assertEquals(0, SparkLoraCli.run(new String[]{"pipeline", "--config", cfg.toString()}));
+        JsonNode again = new ObjectMapper().readTree(Files.readString(out.resolve("report.json")));
+        for (String stage : new String[]{"tokenizer", "tokenize", "pretrain", "train", "lora_drop", "full_finetune", "eval"}) {
+            assertEquals("skipped", again.path(stage).path("status").asText(), stage);
+        }
+        assertEquals(adapterTime, Files.getLastModifiedTime(out.resolve("adapter/adapter_model.safetensors")).toMillis());
+    }
+
+    @Test
+    void unknownKeysInThePipelineYamlAreNamed(@TempDir Path tmp) throws Exception {
+        Path cfg = tmp.resolve("typo.yaml");
+        Files.writeString(cfg, smallConfig(tmp.resolve("run")).replace("local_steps: 1", "local_stpes: 1"));
+        PrintStream err = System.err;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(buf));
+        try {
+            assertEquals(1, SparkLoraCli.run(new String[]{"pipeline", "--config", cfg.toString()}));
+        } finally {
+            System.setErr(err);
+        }
+        String msg = buf.toString();
+        assertTrue(msg.contains("unknown key 'train.local_stpes'"), msg);
+        assertTrue(msg.contains("line "), msg);
+        assertFalse(Files.exists(tmp.resolve("run")), "nothing written for a bad config");
     }
 }

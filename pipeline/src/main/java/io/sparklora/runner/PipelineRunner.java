@@ -1,0 +1,439 @@
+package io.sparklora.runner;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.adapters.PeftAdapterFormat;
+import io.sparklora.checkpoint.HfModelDirectory;
+import io.sparklora.checkpoint.SafetensorsReader;
+import io.sparklora.data.ArrowShardReader;
+import io.sparklora.data.CorpusReader;
+import io.sparklora.data.DatasetManifest;
+import io.sparklora.data.ShardManifest;
+import io.sparklora.model.ModelConfig;
+import io.sparklora.model.Parameter;
+import io.sparklora.model.TransformerLM;
+import io.sparklora.optim.AdamW;
+import io.sparklora.optim.ParamGroup;
+import io.sparklora.report.ReportHtml;
+import io.sparklora.spark.AdapterTensors;
+import io.sparklora.spark.ArrowExamples;
+import io.sparklora.spark.ArrowShards;
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.BaseModelRef;
+import io.sparklora.spark.EvalTarget;
+import io.sparklora.spark.EvaluateStage;
+import io.sparklora.spark.LoraDropStage;
+import io.sparklora.spark.MetricsLog;
+import io.sparklora.spark.StageErrors;
+import io.sparklora.spark.TokenizeSpec;
+import io.sparklora.spark.TokenizeStage;
+import io.sparklora.spark.TrainSpec;
+import io.sparklora.spark.TrainStage;
+import io.sparklora.storage.HadoopFiles;
+import io.sparklora.tokenize.ByteLevelBpeTrainer;
+import io.sparklora.tokenize.TextTokenizer;
+import io.sparklora.train.Generator;
+import io.sparklora.train.ProgressLine;
+import io.sparklora.train.TokenBlocks;
+import io.sparklora.train.Trainer;
+import io.sparklora.train.TrainingOptions;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+
+/**
+ * Runs a pipeline config's stages in order: tokenizer → tokenize → pretrain → train → lora_drop →
+ * full_finetune → evaluate, then writes {@code report.json} and {@code report.html}.
+ *
+ * <p>Each stage records its result in {@code <out>/stages/<stage>/result.json} followed by a
+ * {@code _SUCCESS} marker; a rerun skips every stage that has both, so a scheduler can retry a failed run
+ * and only the unfinished work is done again. Stages read what earlier stages wrote from storage, never
+ * from memory, which is what makes skipping safe.
+ */
+public final class PipelineRunner {
+    public static final List<String> STAGES = List.of("tokenizer", "tokenize", "pretrain", "train", "lora_drop", "full_finetune", "evaluate");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final JavaSparkContext sc;
+    private final PipelineConfig cfg;
+    private final Configuration conf;
+    private final String out;
+    private final PrintStream console;
+    private final MetricsLog metrics;
+    private final ObjectNode report = JSON.createObjectNode();
+
+    public PipelineRunner(JavaSparkContext sc, PipelineConfig cfg, PrintStream console) {
+        this.sc = sc;
+        this.cfg = cfg;
+        this.conf = sc.hadoopConfiguration();
+        this.out = HadoopFiles.path(cfg.output).toString();
+        this.console = console;
+        this.metrics = new MetricsLog(conf, uri("metrics.jsonl"));
+    }
+
+    private String uri(String child) { return HadoopFiles.resolve(out, child); }
+    private String stageDir(String stage) { return uri("stages/" + stage); }
+
+    /** Runs the selected stages (all when {@code only} is empty) and returns the report. */
+    public ObjectNode run(Set<String> only) throws IOException {
+        for (String s : only) if (!STAGES.contains(s)) throw new IllegalArgumentException("unknown stage '" + s + "'; stages: " + STAGES);
+        long t0 = System.nanoTime();
+        report.put("name", cfg.name).put("output", out);
+        report.putObject("spark").put("master", sc.master()).put("default_parallelism", sc.defaultParallelism());
+        if (HadoopFiles.exists(conf, uri("report.json"))) {
+            // keep earlier stages' figures when only some stages run now
+            JsonNode old = JSON.readTree(HadoopFiles.readString(conf, uri("report.json")));
+            old.fields().forEachRemaining(e -> { if (!report.has(e.getKey())) report.set(e.getKey(), e.getValue()); });
+        }
+        try {
+            for (String s : STAGES) {
+                if (!only.isEmpty() && !only.contains(s)) continue;
+                if (!enabled(s)) continue;
+                runStage(s);
+            }
+        } finally {
+            report.put("seconds", (System.nanoTime() - t0) / 1e9);
+            writeReport();
+        }
+        return report;
+    }
+
+    private boolean enabled(String stage) {
+        return switch (stage) {
+            case "pretrain" -> cfg.base.path == null;
+            case "lora_drop" -> cfg.loraDrop.enabled;
+            case "full_finetune" -> cfg.fullFinetune.enabled;
+            default -> true;
+        };
+    }
+
+    private static String reportKey(String stage) { return stage.equals("evaluate") ? "eval" : stage; }
+
+    private void runStage(String stage) throws IOException {
+        String dir = stageDir(stage);
+        String resultUri = HadoopFiles.resolve(dir, "result.json");
+        if (HadoopFiles.isComplete(conf, dir) && HadoopFiles.exists(conf, resultUri)) {
+            ObjectNode r = (ObjectNode) JSON.readTree(HadoopFiles.readString(conf, resultUri));
+            r.put("status", "skipped");
+            report.set(reportKey(stage), r);
+            console.printf(Locale.ROOT, "[%s] already complete in %s: skipped%n", stage, dir);
+            return;
+        }
+        console.printf(Locale.ROOT, "[%s] running%n", stage);
+        long t = System.nanoTime();
+        ObjectNode r = JSON.createObjectNode();
+        try {
+            switch (stage) {
+                case "tokenizer" -> tokenizer(r);
+                case "tokenize" -> tokenize(r);
+                case "pretrain" -> pretrain(r);
+                case "train" -> train(r);
+                case "lora_drop" -> loraDrop(r);
+                case "full_finetune" -> fullFinetune(r);
+                case "evaluate" -> evaluate(r);
+                default -> throw new IllegalStateException(stage);
+            }
+        } catch (Exception e) {
+            Throwable o = StageErrors.original(e);
+            ObjectNode failed = JSON.createObjectNode().put("status", "failed").put("seconds", (System.nanoTime() - t) / 1e9)
+                    .put("error", String.valueOf(o.getMessage()));
+            report.set(reportKey(stage), failed);
+            throw new StageFailedException(stage, o);
+        }
+        ObjectNode full = JSON.createObjectNode().put("status", "done").put("seconds", (System.nanoTime() - t) / 1e9);
+        full.setAll(r);
+        HadoopFiles.writeString(conf, resultUri, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(full));
+        HadoopFiles.markSuccess(conf, dir);
+        report.set(reportKey(stage), full);
+        writeReport();
+        console.printf(Locale.ROOT, "[%s] done in %.1f s%n", stage, full.path("seconds").asDouble());
+    }
+
+    /** A stage failed; the message is the original error's, with the stage named. */
+    public static final class StageFailedException extends RuntimeException {
+        public StageFailedException(String stage, Throwable cause) {
+            super(stage + ": " + cause.getMessage(), cause);
+        }
+    }
+
+    // ---- stages ---------------------------------------------------------------------------------
+
+    private String tokenizerUri() {
+        if (cfg.tokenizer.path == null) return uri("tokenizer/tokenizer.json");
+        return cfg.tokenizer.path.endsWith(".json") ? HadoopFiles.path(cfg.tokenizer.path).toString()
+                : HadoopFiles.resolve(cfg.tokenizer.path, "tokenizer.json");
+    }
+
+    private void tokenizer(ObjectNode r) throws IOException {
+        if (cfg.tokenizer.path == null) {
+            // learn a byte-level BPE on the driver from every dataset the run uses
+            List<String> texts = new java.util.ArrayList<>();
+            for (String ds : datasets().values()) {
+                try (var s = CorpusReader.trainingTexts(conf, DatasetManifest.read(conf, ds), cfg.data.maxLineBytes)) {
+                    s.forEach(texts::add);
+                }
+            }
+            Path local = Files.createTempDirectory("spark-lora-tok-");
+            try {
+                ByteLevelBpeTrainer.train(texts, cfg.tokenizer.vocabSize, local.resolve("tokenizer.json"));
+                byte[] bytes = Files.readAllBytes(local.resolve("tokenizer.json"));
+                HadoopFiles.write(conf, tokenizerUri(), o -> o.write(bytes));
+            } finally {
+                HadoopFiles.deleteLocalTree(local);
+            }
+            r.put("learned_from_documents", texts.size());
+        }
+        try (TextTokenizer tok = localTokenizer()) {
+            r.put("path", tokenizerUri()).put("fingerprint", tok.fingerprint()).put("vocab_size", tok.vocabSize());
+        }
+    }
+
+    private Map<String, String> datasets() {
+        Map<String, String> d = new LinkedHashMap<>();
+        d.put("adapt", cfg.datasets.adapt);
+        if (cfg.base.path == null && cfg.datasets.pretrain != null) d.put("pretrain", cfg.datasets.pretrain);
+        return d;
+    }
+
+    private String shardsUri(String key) { return uri("shards/" + key); }
+
+    private void tokenize(ObjectNode r) throws IOException {
+        long rows = 0, tokens = 0;
+        for (var e : datasets().entrySet()) {
+            TokenizeSpec spec = new TokenizeSpec(e.getValue(), tokenizerUri(), cfg.data.seqLen, cfg.data.validationFraction,
+                    cfg.data.partitions, shardsUri(e.getKey()), cfg.data.maxLineBytes, cfg.data.seed);
+            ShardManifest m = TokenizeStage.run(sc, spec);
+            ObjectNode d = r.putObject(e.getKey());
+            d.put("dataset", m.dataset()).put("train_rows", m.rows(ShardManifest.TRAIN)).put("validation_rows", m.rows(ShardManifest.VALIDATION))
+                    .put("train_documents", m.documents(ShardManifest.TRAIN)).put("validation_documents", m.documents(ShardManifest.VALIDATION))
+                    .put("labels", m.labels().size()).put("shards", m.split(ShardManifest.TRAIN).size()).put("uri", shardsUri(e.getKey()));
+            rows += m.rows(ShardManifest.TRAIN) + m.rows(ShardManifest.VALIDATION);
+            for (String split : m.splits().keySet()) for (var s : m.split(split)) tokens += s.tokens();
+        }
+        r.put("rows", rows).put("tokens", tokens).put("seq_len", cfg.data.seqLen).put("partitions", cfg.data.partitions);
+    }
+
+    private ShardManifest manifest(String key) throws IOException {
+        ShardManifest m = ShardManifest.read(conf, shardsUri(key));
+        try (TextTokenizer tok = localTokenizer()) {
+            m.checkTokenizer(tok.fingerprint());
+        }
+        return m;
+    }
+
+    private String baseUri() { return cfg.base.path != null ? HadoopFiles.path(cfg.base.path).toString() : uri("base"); }
+
+    private void pretrain(ObjectNode r) throws IOException {
+        ShardManifest m = manifest("pretrain");
+        TokenBlocks data = ArrowShardReader.readSplit(conf, shardsUri("pretrain"), m, ShardManifest.TRAIN);
+        var p = cfg.base.pretrain;
+        ModelConfig mc = ModelConfig.gpt2(m.vocabSize(), p.dModel, p.layers, p.heads, cfg.data.seqLen);
+        TransformerLM model = TransformerLM.randomInit(mc, cfg.train.seed);
+        TrainingOptions o = TrainingOptions.defaults(p.steps).withLr(p.lr).withBatch(p.batchSize, 1)
+                .withWarmup(Math.min(10, p.steps / 10), "cosine").withSeed(cfg.train.seed);
+        double loss = fullTraining("pretrain", model, data, o);
+        saveModel(model, baseUri());
+        r.put("params", model.baseParameterCount()).put("steps", p.steps).put("final_loss", loss).put("path", baseUri())
+                .put("blocks", data.size());
+    }
+
+    /** One-process training of every weight (pretraining a small base, or the full fine-tuning baseline). */
+    private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o) {
+        model.setBaseTrainable(true);
+        List<Parameter> params = model.parameters().values().stream().toList();
+        AdamW opt = new AdamW(ParamGroup.byTag(params, o.weightDecay()), o.lr());
+        ProgressLine progress = new ProgressLine(console, stage + " step", o.steps(), 5.0);
+        metrics.removeIf(l -> l.path("stage").asText().equals(stage));
+        long[] tokens = {0};
+        double[] last = {Double.NaN};
+        long t0 = System.nanoTime();
+        new Trainer(model, opt, o).train(data, s -> {
+            tokens[0] += s.tokens();
+            last[0] = s.loss();
+            progress.update(s.step(), s.loss(), tokens[0]);
+            if (s.step() % 5 == 0 || s.step() == o.steps()) {
+                metrics.append(metrics.line(stage).put("step", s.step()).put("loss", s.loss()).put("lr_factor", s.lrFactor())
+                        .put("elapsed_s", (System.nanoTime() - t0) / 1e9));
+            }
+        });
+        model.setBaseTrainable(false);
+        return last[0];
+    }
+
+    private void saveModel(TransformerLM model, String target) throws IOException {
+        HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
+            Path d = local.resolve("m");
+            HfModelDirectory.save(model, d, DataType.FLOAT, null);
+            try (var files = Files.list(d)) {
+                for (Path f : files.toList()) Files.move(f, local.resolve(f.getFileName()));
+            }
+            Files.delete(d);
+            Files.copy(localTokenizerPath(), local.resolve("tokenizer.json"));
+        });
+    }
+
+    private AdapterConfig adapterConfig() {
+        var a = cfg.adapter;
+        AdapterConfig base = AdapterConfig.lora(a.r, a.alpha, a.targets);
+        return new AdapterConfig(a.type, a.r, a.alpha, a.dropout, base.targetModules(), a.rslora, a.bias, a.init);
+    }
+
+    private TrainSpec trainSpec(BaseModelRef base) {
+        var t = cfg.train;
+        TrainingOptions o = new TrainingOptions(t.rounds * t.localSteps, t.batchSize, t.gradAccumulation, t.lr, t.weightDecay,
+                t.warmup, t.schedule, 0.0, t.maxGradNorm, t.seed);
+        return new TrainSpec(base, adapterConfig(), Map.of(), t.rounds, t.localSteps, t.sync, t.averageOptimizerState, o, 1.0,
+                t.checkpointEvery, out);
+    }
+
+    private void train(ObjectNode r) throws IOException {
+        ShardManifest m = manifest("adapt");
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        TrainSpec spec = trainSpec(base);
+        TrainStage.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
+        res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
+                .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size());
+        console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes)%n",
+                res.trainableParams(), res.totalParams(), res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes());
+    }
+
+    private void loraDrop(ObjectNode r) throws IOException {
+        ShardManifest m = manifest("adapt");
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        TrainSpec full = trainSpec(base);
+        var d = cfg.loraDrop;
+        int rounds = d.rounds > 0 ? d.rounds : cfg.train.rounds;
+        String dropOut = uri("lora-drop");
+        LoraDropStage.Result res = LoraDropStage.run(sc, new TrainSpec(full.base(), full.adapter(), Map.of(), full.rounds(), full.localSteps(),
+                        full.sync(), full.averageOptimizerState(), full.options(), 1.0, full.checkpointEvery(), dropOut),
+                new LoraDropStage.Spec(d.sampleFraction, d.warmupRounds, d.threshold, rounds),
+                new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, console, dropOut);
+        res.toJson(r).put("threshold", d.threshold).put("adapter", HadoopFiles.resolve(dropOut, "adapter"));
+        ObjectNode groups = r.putObject("share_groups");
+        res.shareGroups().forEach(groups::put);
+        // quality against full LoRA on the same validation blocks
+        ArrowShards val = new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION);
+        double fullPpl = EvaluateStage.run(sc, List.of(new EvalTarget("lora", base, EvalTarget.Mode.ADAPTED)), full.adapter(), Map.of(),
+                adapterTensors(base, uri("adapter"), Map.of()), val, null, cfg.evaluate.batchSize).get("lora").perplexity();
+        double dropPpl = EvaluateStage.run(sc, List.of(new EvalTarget("lora_drop", base, EvalTarget.Mode.ADAPTED)), full.adapter(), res.shareGroups(),
+                AdapterTensors.ofValues(res.reduced().adapter().trainableParameters()), val, null, cfg.evaluate.batchSize).get("lora_drop").perplexity();
+        r.put("perplexity_full_lora", fullPpl).put("perplexity_lora_drop", dropPpl);
+        console.printf(Locale.ROOT, "lora-drop: kept %s; %.1f%% fewer trainable parameters; perplexity %.2f (full LoRA %.2f)%n",
+                res.kept(), 100 * res.paramReduction(), dropPpl, fullPpl);
+    }
+
+    /** Reads a saved adapter (PEFT layout) into tensors named as the trainer names them. */
+    private AdapterTensors adapterTensors(BaseModelRef base, String adapterUri, Map<String, String> shareGroups) throws IOException {
+        TransformerLM model = BaseModelCache.model(base, conf);
+        AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig(), 0, shareGroups);
+        Path local = HadoopFiles.copyToLocal(conf, adapterUri);
+        try (SafetensorsReader rd = SafetensorsReader.open(local.resolve(PeftAdapterFormat.WEIGHTS_FILE))) {
+            Map<String, INDArray> t = new LinkedHashMap<>();
+            for (String n : rd.names()) t.put(n, rd.read(n).dup());
+            TrainStage.loadPeftTensors(a, t);
+        } finally {
+            HadoopFiles.deleteLocalTree(local);
+        }
+        return AdapterTensors.ofValues(a.trainableParameters());
+    }
+
+    private void fullFinetune(ObjectNode r) throws IOException {
+        ShardManifest m = manifest("adapt");
+        TokenBlocks data = ArrowShardReader.readSplit(conf, shardsUri("adapt"), m, ShardManifest.TRAIN);
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        TransformerLM cached = BaseModelCache.model(base, conf);
+        Map<String, INDArray> copy = new LinkedHashMap<>();
+        cached.stateDict().forEach((k, v) -> copy.put(k, v.dup()));      // the cached base must stay frozen
+        TransformerLM model = TransformerLM.fromWeights(cached.config(), copy);
+        var f = cfg.fullFinetune;
+        TrainingOptions o = TrainingOptions.defaults(f.steps).withLr(f.lr).withBatch(f.batchSize, 1)
+                .withWarmup(Math.min(5, f.steps / 10), "cosine").withSeed(cfg.train.seed);
+        double loss = fullTraining("full_finetune", model, data, o);
+        saveModel(model, uri("full-finetune"));
+        r.put("params", model.baseParameterCount()).put("steps", f.steps).put("final_loss", loss).put("path", uri("full-finetune"));
+    }
+
+    private void evaluate(ObjectNode r) throws IOException {
+        ShardManifest m = manifest("adapt");
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        List<EvalTarget> targets = new java.util.ArrayList<>(List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
+                new EvalTarget("adapted", base, EvalTarget.Mode.ADAPTED), new EvalTarget("merged", base, EvalTarget.Mode.MERGED)));
+        if (cfg.fullFinetune.enabled && HadoopFiles.isComplete(conf, stageDir("full_finetune"))) {
+            targets.add(new EvalTarget("full_finetune", BaseModelRef.of(conf, uri("full-finetune")), EvalTarget.Mode.BASE));
+        }
+        AdapterTensors adapter = adapterTensors(base, uri("adapter"), Map.of());
+        Map<String, EvaluateStage.Figures> figs = EvaluateStage.run(sc, targets, adapterConfig(), Map.of(), adapter,
+                new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), m.labelled() ? new ArrowExamples(shardsUri("adapt"), m) : null,
+                cfg.evaluate.batchSize);
+        figs.forEach((name, f) -> f.toJson(r.putObject(name)));
+        if (m.labelled()) {
+            ArrayNode labels = r.putArray("labels");
+            m.labels().forEach(l -> labels.add(l.name()));
+        }
+        samples(r.putArray("samples"), base, adapter, m);
+        console.println("evaluate: " + figs.entrySet().stream().map(e -> String.format(Locale.ROOT, "%s ppl %.2f%s", e.getKey(),
+                e.getValue().perplexity(), e.getValue().examples() > 0 ? String.format(Locale.ROOT, " acc %.3f", e.getValue().accuracy()) : ""))
+                .collect(Collectors.joining(" | ")));
+    }
+
+    /** A few sampled continuations (top-40, temperature 0.8, seeded) of validation text by the base and the adapted model. */
+    private void samples(ArrayNode out, BaseModelRef base, AdapterTensors adapter, ShardManifest m) throws IOException {
+        if (cfg.evaluate.samples <= 0) return;
+        TokenBlocks val = ArrowShardReader.readSplit(conf, shardsUri("adapt"), m, ShardManifest.VALIDATION);
+        TransformerLM plain = BaseModelCache.model(base, conf);
+        TransformerLM adapted = BaseModelCache.model(base, conf);
+        AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, adapterConfig(), 0);
+        adapter.copyInto(a.trainableParameters());
+        try (TextTokenizer tok = localTokenizer()) {
+            int n = Math.min(cfg.evaluate.samples, val.size());
+            for (int i = 0; i < n; i++) {
+                int idx = (int) ((long) i * val.size() / n);
+                int[] prompt = Arrays.copyOf(val.block(idx), Math.min(cfg.evaluate.samplePromptTokens, val.seqLen()));
+                out.addObject().put("prompt", tok.decode(prompt))
+                        .put("base", tok.decode(Generator.sample(plain, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)))
+                        .put("adapted", tok.decode(Generator.sample(adapted, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)));
+            }
+        }
+    }
+
+    // ---- files ----------------------------------------------------------------------------------
+
+    private Path localTokenizerCopy;
+
+    private Path localTokenizerPath() throws IOException {
+        if (localTokenizerCopy == null) {
+            Path d = Files.createTempDirectory("spark-lora-tokenizer-");
+            byte[] bytes = HadoopFiles.readBytes(conf, tokenizerUri());
+            localTokenizerCopy = Files.write(d.resolve("tokenizer.json"), bytes);
+            d.toFile().deleteOnExit();
+            localTokenizerCopy.toFile().deleteOnExit();
+        }
+        return localTokenizerCopy;
+    }
+
+    private TextTokenizer localTokenizer() throws IOException {
+        return TextTokenizer.fromFile(localTokenizerPath());
+    }
+
+    private void writeReport() throws IOException {
+        HadoopFiles.writeString(conf, uri("report.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(report));
+        HadoopFiles.writeString(conf, uri("report.html"), ReportHtml.render(report, metrics.lines()));
+    }
+}
