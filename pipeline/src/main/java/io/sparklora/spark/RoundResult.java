@@ -18,6 +18,8 @@ public final class RoundResult implements Serializable {
     public long skippedSteps;                       // non-finite gradients
     public final TreeSet<String> executors = new TreeSet<>();
     public final TreeSet<String> gpus = new TreeSet<>();
+    /** Per executor JVM: how many times it has read a base model from storage (1 = cached after the first read). */
+    public final java.util.TreeMap<String, Integer> baseLoads = new java.util.TreeMap<>();
 
     /** Bytes of tensors in this result (what one task sends up the tree). */
     public long bytes() { return payload.bytes() + (moments == null ? 0 : moments.bytes()); }
@@ -33,6 +35,7 @@ public final class RoundResult implements Serializable {
         skippedSteps += o.skippedSteps;
         executors.addAll(o.executors);
         gpus.addAll(o.gpus);
+        o.baseLoads.forEach((k, v) -> baseLoads.merge(k, v, Math::max));
         return this;
     }
 }

@@ -58,6 +58,7 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
         AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
         List<Parameter> params = adapter.trainableParameters();
         st.adapter().copyInto(params);
+        out.baseLoads.put(executorId(), BaseModelCache.loads());
         long seed = taskSeed(spec.options().seed(), partition, st.round());
         BatchOrder order = BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
 

@@ -46,7 +46,8 @@ public final class TrainStage {
     /** What a run produced. */
     public record Result(AttachedAdapter adapter, int roundsRun, int resumedFrom, long trainableParams, long totalParams,
                          long adapterBytes, long modelBytes, long bytesBroadcastPerRound, long bytesReducedPerRound,
-                         double tokensPerSecond, double finalLoss, TreeSet<String> executors, TreeSet<String> gpus) {
+                         double tokensPerSecond, double finalLoss, TreeSet<String> executors, TreeSet<String> gpus,
+                         Map<String, Integer> baseLoadsByExecutor) {
         public ObjectNode toJson(ObjectNode o) {
             return o.put("trainable_params", trainableParams).put("total_params", totalParams)
                     .put("adapter_bytes", adapterBytes).put("model_bytes", modelBytes)
@@ -99,6 +100,7 @@ public final class TrainStage {
         long broadcastBytes = 0, reducedBytes = 0, tokens = 0;
         double seconds = 0, lastLoss = Double.NaN;
         TreeSet<String> executors = new TreeSet<>(), gpus = new TreeSet<>();
+        Map<String, Integer> baseLoads = new java.util.TreeMap<>();
         long t0 = System.nanoTime();
         for (int round = start; round < spec.rounds(); round++) {
             long tr = System.nanoTime();
@@ -131,6 +133,7 @@ public final class TrainStage {
             lastLoss = res.lossSum / res.targets;
             executors.addAll(res.executors);
             gpus.addAll(res.gpus);
+            res.baseLoads.forEach((k, v) -> baseLoads.merge(k, v, Math::max));
             int done = round + 1;
             metrics.append(metrics.line(stageName).put("round", done).put("step", (long) done * spec.localSteps())
                     .put("loss", lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)
@@ -148,7 +151,7 @@ public final class TrainStage {
         if (spec.outputUri() != null) saveAdapter(conf, adapter, HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
         long trainable = adapter.trainableParameterCount();
         return new Result(adapter, spec.rounds() - start, start, trainable, adapter.report().all(), 4 * trainable,
-                4 * model.baseParameterCount(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss, executors, gpus);
+                4 * model.baseParameterCount(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss, executors, gpus, baseLoads);
     }
 
 
