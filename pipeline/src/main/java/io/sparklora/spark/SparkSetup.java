@@ -27,9 +27,12 @@ public final class SparkSetup {
         if (master != null && !master.isBlank()) conf.setMaster(master);
         conf.setIfMissing("spark.master", "local[*]");
         settings.forEach(conf::set);
-        conf.setIfMissing("spark.ui.enabled", "false");
-        conf.setIfMissing("spark.driver.host", "127.0.0.1");
-        conf.setIfMissing("spark.driver.bindAddress", "127.0.0.1");
+        if (conf.get("spark.master").startsWith("local")) {
+            // one machine: stay on loopback (a cluster driver must advertise a reachable address instead)
+            conf.setIfMissing("spark.ui.enabled", "false");
+            conf.setIfMissing("spark.driver.host", "127.0.0.1");
+            conf.setIfMissing("spark.driver.bindAddress", "127.0.0.1");
+        }
         return new JavaSparkContext(defaults(conf));
     }
 
