@@ -8,7 +8,6 @@ import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.adapters.PeftAdapterFormat;
 import io.sparklora.checkpoint.HfModelDirectory;
-import io.sparklora.checkpoint.SafetensorsReader;
 import io.sparklora.data.ArrowShardReader;
 import io.sparklora.data.CorpusReader;
 import io.sparklora.data.DatasetManifest;
@@ -31,6 +30,7 @@ import io.sparklora.spark.MetricsLog;
 import io.sparklora.spark.StageErrors;
 import io.sparklora.spark.TokenizeSpec;
 import io.sparklora.spark.TokenizeStage;
+import io.sparklora.spark.TrainCheckpoint;
 import io.sparklora.spark.TrainSpec;
 import io.sparklora.spark.TrainStage;
 import io.sparklora.storage.HadoopFiles;
@@ -278,15 +278,8 @@ public final class PipelineRunner {
     }
 
     private void saveModel(TransformerLM model, String target) throws IOException {
-        HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
-            Path d = local.resolve("m");
-            HfModelDirectory.save(model, d, DataType.FLOAT, null);
-            try (var files = Files.list(d)) {
-                for (Path f : files.toList()) Files.move(f, local.resolve(f.getFileName()));
-            }
-            Files.delete(d);
-            Files.copy(localTokenizerPath(), local.resolve("tokenizer.json"));
-        });
+        Path tokenizerDir = localTokenizerPath().getParent();
+        HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, tokenizerDir));
     }
 
     private AdapterConfig adapterConfig() {
@@ -344,10 +337,8 @@ public final class PipelineRunner {
         TransformerLM model = BaseModelCache.model(base, conf);
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig(), 0, shareGroups);
         Path local = HadoopFiles.copyToLocal(conf, adapterUri);
-        try (SafetensorsReader rd = SafetensorsReader.open(local.resolve(PeftAdapterFormat.WEIGHTS_FILE))) {
-            Map<String, INDArray> t = new LinkedHashMap<>();
-            for (String n : rd.names()) t.put(n, rd.read(n).dup());
-            TrainStage.loadPeftTensors(a, t);
+        try {
+            TrainStage.loadPeftTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)));
         } finally {
             HadoopFiles.deleteLocalTree(local);
         }

@@ -43,12 +43,7 @@ public final class TrainCheckpoint {
         String name = String.format(Locale.ROOT, "round-%06d", roundsDone);
         String target = HadoopFiles.resolve(dir(outputUri), name);
         HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
-            Path adapterDir = local.resolve("adapter");
-            PeftAdapterFormat.save(adapter, adapterDir, baseModel);
-            try (var files = Files.list(adapterDir)) {
-                for (Path f : files.toList()) Files.move(f, local.resolve(f.getFileName()));
-            }
-            Files.delete(adapterDir);
+            PeftAdapterFormat.save(adapter, local, baseModel);
             Map<String, INDArray> opt = new LinkedHashMap<>(optimizerState);
             SafetensorsWriter.write(local.resolve("optimizer.safetensors"), opt, Map.of("format", "spark-lora-adamw"), DataType.FLOAT);
             Files.writeString(local.resolve("state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(state));
@@ -95,7 +90,8 @@ public final class TrainCheckpoint {
         return out;
     }
 
-    private static Map<String, INDArray> readAll(Path file) {
+    /** Every tensor of a local safetensors file (integer tensors, such as step counters, as integers). */
+    public static Map<String, INDArray> readAll(Path file) {
         Map<String, INDArray> m = new LinkedHashMap<>();
         try (SafetensorsReader r = SafetensorsReader.open(file)) {
             for (String n : r.names()) {

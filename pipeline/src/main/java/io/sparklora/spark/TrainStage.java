@@ -157,14 +157,7 @@ public final class TrainStage {
 
     /** Writes the adapter in PEFT layout to any file system, atomically. */
     public static void saveAdapter(Configuration conf, AttachedAdapter adapter, String uri, String baseModel) throws IOException {
-        HadoopFiles.writeDirectoryFromLocal(conf, uri, local -> {
-            java.nio.file.Path d = local.resolve("a");
-            PeftAdapterFormat.save(adapter, d, baseModel);
-            try (var files = java.nio.file.Files.list(d)) {
-                for (var f : files.toList()) java.nio.file.Files.move(f, local.resolve(f.getFileName()));
-            }
-            java.nio.file.Files.delete(d);
-        });
+        HadoopFiles.writeDirectoryFromLocal(conf, uri, local -> PeftAdapterFormat.save(adapter, local, baseModel));
     }
 
     /** Loads tensors in PEFT naming (as saved) into an attached adapter's layers and trainable biases. */

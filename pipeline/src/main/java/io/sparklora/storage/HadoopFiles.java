@@ -121,18 +121,22 @@ public final class HadoopFiles {
         }
     }
 
-    /** Fills a local directory (for writers that only speak java.nio, such as the safetensors writer). */
+    /**
+     * Writes a local directory that does not exist yet (for writers that only speak java.nio and create
+     * their directory themselves, such as the safetensors and PEFT writers).
+     */
     @FunctionalInterface
     public interface LocalDirectoryBody {
-        void writeInto(java.nio.file.Path localDir) throws IOException;
+        void writeInto(java.nio.file.Path newLocalDir) throws IOException;
     }
 
     /**
      * Writes a directory atomically on any file system from a local staging directory that {@code body}
-     * fills; the staging directory is removed afterwards.
+     * creates and fills; the staging directory is removed afterwards.
      */
     public static void writeDirectoryFromLocal(Configuration conf, String uri, LocalDirectoryBody body) throws IOException {
-        java.nio.file.Path staging = java.nio.file.Files.createTempDirectory("spark-lora-stage-");
+        java.nio.file.Path parent = java.nio.file.Files.createTempDirectory("spark-lora-stage-");
+        java.nio.file.Path staging = parent.resolve("out");
         try {
             body.writeInto(staging);
             writeDirectory(conf, uri, (dir, fs) -> {
@@ -143,7 +147,7 @@ public final class HadoopFiles {
                 }
             });
         } finally {
-            deleteLocalTree(staging);
+            deleteLocalTree(parent);
         }
     }
 
