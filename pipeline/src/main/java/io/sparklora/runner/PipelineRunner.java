@@ -232,9 +232,7 @@ public final class PipelineRunner {
 
     private ShardManifest manifest(String key) throws IOException {
         ShardManifest m = ShardManifest.read(conf, shardsUri(key));
-        try (TextTokenizer tok = localTokenizer()) {
-            m.checkTokenizer(tok.fingerprint());
-        }
+        m.checkTokenizer(TextTokenizer.fingerprintOf(Files.readAllBytes(localTokenizerPath())));
         return m;
     }
 

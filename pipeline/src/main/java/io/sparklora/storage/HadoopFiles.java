@@ -79,22 +79,13 @@ public final class HadoopFiles {
 
     /** Writes {@code uri} atomically (temporary sibling, then rename over any old file). */
     public static void write(Configuration conf, String uri, Body body) throws IOException {
-        Path target = path(uri);
-        FileSystem fs = fs(target, conf);
-        Path tmp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + UUID.randomUUID());
-        boolean done = false;
-        try {
-            fs.mkdirs(target.getParent());
+        replaceAtomically(conf, uri, false, (tmp, fs) -> {
+            fs.mkdirs(tmp.getParent());
             try (FSDataOutputStream out = fs.create(tmp, false)) {
                 body.writeTo(out);
                 out.hsync();
             }
-            if (fs.exists(target) && !fs.delete(target, false)) throw new IOException("cannot replace " + target);
-            if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
-            done = true;
-        } finally {
-            if (!done) deleteQuietly(fs, tmp);
-        }
+        });
     }
 
     public static void writeString(Configuration conf, String uri, String content) throws IOException {
@@ -106,14 +97,21 @@ public final class HadoopFiles {
      * replaces {@code uri} (an old directory of that name is removed first).
      */
     public static void writeDirectory(Configuration conf, String uri, DirectoryBody body) throws IOException {
+        replaceAtomically(conf, uri, true, (tmp, fs) -> {
+            fs.mkdirs(tmp);
+            body.writeInto(tmp, fs);
+        });
+    }
+
+    /** {@code fill} writes a hidden temporary sibling of {@code uri}, which is then renamed over it; on failure it is deleted. */
+    private static void replaceAtomically(Configuration conf, String uri, boolean directory, DirectoryBody fill) throws IOException {
         Path target = path(uri);
         FileSystem fs = fs(target, conf);
         Path tmp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + UUID.randomUUID());
         boolean done = false;
         try {
-            fs.mkdirs(tmp);
-            body.writeInto(tmp, fs);
-            if (fs.exists(target) && !fs.delete(target, true)) throw new IOException("cannot replace " + target);
+            fill.writeInto(tmp, fs);
+            if (fs.exists(target) && !fs.delete(target, directory)) throw new IOException("cannot replace " + target);
             if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
             done = true;
         } finally {

@@ -254,6 +254,11 @@ public final class TextTokenizer implements Closeable {
         }
     }
 
+    /** The fingerprint a tokenizer loaded from these tokenizer.json bytes has (without loading it). */
+    public static String fingerprintOf(byte[] tokenizerJson) {
+        return sha256Hex(tokenizerJson);
+    }
+
     private static String sha256Hex(byte[] bytes) {
         try {
             return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
