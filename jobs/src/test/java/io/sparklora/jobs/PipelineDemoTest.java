@@ -76,6 +76,18 @@ class PipelineDemoTest {
             assertEquals("skipped", again.path(stage).path("status").asText(), stage);
         }
         assertEquals(adapterTime, Files.getLastModifiedTime(out.resolve("adapter/adapter_model.safetensors")).toMillis());
+
+        // the usual start: an existing Hugging Face model directory and its own tokenizer, no pretraining
+        Path out2 = tmp.resolve("from-base");
+        Path cfg2 = tmp.resolve("from-base.yaml");
+        Files.writeString(cfg2, smallConfig(out2).replace("base:\n", "base:\n  path: " + out.resolve("base") + "\n")
+                .replace("enabled: true", "enabled: false"));
+        assertEquals(0, SparkLoraCli.run(new String[]{"pipeline", "--config", cfg2.toString()}));
+        JsonNode r2 = new ObjectMapper().readTree(Files.readString(out2.resolve("report.json")));
+        assertFalse(r2.has("pretrain"), "no pretraining when base.path is given");
+        assertFalse(Files.exists(out2.resolve("tokenizer")), "the base model's tokenizer is used, none is learned");
+        assertEquals(r.path("tokenizer").path("fingerprint").asText(), r2.path("tokenizer").path("fingerprint").asText());
+        assertTrue(r2.path("eval").path("adapted").path("perplexity").asDouble() > 1);
     }
 
     @Test

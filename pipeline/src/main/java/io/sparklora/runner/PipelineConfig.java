@@ -50,7 +50,10 @@ public final class PipelineConfig {
     }
 
     public static final class TokenizerSection {
-        /** A tokenizer.json (or a model directory holding one); absent: learn a byte-level BPE from the datasets. */
+        /**
+         * A tokenizer.json (or a model directory holding one); absent: the base model's own
+         * ({@code base.path}/tokenizer.json), or, when the run pretrains its base, a byte-level BPE learned from the datasets.
+         */
         public String path;
         public int vocabSize = 2048;
     }

@@ -175,14 +175,16 @@ public final class PipelineRunner {
 
     // ---- stages ---------------------------------------------------------------------------------
 
+    /** The tokenizer: the configured one, else the given base model's, else one this run learns. */
     private String tokenizerUri() {
+        if (cfg.tokenizer.path == null && cfg.base.path != null) return HadoopFiles.resolve(cfg.base.path, "tokenizer.json");
         if (cfg.tokenizer.path == null) return uri("tokenizer/tokenizer.json");
         return cfg.tokenizer.path.endsWith(".json") ? HadoopFiles.path(cfg.tokenizer.path).toString()
                 : HadoopFiles.resolve(cfg.tokenizer.path, "tokenizer.json");
     }
 
     private void tokenizer(ObjectNode r) throws IOException {
-        if (cfg.tokenizer.path == null) {
+        if (cfg.tokenizer.path == null && cfg.base.path == null) {
             // learn a byte-level BPE on the driver from every dataset the run uses
             List<String> texts = new java.util.ArrayList<>();
             for (String ds : datasets().values()) {
@@ -297,6 +299,11 @@ public final class PipelineRunner {
     private void train(ObjectNode r) throws IOException {
         ShardManifest m = manifest("adapt");
         BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        int modelVocab = BaseModelCache.model(base, conf).config().vocabSize();
+        if (m.vocabSize() > modelVocab) {
+            throw new IllegalArgumentException("the tokenizer has " + m.vocabSize() + " tokens but the base model " + baseUri()
+                    + " embeds only " + modelVocab + ": use the model's own tokenizer (tokenizer.path)");
+        }
         TrainSpec spec = trainSpec(base);
         TrainStage.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
         res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
