@@ -28,15 +28,10 @@ public final class AdapterTensors implements Serializable {
         return t;
     }
 
-    /** Gradients of {@code params} times {@code scale} (a zero tensor where a gradient was never made). */
-    public static AdapterTensors ofGradients(List<Parameter> params, double scale) {
+    /** The gradients of {@code params}, by parameter name (a zero tensor where a gradient was never made). */
+    public static AdapterTensors ofGradients(List<Parameter> params) {
         AdapterTensors t = new AdapterTensors();
-        for (Parameter p : params) {
-            float[] g = p.grad().dup().castTo(DataType.FLOAT).data().asFloat();
-            if (scale != 1.0) for (int i = 0; i < g.length; i++) g[i] *= (float) scale;
-            t.data.put(p.name(), g);
-            t.shapes.put(p.name(), p.value().shape());
-        }
+        for (Parameter p : params) t.put(p.name(), p.grad());
         return t;
     }
 

@@ -87,8 +87,8 @@ public final class LoraDropStage {
 
     private static io.sparklora.train.TrainingOptions withSteps(TrainSpec s, int rounds) {
         var o = s.options();
-        return new io.sparklora.train.TrainingOptions(rounds * s.localSteps(), o.batchSize(), o.gradAccumulation(), o.lr(), o.weightDecay(),
-                Math.min(o.warmupSteps(), rounds * s.localSteps() / 2), o.schedule(), o.minLrRatio(), o.maxGradNorm(), o.seed());
+        int steps = rounds * s.localSteps();
+        return o.withSteps(steps).withWarmup(Math.min(o.warmupSteps(), steps / 2), o.schedule());
     }
 
     /** Scores divided by their sum, in descending order of importance (ties by name). */

@@ -82,7 +82,7 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
             out.targets += r.count();
             out.tokens += batch.tokens();
         }
-        out.payload = AdapterTensors.ofGradients(params, 1.0);
+        out.payload = AdapterTensors.ofGradients(params);
         out.weight = out.targets;
         out.steps = 1;
     }
@@ -92,10 +92,8 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
                             RoundState st, RoundResult out) {
         TrainingOptions o = spec.options();
         AdamW opt = new AdamW(ParamGroup.byTag(params, o.weightDecay()), o.lr());
-        if (st.moments() != null) opt.importState(optimizerState(st));
-        TrainingOptions local = new TrainingOptions((int) spec.totalSteps(), o.batchSize(), o.gradAccumulation(), o.lr(), o.weightDecay(),
-                o.warmupSteps(), o.schedule(), o.minLrRatio(), o.maxGradNorm(), seed);
-        Trainer trainer = new Trainer(model, opt, local);
+        if (st.moments() != null) opt.importState(optimizerState(st.moments(), st.optimizerStep()));
+        Trainer trainer = new Trainer(model, opt, o.withSteps((int) spec.totalSteps()).withSeed(seed));
         trainer.resumeAt((long) st.round() * spec.localSteps());   // the lr schedule runs over global steps
         for (int k = 0; k < spec.localSteps(); k++) {
             Trainer.StepStats s = trainer.step(data, order);
@@ -107,19 +105,21 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
         out.steps = spec.localSteps();
         out.weight = out.targets;
         out.payload = AdapterTensors.ofValues(params).scale(out.weight);
-        if (spec.averageOptimizerState()) out.moments = moments(opt).scale(out.weight);
+        if (spec.averageOptimizerState()) out.moments = moments(opt.exportState()).scale(out.weight);
     }
 
-    static Map<String, INDArray> optimizerState(RoundState st) {
-        Map<String, INDArray> m = new LinkedHashMap<>(st.moments().toArrays());
-        m.put(AdamW.STEP_KEY, Nd4j.scalar(org.nd4j.linalg.api.buffer.DataType.INT64, st.optimizerStep()));
+    /** AdamW state ({@link AdamW#importState}) from averaged moments (may be null: none yet) and a step count. */
+    static Map<String, INDArray> optimizerState(AdapterTensors moments, long step) {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        m.put(AdamW.STEP_KEY, Nd4j.scalar(org.nd4j.linalg.api.buffer.DataType.INT64, step));
+        if (moments != null) m.putAll(moments.toArrays());
         return m;
     }
 
-    /** AdamW's moments (no step counters, which are not averaged). */
-    static AdapterTensors moments(AdamW opt) {
+    /** The moments of an AdamW state (step counters left out: they are not averaged). */
+    static AdapterTensors moments(Map<String, INDArray> optimizerState) {
         AdapterTensors t = new AdapterTensors();
-        opt.exportState().forEach((k, v) -> {
+        optimizerState.forEach((k, v) -> {
             if (k.endsWith(AdamW.EXP_AVG_SUFFIX) || k.endsWith(AdamW.EXP_AVG_SQ_SUFFIX)) t.put(k, v);
         });
         return t;

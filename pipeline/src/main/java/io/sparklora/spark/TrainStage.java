@@ -83,8 +83,7 @@ public final class TrainStage {
                 loadPeftTensors(adapter, c.adapter());
                 if (spec.sync().equals("gradients")) optimizer.importState(c.optimizer());
                 else if (spec.averageOptimizerState()) {
-                    moments = new AdapterTensors();
-                    for (var e : c.optimizer().entrySet()) if (!e.getKey().equals(AdamW.STEP_KEY)) moments.put(e.getKey(), e.getValue());
+                    moments = TrainRoundTask.moments(c.optimizer());
                     momentsStep = Math.round(c.optimizer().get(AdamW.STEP_KEY).getDouble(0));
                 }
                 start = c.roundsDone();
@@ -143,7 +142,7 @@ public final class TrainStage {
             console.printf(Locale.ROOT, "%s round %d/%d  loss %.4f  %,.0f tok/s  moved %s down, %s up per task  ETA %s%n",
                     stageName, done, spec.rounds(), lastLoss, res.tokens / roundSeconds, human(broadcastBytes), human(reducedBytes), clock(eta));
             if (spec.checkpointEvery() > 0 && spec.outputUri() != null && (done % spec.checkpointEvery() == 0 || done == spec.rounds())) {
-                Map<String, INDArray> opt = spec.sync().equals("gradients") ? optimizer.exportState() : momentsMap(moments, momentsStep);
+                Map<String, INDArray> opt = spec.sync().equals("gradients") ? optimizer.exportState() : TrainRoundTask.optimizerState(moments, momentsStep);
                 TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, checkpointState(spec, done), done, spec.base().uri());
             }
             if (listener != null) listener.afterRound(done, res);
@@ -173,13 +172,6 @@ public final class TrainStage {
             INDArray v = peft.get(prefix + b.name());
             if (v != null) b.set(v.castTo(b.value().dataType()));
         }
-    }
-
-    private static Map<String, INDArray> momentsMap(AdapterTensors moments, long step) {
-        Map<String, INDArray> m = new LinkedHashMap<>();
-        m.put(AdamW.STEP_KEY, org.nd4j.linalg.factory.Nd4j.scalar(org.nd4j.linalg.api.buffer.DataType.INT64, step));
-        if (moments != null) m.putAll(moments.toArrays());
-        return m;
     }
 
     private static ObjectNode checkpointState(TrainSpec spec, int done) {

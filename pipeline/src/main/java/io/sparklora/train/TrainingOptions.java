@@ -27,6 +27,7 @@ public record TrainingOptions(int steps, int batchSize, int gradAccumulation, do
         return new TrainingOptions(steps, 4, 1, 2e-4, 0.0, Math.min(100, steps / 10), "cosine", 0.0, 1.0, 42);
     }
 
+    public TrainingOptions withSteps(int n) { return new TrainingOptions(n, batchSize, gradAccumulation, lr, weightDecay, warmupSteps, schedule, minLrRatio, maxGradNorm, seed); }
     public TrainingOptions withLr(double v) { return new TrainingOptions(steps, batchSize, gradAccumulation, v, weightDecay, warmupSteps, schedule, minLrRatio, maxGradNorm, seed); }
     public TrainingOptions withBatch(int b, int accum) { return new TrainingOptions(steps, b, accum, lr, weightDecay, warmupSteps, schedule, minLrRatio, maxGradNorm, seed); }
     public TrainingOptions withWarmup(int w, String sched) { return new TrainingOptions(steps, batchSize, gradAccumulation, lr, weightDecay, w, sched, minLrRatio, maxGradNorm, seed); }
