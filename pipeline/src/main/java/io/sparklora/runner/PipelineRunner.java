@@ -30,6 +30,7 @@ import io.sparklora.spark.MetricsLog;
 import io.sparklora.spark.StageErrors;
 import io.sparklora.spark.TokenizeSpec;
 import io.sparklora.spark.TokenizeStage;
+import io.sparklora.spark.TokenizerCache;
 import io.sparklora.spark.TrainCheckpoint;
 import io.sparklora.spark.TrainSpec;
 import io.sparklora.spark.TrainStage;
@@ -202,9 +203,8 @@ public final class PipelineRunner {
             }
             r.put("learned_from_documents", texts.size());
         }
-        try (TextTokenizer tok = localTokenizer()) {
-            r.put("path", tokenizerUri()).put("fingerprint", tok.fingerprint()).put("vocab_size", tok.vocabSize());
-        }
+        TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
+        r.put("path", tokenizerUri()).put("fingerprint", tok.fingerprint()).put("vocab_size", tok.vocabSize());
     }
 
     private Map<String, String> datasets() {
@@ -234,7 +234,7 @@ public final class PipelineRunner {
 
     private ShardManifest manifest(String key) throws IOException {
         ShardManifest m = ShardManifest.read(conf, shardsUri(key));
-        m.checkTokenizer(TextTokenizer.fingerprintOf(Files.readAllBytes(localTokenizerPath())));
+        m.checkTokenizer(TokenizerCache.load(conf, tokenizerUri()).fingerprint());
         return m;
     }
 
@@ -397,15 +397,14 @@ public final class PipelineRunner {
         TransformerLM adapted = BaseModelCache.model(base, conf);
         AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, adapterConfig(), 0);
         adapter.copyInto(a.trainableParameters());
-        try (TextTokenizer tok = localTokenizer()) {
-            int n = Math.min(cfg.evaluate.samples, val.size());
-            for (int i = 0; i < n; i++) {
-                int idx = (int) ((long) i * val.size() / n);
-                int[] prompt = Arrays.copyOf(val.block(idx), Math.min(cfg.evaluate.samplePromptTokens, val.seqLen()));
-                out.addObject().put("prompt", tok.decode(prompt))
-                        .put("base", tok.decode(Generator.sample(plain, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)))
-                        .put("adapted", tok.decode(Generator.sample(adapted, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)));
-            }
+        TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
+        int n = Math.min(cfg.evaluate.samples, val.size());
+        for (int i = 0; i < n; i++) {
+            int idx = (int) ((long) i * val.size() / n);
+            int[] prompt = Arrays.copyOf(val.block(idx), Math.min(cfg.evaluate.samplePromptTokens, val.seqLen()));
+            out.addObject().put("prompt", tok.decode(prompt))
+                    .put("base", tok.decode(Generator.sample(plain, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)))
+                    .put("adapted", tok.decode(Generator.sample(adapted, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)));
         }
     }
 
@@ -413,6 +412,7 @@ public final class PipelineRunner {
 
     private Path localTokenizerCopy;
 
+    /** A local copy of tokenizer.json, for copying into the model directories this run writes. */
     private Path localTokenizerPath() throws IOException {
         if (localTokenizerCopy == null) {
             Path d = Files.createTempDirectory("spark-lora-tokenizer-");
@@ -422,10 +422,6 @@ public final class PipelineRunner {
             localTokenizerCopy.toFile().deleteOnExit();
         }
         return localTokenizerCopy;
-    }
-
-    private TextTokenizer localTokenizer() throws IOException {
-        return TextTokenizer.fromFile(localTokenizerPath());
     }
 
     private void writeReport() throws IOException {

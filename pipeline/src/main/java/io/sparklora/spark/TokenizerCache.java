@@ -8,9 +8,6 @@ import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
-import java.util.HexFormat;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -27,7 +24,7 @@ public final class TokenizerCache {
     /** Reads {@code uri} and returns its tokenizer, reusing a cached one with the same bytes (for the driver). */
     public static TextTokenizer load(Configuration conf, String uri) throws IOException {
         byte[] bytes = read(conf, uri);
-        String sha = sha256(bytes);
+        String sha = TextTokenizer.fingerprintOf(bytes);
         synchronized (TokenizerCache.class) {
             TextTokenizer t = BY_SHA256.get(sha);
             if (t == null) {
@@ -49,7 +46,7 @@ public final class TokenizerCache {
             t = BY_SHA256.get(fingerprint);
             if (t != null) return t;
             byte[] bytes = read(conf, uri);
-            String sha = sha256(bytes);
+            String sha = TextTokenizer.fingerprintOf(bytes);
             if (!sha.equals(fingerprint)) {
                 throw new IOException("tokenizer " + uri + " changed while the stage ran: sha256 " + sha + ", expected " + fingerprint);
             }
@@ -72,14 +69,6 @@ public final class TokenizerCache {
             return TextTokenizer.fromFile(tmp);
         } finally {
             Files.deleteIfExists(tmp);
-        }
-    }
-
-    private static String sha256(byte[] bytes) {
-        try {
-            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
         }
     }
 }
