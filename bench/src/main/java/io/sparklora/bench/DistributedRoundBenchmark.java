@@ -1,5 +1,11 @@
 package io.sparklora.bench;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.checkpoint.HfModelDirectory;
@@ -12,11 +18,8 @@ import io.sparklora.optim.AdamW;
 import io.sparklora.optim.GradClipping;
 import io.sparklora.optim.ParamGroup;
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.BaseModelRef;
 import io.sparklora.spark.InMemoryShards;
-import io.sparklora.spark.MetricsLog;
 import io.sparklora.spark.SparkSetup;
-import io.sparklora.spark.TrainSpec;
 import io.sparklora.spark.TrainStage;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.train.TokenBlocks;
@@ -108,7 +111,7 @@ public final class DistributedRoundBenchmark {
             TrainSpec spec = new TrainSpec(base, lora, Map.of(), total, 1, "gradients", false, o, 1.0, 0, null);
             long[] last = {System.nanoTime()};
             double[] spark = {0};
-            TrainStage.Result res = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "bench",
+            DistributedTrainer.Result res = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "bench",
                     new PrintStream(java.io.OutputStream.nullOutputStream()), (done, rr) -> {
                         long now = System.nanoTime();
                         if (done > warmup) spark[0] += (now - last[0]) / 1e9;

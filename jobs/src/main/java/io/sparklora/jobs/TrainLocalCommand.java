@@ -64,8 +64,7 @@ final class TrainLocalCommand {
         System.out.println(report);
         System.out.printf("data: %d training blocks, %d held-out blocks of %d tokens%n", train.size(), held.size(), seq);
         Evaluator.Result before = Evaluator.evaluate(model, held, opts.batchSize());
-        AdamW optimizer = new AdamW(ParamGroup.byTag(adapter.trainableParameters(), opts.weightDecay()), opts.lr());
-        Trainer trainer = new Trainer(model, optimizer, opts);
+        Trainer trainer = Trainer.forAdapter(adapter, opts);
         ProgressLine progress = new ProgressLine(System.out, "step", steps, 5.0);
         Files.createDirectories(out);
         long[] tokens = {0};

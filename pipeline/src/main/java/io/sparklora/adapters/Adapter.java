@@ -1,17 +1,19 @@
 package io.sparklora.adapters;
 
 import io.sparklora.model.ForwardContext;
+import io.sparklora.model.Linear;
 import io.sparklora.model.Parameter;
+import io.sparklora.model.Tensors;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.util.List;
 import java.util.Map;
 
 /**
- * One adapter attached to one {@link io.sparklora.model.Linear} layer. Every method of the LoRA family
- * is an implementation of this interface in a file of its own; the model code never changes for a new one.
+ * What one method of the LoRA family computes on one {@link Linear} layer: the per-layer part of an
+ * {@link AdapterMethod}. Each method's implementation lives in its own package under {@code adapters/}.
  *
- * <p>The layer computes {@code y = x·W0 (+ b)} and adds, for every active adapter, the {@code delta}
+ * <p>The layer computes {@code y = x·W0ᵀ (+ b)} and adds, for every active adapter, the {@code delta}
  * its {@link #forward} returns. Methods that rescale the whole output (DoRA) express that as a delta
  * too, which is why the base output is passed in.
  *
@@ -25,23 +27,29 @@ public interface Adapter {
         INDArray delta();
 
         /** Frees the delta once the layer has added it (methods whose backward needs it keep it). */
-        default void releaseDelta() { io.sparklora.model.Tensors.release(delta()); }
+        default void releaseDelta() { Tensors.release(delta()); }
 
         /** Frees everything saved for backward. */
         void release();
+
+        /**
+         * Bytes this activation keeps alive for backward, beyond the delta: the adapter's own arrays plus the
+         * layer input when {@link Adapter#needsLayerInput()} (the layer keeps x only for adapters that read it).
+         */
+        long bytesKept();
     }
 
     /** The adapter's name on its base model ("default" unless the user names several). */
     String adapterName();
 
-    /** The method's name as configs spell it ("lora", ...). */
+    /** The method's name as configs spell it ("lora", "dora", ...). */
     String method();
 
-    /** Trainable (and frozen) tensors of this adapter, with their PEFT-style names. */
+    /** This layer's tensors (trainable and frozen), with their PEFT-style names; shared ones appear on every layer using them. */
     List<Parameter> parameters();
 
     /**
-     * Forward: the contribution to add to the layer output. {@code baseOut} (x·W0, without bias) is valid
+     * Forward: the contribution to add to the layer output. {@code baseOut} (x·W0ᵀ, without bias) is valid
      * only during the call: the layer adds bias and deltas into it afterwards.
      */
     Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx);
@@ -52,15 +60,34 @@ public interface Adapter {
      */
     INDArray backward(Activation activation, INDArray dy);
 
+    /** Whether backward reads the layer's input x (LoRA-FA does not: it keeps only A·x). */
+    default boolean needsLayerInput() { return true; }
+
     /**
      * The change this adapter makes to the base weight, in the base layer's storage layout
-     * ([in, out] for Conv1D, [out, in] for nn.Linear): merging adds it, unmerging subtracts it.
+     * ([in, out] for Conv1D, [out, in] for nn.Linear), for methods whose merge is additive.
      */
     INDArray deltaWeight();
+
+    /** Writes the merged weight W' into the layer's (private) weight: W0 + ΔW unless the method says otherwise. */
+    default void merge(Linear layer) { layer.baseWeight().mutableDense().addi(deltaWeight()); }
+
+    /** Restores W0 from the merged weight, undoing {@link #merge} (to fp32 rounding). */
+    default void unmerge(Linear layer) { layer.baseWeight().mutableDense().subi(deltaWeight()); }
 
     /** Tensors to save in PEFT layout, keyed by the suffix after the module name (e.g. "lora_A.weight"). */
     Map<String, INDArray> stateDict();
 
     /** Loads tensors saved by {@link #stateDict()}; shapes must match. */
     void loadStateDict(Map<String, INDArray> tensors, String where);
+
+    /** Copies {@code t} into {@code p}, naming the module, key and expected shape when they disagree. */
+    static void load(Parameter p, INDArray t, String module, String key, String where) {
+        if (t == null) throw new IllegalArgumentException(where + ": missing tensor " + module + "." + key);
+        if (!java.util.Arrays.equals(t.shape(), p.value().shape())) {
+            throw new IllegalArgumentException(where + ": tensor " + module + "." + key + " has shape " + java.util.Arrays.toString(t.shape())
+                    + " but this layer needs " + java.util.Arrays.toString(p.value().shape()));
+        }
+        p.set(t.castTo(p.value().dataType()));
+    }
 }

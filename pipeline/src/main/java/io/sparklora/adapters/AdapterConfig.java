@@ -1,13 +1,19 @@
 package io.sparklora.adapters;
 
+import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.SortedMap;
+import java.util.TreeMap;
 
 /**
- * Settings of one adapter, shared by the LoRA family. Field meanings follow Hugging Face PEFT's
- * {@code LoraConfig} so that {@code adapter_config.json} files map one to one.
+ * Settings of one adapter. The shared fields follow Hugging Face PEFT's {@code LoraConfig}; what only one
+ * method has (DoRA's nothing, VeRA's {@code d_initial}, LoRA+'s {@code loraplus_lr_ratio}, ...) sits in
+ * {@code options} under the key configs and PEFT use, and the method ({@link AdapterMethod}) defines,
+ * defaults and checks it.
  *
- * @param method        "lora" (later: the other methods of the family)
+ * @param method        a registered method name ({@link AdapterMethods#names()})
  * @param r             rank
  * @param alpha         scaling numerator: scale = alpha/r, or alpha/√r with {@code rslora}
  * @param dropout       dropout on the adapter's input during training
@@ -16,9 +22,10 @@ import java.util.Locale;
  * @param rslora        rank-stabilised scaling
  * @param bias          "none", "all" (every base bias trains) or "lora_only" (biases of adapted layers train)
  * @param init          "kaiming" (PEFT's default: A ~ U(±1/√in)), "gaussian" (A ~ N(0, 1/r)); B starts at zero
+ * @param options       the method's own settings by key (sorted, so the config prints the same everywhere)
  */
 public record AdapterConfig(String method, int r, double alpha, double dropout, List<String> targetModules,
-                            boolean rslora, String bias, String init) implements java.io.Serializable {
+                            boolean rslora, String bias, String init, SortedMap<String, String> options) implements java.io.Serializable {
 
     public static final List<String> BIAS_MODES = List.of("none", "all", "lora_only");
     public static final List<String> INIT_MODES = List.of("kaiming", "gaussian");
@@ -30,31 +37,93 @@ public record AdapterConfig(String method, int r, double alpha, double dropout, 
         if (!BIAS_MODES.contains(bias)) throw new IllegalArgumentException("bias must be one of " + BIAS_MODES + ", got '" + bias + "'");
         if (!INIT_MODES.contains(init)) throw new IllegalArgumentException("init must be one of " + INIT_MODES + ", got '" + init + "'");
         targetModules = List.copyOf(targetModules);
+        options = Collections.unmodifiableSortedMap(new TreeMap<>(options));
+    }
+
+    public AdapterConfig(String method, int r, double alpha, double dropout, List<String> targetModules, boolean rslora, String bias, String init) {
+        this(method, r, alpha, dropout, targetModules, rslora, bias, init, new TreeMap<>());
     }
 
     public static AdapterConfig lora(int r, double alpha, List<String> targets) {
         return new AdapterConfig("lora", r, alpha, 0.0, targets, false, "none", "kaiming");
     }
 
+    /** A config of {@code method} with the shared settings of LoRA's defaults; the method's options at their defaults. */
+    public static AdapterConfig of(String method, int r, double alpha, List<String> targets) {
+        return new AdapterConfig(method, r, alpha, 0.0, targets, false, "none", "kaiming");
+    }
+
     public double scale() { return rslora ? alpha / Math.sqrt(r) : alpha / r; }
 
+    /** The method this config selects. */
+    public AdapterMethod adapterMethod() { return AdapterMethods.get(method); }
+
+    /** An option's value, or the method's default for it. */
+    public String option(String key) {
+        String v = options.get(key);
+        if (v != null) return v;
+        String d = adapterMethod().optionDefaults().get(key);
+        if (d == null) throw new IllegalArgumentException("adapter type '" + method + "' has no setting '" + key + "'");
+        return d;
+    }
+
+    public double doubleOption(String key) {
+        String v = option(key);
+        try {
+            return Double.parseDouble(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("adapter setting " + key + " must be a number, got '" + v + "'");
+        }
+    }
+
+    public long longOption(String key) {
+        String v = option(key);
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("adapter setting " + key + " must be an integer, got '" + v + "'");
+        }
+    }
+
+    public boolean booleanOption(String key) {
+        String v = option(key).toLowerCase(Locale.ROOT);
+        if (!v.equals("true") && !v.equals("false")) throw new IllegalArgumentException("adapter setting " + key + " must be true or false, got '" + v + "'");
+        return v.equals("true");
+    }
+
+    public AdapterConfig withMethod(String m) {
+        return new AdapterConfig(m, r, alpha, dropout, targetModules, rslora, bias, init, options);
+    }
+
+    public AdapterConfig withOption(String key, String value) {
+        TreeMap<String, String> o = new TreeMap<>(options);
+        o.put(key, value);
+        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, bias, init, o);
+    }
+
+    public AdapterConfig withOptions(Map<String, String> more) {
+        TreeMap<String, String> o = new TreeMap<>(options);
+        o.putAll(more);
+        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, bias, init, o);
+    }
+
     public AdapterConfig withTargets(List<String> targets) {
-        return new AdapterConfig(method, r, alpha, dropout, targets, rslora, bias, init);
+        return new AdapterConfig(method, r, alpha, dropout, targets, rslora, bias, init, options);
     }
 
     public AdapterConfig withDropout(double p) {
-        return new AdapterConfig(method, r, alpha, p, targetModules, rslora, bias, init);
+        return new AdapterConfig(method, r, alpha, p, targetModules, rslora, bias, init, options);
     }
 
     public AdapterConfig withRslora(boolean on) {
-        return new AdapterConfig(method, r, alpha, dropout, targetModules, on, bias, init);
+        return new AdapterConfig(method, r, alpha, dropout, targetModules, on, bias, init, options);
     }
 
     public AdapterConfig withBias(String mode) {
-        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, mode, init);
+        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, mode, init, options);
     }
 
     public AdapterConfig withInit(String mode) {
-        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, bias, mode);
+        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, bias, mode, options);
     }
 }

@@ -1,48 +1,45 @@
 package io.sparklora.adapters;
 
-import io.sparklora.model.Linear;
-import org.nd4j.linalg.api.rng.Random;
+import io.sparklora.adapters.dora.DoraMethod;
+import io.sparklora.adapters.lora.LoraMethod;
+import io.sparklora.adapters.lorafa.LoraFaMethod;
+import io.sparklora.adapters.loraplus.LoraPlusMethod;
+import io.sparklora.adapters.vera.VeraMethod;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * The methods of the LoRA family by the name configs use. A new method is one file implementing
- * {@link Adapter} plus one line here.
+ * The methods of the LoRA family by the name configs use. A new method is one package under
+ * {@code adapters/} implementing {@link AdapterMethod}, plus one line here.
  */
 public final class AdapterMethods {
-
-    /** Builds one adapter on one base layer. */
-    @FunctionalInterface
-    public interface Factory {
-        Adapter create(String adapterName, Linear base, AdapterConfig config, Random rng);
-    }
-
-    /** Trainable tensor entries the method adds to one layer of the given size, without building it. */
-    @FunctionalInterface
-    public interface Counter {
-        long trainable(int in, int out, AdapterConfig config);
-    }
-
-    private record Method(Factory factory, Counter counter) {}
-
-    private static final Map<String, Method> METHODS = new LinkedHashMap<>();
+    private static final Map<String, AdapterMethod> METHODS = new ConcurrentHashMap<>();
+    private static final java.util.List<String> ORDER = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     static {
-        METHODS.put("lora", new Method(LoraAdapter::new, (in, out, c) -> (long) c.r() * (in + out)));
+        register(new LoraMethod());
+        register(new LoraPlusMethod());
+        register(new LoraFaMethod());
+        register(new DoraMethod());
+        register(new VeraMethod());
     }
 
     private AdapterMethods() {}
 
-    public static Factory factory(String method) { return method(method).factory(); }
+    /** Adds a method (applications and tests may register their own); a name can be registered once. */
+    public static void register(AdapterMethod m) {
+        if (METHODS.putIfAbsent(m.name(), m) != null) throw new IllegalArgumentException("adapter type '" + m.name() + "' is already registered");
+        ORDER.add(m.name());
+    }
 
-    public static Counter counter(String method) { return method(method).counter(); }
-
-    private static Method method(String name) {
-        Method m = METHODS.get(name);
-        if (m == null) throw new IllegalArgumentException("unknown adapter type '" + name + "' (known: " + String.join(", ", METHODS.keySet()) + ")");
+    public static AdapterMethod get(String name) {
+        AdapterMethod m = METHODS.get(name);
+        if (m == null) throw new IllegalArgumentException("unknown adapter type '" + name + "' (known: " + String.join(", ", ORDER) + ")");
         return m;
     }
 
-    public static java.util.Set<String> names() { return METHODS.keySet(); }
+    /** Registered names, in registration order. */
+    public static Set<String> names() { return new java.util.LinkedHashSet<>(ORDER); }
 }

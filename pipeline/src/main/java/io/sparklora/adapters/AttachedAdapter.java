@@ -1,39 +1,47 @@
 package io.sparklora.adapters;
 
 import io.sparklora.model.Linear;
+import io.sparklora.model.ModelConfig;
 import io.sparklora.model.Parameter;
 import io.sparklora.model.TransformerLM;
-import org.nd4j.linalg.api.rng.Random;
-import org.nd4j.linalg.factory.Nd4j;
+import io.sparklora.optim.ParamGroup;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
- * One named adapter attached to a model: its config and its per-layer adapters, by module name.
- * Several can sit on one base; {@link #activate} picks which ones contribute.
+ * One named adapter attached to a model: its method and config, its per-layer adapters by module name,
+ * the tensors its layers share, and the base biases it trains. Several can sit on one base;
+ * {@link #activate} picks which ones contribute.
  */
 public final class AttachedAdapter {
     private final String name;
     private final AdapterConfig config;
+    private final AdapterMethod method;
     private final TransformerLM model;
     private final Map<String, Adapter> layers;
+    private final Map<String, Parameter> shared;
     private final List<Parameter> trainableBiases;
+    private TrainingHooks hooks;
 
-    private AttachedAdapter(String name, AdapterConfig config, TransformerLM model, Map<String, Adapter> layers,
+    private AttachedAdapter(String name, AdapterConfig config, TransformerLM model, AdapterMethod.Layers built,
                             List<Parameter> trainableBiases) {
         this.name = name;
         this.config = config;
+        this.method = config.adapterMethod();
         this.model = model;
-        this.layers = layers;
+        this.layers = built.layers();
+        this.shared = built.shared();
         this.trainableBiases = trainableBiases;
     }
 
     /**
      * Attaches an adapter to every linear layer the config targets and freezes the base. Biases train
-     * according to {@code config.bias()}. Seeded, so the same seed gives the same initial A.
+     * according to {@code config.bias()}. Seeded, so the same seed gives the same initial tensors.
      */
     public static AttachedAdapter attach(TransformerLM model, String name, AdapterConfig config, long seed) {
         return attach(model, name, config, seed, Map.of());
@@ -41,69 +49,90 @@ public final class AttachedAdapter {
 
     /**
      * As {@link #attach(TransformerLM, String, AdapterConfig, long)}, but modules mapped to the same group in
-     * {@code shareGroups} share one set of LoRA tensors (LoRA-drop); unmapped modules get their own.
+     * {@code shareGroups} share one set of tensors (LoRA-drop); unmapped modules get their own.
      */
     public static AttachedAdapter attach(TransformerLM model, String name, AdapterConfig config, long seed, Map<String, String> shareGroups) {
-        if (!shareGroups.isEmpty() && !config.method().equals("lora")) {
-            throw new IllegalArgumentException("shared adapters (LoRA-drop) are defined for method lora, not " + config.method());
-        }
+        AdapterMethod method = config.adapterMethod();
+        method.validate(config);
         List<String> modules = TargetMatcher.select(model.linears().keySet(), config.targetModules());
         for (String m : modules) {
             if (model.linears().get(m).adapter(name) != null) {
                 throw new IllegalArgumentException("model already has an adapter named '" + name + "' on " + m);
             }
         }
-        Random rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
-        AdapterMethods.Factory factory = AdapterMethods.factory(config.method());
-        Map<String, Adapter> layers = new LinkedHashMap<>();
-        Map<String, LoraAdapter> groupOwner = new LinkedHashMap<>();
-        for (String m : modules) {
-            Linear l = model.linears().get(m);
-            String group = shareGroups.get(m);
-            LoraAdapter owner = group == null ? null : groupOwner.get(group);
-            Adapter a = owner != null ? new LoraAdapter(name, l, config, owner) : factory.create(name, l, config, rng);
-            if (group != null && owner == null) groupOwner.put(group, (LoraAdapter) a);
-            layers.put(m, a);
-        }
+        AdapterMethod.Layers built = method.create(model, name, modules, config, seed, shareGroups);
         // attach only once every layer accepted its adapter, so a bad config leaves the model untouched
-        layers.forEach((m, a) -> model.linears().get(m).attach(a));
+        built.layers().forEach((m, a) -> model.linears().get(m).attach(a));
         model.setBaseTrainable(false);
         List<Parameter> biases = new ArrayList<>();
+        for (String n : trainedBaseTensors(model.config(), config)) {
+            Parameter p = model.parameters().get(n);
+            if (p == null) throw new IllegalStateException("model has no tensor " + n + " although its config lists it");
+            biases.add(p);
+        }
+        // a bias that trains gets a private copy first if its array is shared (Parameter's copy-on-write)
+        for (Parameter p : biases) p.setTrainable(true);
+        AttachedAdapter a = new AttachedAdapter(name, config, model, built, biases);
+        a.hooks = method.hooks(a);
+        return a;
+    }
+
+    /**
+     * The base tensors (by checkpoint name) that an adapter of {@code config} trains or changes: the biases
+     * its {@code bias} mode trains. Known from the configs alone, before any model is built.
+     */
+    public static Set<String> trainedBaseTensors(ModelConfig modelConfig, AdapterConfig config) {
+        Set<String> out = new LinkedHashSet<>();
+        if (config.bias().equals("none")) return out;
+        Map<String, long[]> shapes = TransformerLM.expectedShapes(modelConfig);
         if (config.bias().equals("all")) {
-            for (Parameter p : model.parameters().values()) if (p.group().equals("bias")) biases.add(p);
-        } else if (config.bias().equals("lora_only")) {
-            for (String m : modules) {
-                Parameter b = model.linears().get(m).bias();
-                if (b != null) biases.add(b);
+            for (String n : shapes.keySet()) if (n.endsWith(".bias")) out.add(n);
+        } else {
+            for (String m : TargetMatcher.select(ParameterCounter.linearShapes(modelConfig).keySet(), config.targetModules())) {
+                if (shapes.containsKey(m + ".bias")) out.add(m + ".bias");
             }
         }
-        for (Parameter p : biases) p.setTrainable(true);
-        return new AttachedAdapter(name, config, model, layers, biases);
+        return out;
     }
 
     public String name() { return name; }
     public AdapterConfig config() { return config; }
+    public AdapterMethod method() { return method; }
     public TransformerLM model() { return model; }
     /** Per-layer adapters by module name, in model order. */
     public Map<String, Adapter> layers() { return layers; }
+    /** Tensors shared by every layer (VeRA's projections), by their key under {@code base_model.}. */
+    public Map<String, Parameter> shared() { return shared; }
     public List<Parameter> trainableBiases() { return trainableBiases; }
+    public TrainingHooks hooks() { return hooks; }
 
-    /** The tensors this adapter trains: adapter matrices, then biases when bias != none. */
-    public List<Parameter> trainableParameters() {
-        // a set: layers that share an adapter (LoRA-drop) list the same tensors, which train once
-        java.util.LinkedHashSet<Parameter> l = new java.util.LinkedHashSet<>();
-        for (Adapter a : layers.values()) for (Parameter p : a.parameters()) if (p.trainable()) l.add(p);
-        l.addAll(trainableBiases);
+    /** Every tensor the adapter owns (trainable and frozen, shared ones once), biases not included. */
+    public List<Parameter> adapterTensors() {
+        LinkedHashSet<Parameter> l = new LinkedHashSet<>(shared.values());
+        for (Adapter a : layers.values()) l.addAll(a.parameters());
         return new ArrayList<>(l);
+    }
+
+    /** The tensors this adapter trains: adapter tensors (each once), then biases when bias != none. */
+    public List<Parameter> trainableParameters() {
+        List<Parameter> l = new ArrayList<>();
+        for (Parameter p : adapterTensors()) if (p.trainable()) l.add(p);
+        l.addAll(trainableBiases);
+        return l;
     }
 
     public long trainableParameterCount() {
         return trainableParameters().stream().mapToLong(Parameter::size).sum();
     }
 
+    /** The optimizer's parameter groups, as the method defines them. */
+    public List<ParamGroup> optimizerGroups(double weightDecay) {
+        return method.optimizerGroups(trainableParameters(), config, weightDecay);
+    }
+
     /** The parameter report of the model with this adapter: base plus the adapter's own tensors. */
     public ParameterReport report() {
-        long adapterTensors = layers.values().stream().flatMap(a -> a.parameters().stream()).distinct().mapToLong(Parameter::size).sum();
+        long adapterTensors = adapterTensors().stream().mapToLong(Parameter::size).sum();
         return new ParameterReport(trainableParameterCount(), model.baseParameterCount() + adapterTensors);
     }
 

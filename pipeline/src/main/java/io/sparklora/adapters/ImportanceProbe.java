@@ -37,6 +37,9 @@ public final class ImportanceProbe implements Adapter {
     @Override public List<Parameter> parameters() { return inner.parameters(); }
     @Override public INDArray backward(Activation activation, INDArray dy) { return inner.backward(activation, dy); }
     @Override public INDArray deltaWeight() { return inner.deltaWeight(); }
+    @Override public boolean needsLayerInput() { return inner.needsLayerInput(); }
+    @Override public void merge(io.sparklora.model.Linear layer) { inner.merge(layer); }
+    @Override public void unmerge(io.sparklora.model.Linear layer) { inner.unmerge(layer); }
     @Override public Map<String, INDArray> stateDict() { return inner.stateDict(); }
     @Override public void loadStateDict(Map<String, INDArray> tensors, String where) { inner.loadStateDict(tensors, where); }
 }

@@ -30,34 +30,28 @@ public final class ParameterCounter {
         return m;
     }
 
+    /**
+     * The report {@code inspect} prints, from the configs alone: trainable = the method's count over the
+     * targeted layers plus the biases the bias mode trains; all = the base plus the adapter's own tensors.
+     */
     public static ParameterReport report(ModelConfig config, AdapterConfig adapter) {
+        AdapterMethod method = adapter.adapterMethod();
+        method.validate(adapter);
         Map<String, int[]> shapes = linearShapes(config);
-        List<String> modules = TargetMatcher.select(shapes.keySet(), adapter.targetModules());
-        AdapterMethods.Counter counter = AdapterMethods.counter(adapter.method());
-        long adapterParams = 0;
-        for (String m : modules) {
-            int[] s = shapes.get(m);
-            if (adapter.r() > Math.min(s[0], s[1])) {
-                throw new IllegalArgumentException(m + ": rank r=" + adapter.r() + " exceeds the layer's dimensions (" + s[0] + " in, " + s[1] + " out)");
-            }
-            adapterParams += counter.trainable(s[0], s[1], adapter);
-        }
-        long biases = 0;
+        Map<String, int[]> targeted = new LinkedHashMap<>();
+        for (String m : TargetMatcher.select(shapes.keySet(), adapter.targetModules())) targeted.put(m, shapes.get(m));
+        long trainable = method.trainableCount(targeted, adapter);
+        long frozen = method.frozenCount(targeted, adapter);
         Map<String, long[]> all = TransformerLM.expectedShapes(config);
-        if (adapter.bias().equals("all")) {
-            for (Map.Entry<String, long[]> e : all.entrySet()) if (e.getKey().endsWith(".bias") && isLinearBias(e.getKey(), shapes)) biases += e.getValue()[0];
-            // LayerNorm shifts are biases too (PEFT counts every parameter named *bias)
-            for (Map.Entry<String, long[]> e : all.entrySet()) if (e.getKey().endsWith(".bias") && !isLinearBias(e.getKey(), shapes)) biases += e.getValue()[0];
-        } else if (adapter.bias().equals("lora_only")) {
-            for (String m : modules) {
-                long[] s = all.get(m + ".bias");
-                if (s != null) biases += s[0];
-            }
-        }
-        return new ParameterReport(adapterParams + biases, TransformerLM.parameterCount(config) + adapterParams);
+        long biases = 0;
+        for (String n : AttachedAdapter.trainedBaseTensors(config, adapter)) biases += all.get(n)[0];
+        return new ParameterReport(trainable + biases, TransformerLM.parameterCount(config) + trainable + frozen);
     }
 
-    private static boolean isLinearBias(String name, Map<String, int[]> shapes) {
-        return shapes.containsKey(name.substring(0, name.length() - ".bias".length()));
+    /** Rejects a rank above a layer's smaller dimension, naming the layer (methods whose r is bounded so). */
+    public static void requireRankFits(String module, int in, int out, int r) {
+        if (r > Math.min(in, out)) {
+            throw new IllegalArgumentException(module + ": rank r=" + r + " exceeds the layer's dimensions (" + in + " in, " + out + " out)");
+        }
     }
 }

@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.checkpoint.SafetensorsReader;
 import io.sparklora.checkpoint.SafetensorsWriter;
 import io.sparklora.model.Architecture;
-
 import io.sparklora.model.Parameter;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.util.AtomicFiles;
@@ -22,24 +21,78 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.TreeSet;
 
 /**
- * Adapters in Hugging Face PEFT's layout: {@code adapter_config.json} plus {@code adapter_model.safetensors}
- * whose tensors are named {@code base_model.model.<module>.lora_A.weight} (A [r, in]) and
- * {@code ...lora_B.weight} (B [out, r]) — the adapter name is not part of saved names — and, when
- * biases train, {@code base_model.model.<module>.bias}.
+ * Adapters in Hugging Face PEFT's layout, for every method:
+ * <ul>
+ *   <li>{@code adapter_config.json} with PEFT's keys for the method's {@code peft_type}, and only those
+ *       (the shared ones here, the method's own from {@link AdapterMethod#writePeftConfig});</li>
+ *   <li>{@code adapter_model.safetensors} (header metadata {@code {"format": "pt"}}) with each layer's tensors
+ *       under {@code base_model.model.<module>.<key>} (the adapter name is not part of saved names: e.g.
+ *       {@code lora_A.weight} [r, in], {@code lora_B.weight} [out, r], {@code lora_magnitude_vector} [out]),
+ *       tensors shared by all layers under {@code base_model.<key>} (VeRA's {@code vera_A}, {@code vera_B}),
+ *       and trained biases under {@code base_model.model.<module>.bias};</li>
+ *   <li>{@code spark_lora.json}, a sidecar with what PEFT has no key for: spark-lora's method name (LoRA-FA
+ *       and LoRA+ are stored as plain LoRA), its settings, and provenance. PEFT ignores the file.</li>
+ * </ul>
  */
 public final class PeftAdapterFormat {
     public static final String CONFIG_FILE = "adapter_config.json";
     public static final String WEIGHTS_FILE = "adapter_model.safetensors";
-    private static final String PREFIX = "base_model.model.";
+    public static final String SIDECAR_FILE = "spark_lora.json";
+    public static final String PREFIX = "base_model.model.";
+    public static final String SHARED_PREFIX = "base_model.";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private PeftAdapterFormat() {}
 
-    /** Reads a PEFT adapter_config.json into our config; unsupported settings are errors, not silently dropped. */
+    /**
+     * Reads a PEFT adapter_config.json (and the {@code spark_lora.json} beside it, if any) into our config;
+     * unsupported settings are errors, not silently dropped.
+     */
     public static AdapterConfig readConfig(Path file) {
+        JsonNode root = readJson(file);
+        String where = file.toString();
+        String type = root.path("peft_type").asText("LORA");
+        AdapterMethod reader = null;
+        TreeSet<String> known = new TreeSet<>();
+        for (String n : AdapterMethods.names()) {
+            AdapterMethod m = AdapterMethods.get(n);
+            known.add(m.peftType());
+            if (reader == null && m.peftType().equalsIgnoreCase(type)) reader = m;
+        }
+        if (reader == null) throw new IllegalArgumentException(where + ": peft_type '" + type + "' is not supported (known: " + String.join(", ", known) + ")");
+        if (root.hasNonNull("layers_to_transform")) throw new IllegalArgumentException(where + ": layers_to_transform is not supported yet");
+        if (root.hasNonNull("modules_to_save") && root.get("modules_to_save").size() > 0) {
+            throw new IllegalArgumentException(where + ": modules_to_save is not supported yet");
+        }
+        JsonNode tm = root.get("target_modules");
+        List<String> targets = new ArrayList<>();
+        if (tm == null || tm.isNull()) throw new IllegalArgumentException(where + ": target_modules is missing");
+        if (tm.isTextual()) targets.add("re:" + tm.asText());          // PEFT: a string is a full-match regex
+        else tm.forEach(n -> targets.add(n.asText()));
+        AdapterConfig base = new AdapterConfig(reader.name(), 8, 8, 0, targets, false, root.path("bias").asText("none"), "kaiming");
+        AdapterConfig config = reader.readPeftConfig(root, where, base);
+        Optional<JsonNode> sidecar = readSidecar(file.resolveSibling(SIDECAR_FILE));
+        if (sidecar.isPresent()) {
+            JsonNode s = sidecar.get();
+            String method = s.path("method").asText(config.method());
+            AdapterMethod m = AdapterMethods.get(method);
+            if (!m.peftType().equalsIgnoreCase(type)) {
+                throw new IllegalArgumentException(file.resolveSibling(SIDECAR_FILE) + ": method '" + method + "' is stored as peft_type "
+                        + m.peftType() + ", but " + where + " says " + type);
+            }
+            Map<String, String> options = new LinkedHashMap<>();
+            s.path("options").fields().forEachRemaining(e -> options.put(e.getKey(), e.getValue().asText()));
+            config = config.withMethod(method).withOptions(options);
+        }
+        config.adapterMethod().validate(config);
+        return config;
+    }
+
+    private static JsonNode readJson(Path file) {
         JsonNode root;
         try {
             root = JSON.readTree(Files.readString(file));
@@ -47,37 +100,20 @@ public final class PeftAdapterFormat {
             throw new IllegalArgumentException(file + ": cannot read adapter config: " + e.getMessage(), e);
         }
         if (root == null || !root.isObject()) throw new IllegalArgumentException(file + ": expected a JSON object");
-        String type = root.path("peft_type").asText("LORA");
-        if (!type.equalsIgnoreCase("LORA")) {
-            throw new IllegalArgumentException(file + ": peft_type '" + type + "' is not supported (known: " + AdapterMethods.names() + ")");
-        }
-        if (root.path("use_dora").asBoolean(false)) throw new IllegalArgumentException(file + ": use_dora=true is not supported yet");
-        for (String key : new String[]{"rank_pattern", "alpha_pattern"}) {
-            if (root.has(key) && root.get(key).isObject() && root.get(key).size() > 0) {
-                throw new IllegalArgumentException(file + ": " + key + " is not supported yet");
-            }
-        }
-        if (root.hasNonNull("layers_to_transform")) throw new IllegalArgumentException(file + ": layers_to_transform is not supported yet");
-        JsonNode tm = root.get("target_modules");
-        List<String> targets = new ArrayList<>();
-        if (tm == null || tm.isNull()) throw new IllegalArgumentException(file + ": target_modules is missing");
-        if (tm.isTextual()) targets.add("re:" + tm.asText());          // PEFT: a string is a full-match regex
-        else tm.forEach(n -> targets.add(n.asText()));
-        JsonNode init = root.get("init_lora_weights");
-        String initMode = init != null && init.isTextual() && init.asText().equals("gaussian") ? "gaussian" : "kaiming";
-        return new AdapterConfig("lora", root.path("r").asInt(8), root.path("lora_alpha").asDouble(8),
-                root.path("lora_dropout").asDouble(0.0), targets, root.path("use_rslora").asBoolean(false),
-                root.path("bias").asText("none"), initMode);
+        return root;
     }
 
+    private static Optional<JsonNode> readSidecar(Path file) {
+        return Files.exists(file) ? Optional.of(readJson(file)) : Optional.empty();
+    }
+
+    /** PEFT's adapter_config.json for {@code c}: the keys of its peft_type and no others. */
     public static ObjectNode configJson(AdapterConfig c, Architecture arch, String baseModel) {
+        AdapterMethod m = c.adapterMethod();
         ObjectNode o = JSON.createObjectNode();
-        o.put("peft_type", "LORA");
+        o.put("peft_type", m.peftType());
         o.put("task_type", "CAUSAL_LM");
         o.put("base_model_name_or_path", baseModel);
-        o.put("r", c.r());
-        o.put("lora_alpha", c.alpha());
-        o.put("lora_dropout", c.dropout());
         if (c.targetModules().size() == 1 && c.targetModules().get(0).startsWith("re:")) {
             o.put("target_modules", c.targetModules().get(0).substring(3));
         } else {
@@ -85,23 +121,33 @@ public final class PeftAdapterFormat {
             c.targetModules().forEach(t::add);
         }
         o.put("bias", c.bias());
-        o.put("use_rslora", c.rslora());
-        o.put("use_dora", false);
         o.put("fan_in_fan_out", arch == Architecture.GPT2);   // GPT-2's Conv1D stores W as [in, out]
-        if (c.init().equals("gaussian")) o.put("init_lora_weights", "gaussian");
-        else o.put("init_lora_weights", true);
         o.put("inference_mode", true);
         o.putNull("modules_to_save");
         o.putNull("layers_to_transform");
         o.putNull("layers_pattern");
-        o.putObject("rank_pattern");
-        o.putObject("alpha_pattern");
+        m.writePeftConfig(o, c);
+        return o;
+    }
+
+    /** The sidecar: spark-lora's method, its settings and where the adapter came from. */
+    public static ObjectNode sidecarJson(AdapterConfig c, String baseModel) {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("format_version", 1);
+        o.put("written_by", "spark-lora");
+        o.put("method", c.method());
+        ObjectNode opts = o.putObject("options");
+        c.options().forEach(opts::put);
+        o.put("base_model", baseModel);
         return o;
     }
 
     /** The adapter's tensors under PEFT's names. */
     public static Map<String, INDArray> tensors(AttachedAdapter adapter) {
         Map<String, INDArray> t = new LinkedHashMap<>();
+        if (adapter.method().savesSharedTensors(adapter.config())) {
+            adapter.shared().forEach((k, p) -> t.put(SHARED_PREFIX + k, p.value()));
+        }
         adapter.layers().forEach((module, a) -> a.stateDict().forEach((k, v) -> t.put(PREFIX + module + "." + k, v)));
         for (Parameter b : adapter.trainableBiases()) t.put(PREFIX + b.name(), b.value());
         return t;
@@ -113,6 +159,8 @@ public final class PeftAdapterFormat {
             AtomicFiles.writeDirectory(dir, tmp -> {
                 Files.writeString(tmp.resolve(CONFIG_FILE), JSON.writerWithDefaultPrettyPrinter()
                         .writeValueAsString(configJson(adapter.config(), adapter.model().config().architecture(), baseModel)));
+                Files.writeString(tmp.resolve(SIDECAR_FILE), JSON.writerWithDefaultPrettyPrinter()
+                        .writeValueAsString(sidecarJson(adapter.config(), baseModel)));
                 SafetensorsWriter.write(tmp.resolve(WEIGHTS_FILE), tensors(adapter), Map.of("format", "pt"), DataType.FLOAT);
             });
         } catch (IOException e) {
@@ -136,29 +184,15 @@ public final class PeftAdapterFormat {
             throw new IllegalArgumentException(dir + ": no " + WEIGHTS_FILE);
         }
         AdapterConfig config = readConfig(configFile);
+        boolean ours = Files.exists(dir.resolve(SIDECAR_FILE));
         AttachedAdapter attached = AttachedAdapter.attach(model, adapterName, config, 0);
         try (SafetensorsReader reader = SafetensorsReader.open(weightsFile)) {
-            TreeSet<String> unused = new TreeSet<>(reader.names());
-            String where = weightsFile.toString();
-            for (Map.Entry<String, Adapter> e : attached.layers().entrySet()) {
-                Map<String, INDArray> mine = new LinkedHashMap<>();
-                for (String key : e.getValue().stateDict().keySet()) {
-                    String name = PREFIX + e.getKey() + "." + key;
-                    if (reader.contains(name)) {
-                        mine.put(key, reader.read(name));
-                        unused.remove(name);
-                    }
-                }
-                e.getValue().loadStateDict(mine, where);
-            }
-            for (Parameter b : attached.trainableBiases()) {
-                String name = PREFIX + b.name();
-                if (!reader.contains(name)) throw new IllegalArgumentException(where + ": bias=" + config.bias() + " but tensor " + name + " is missing");
-                b.set(reader.read(name));
-                unused.remove(name);
-            }
+            Map<String, INDArray> all = new LinkedHashMap<>();
+            for (String n : reader.names()) all.put(n, reader.read(n));
+            TreeSet<String> unused = new TreeSet<>(all.keySet());
+            unused.removeAll(loadTensors(attached, all, weightsFile.toString(), !ours));
             if (!unused.isEmpty()) {
-                throw new IllegalArgumentException(where + ": tensors that match no targeted layer of this model: "
+                throw new IllegalArgumentException(weightsFile + ": tensors that match no targeted layer of this model: "
                         + String.join(", ", unused.stream().limit(8).toList()) + (unused.size() > 8 ? ", ..." : ""));
             }
         } catch (RuntimeException e) {
@@ -168,4 +202,42 @@ public final class PeftAdapterFormat {
         return attached;
     }
 
+    /**
+     * Loads tensors in PEFT naming (as {@link #tensors} names them) into an attached adapter: every layer's,
+     * the trained biases, and the shared ones that are present. Returns the names it used.
+     *
+     * @param requireShared whether a missing shared tensor is an error (it is for a file spark-lora did not
+     *                      write: the pair cannot be regenerated from the key as another library drew it)
+     */
+    public static java.util.Set<String> loadTensors(AttachedAdapter adapter, Map<String, INDArray> peft, String where, boolean requireShared) {
+        java.util.Set<String> used = new java.util.HashSet<>();
+        for (Map.Entry<String, Parameter> e : adapter.shared().entrySet()) {
+            String name = SHARED_PREFIX + e.getKey();
+            INDArray t = peft.get(name);
+            if (t == null) {
+                if (requireShared) throw new IllegalArgumentException(where + ": tensor " + name + " is missing (save it with save_projection=true)");
+                continue;
+            }
+            Adapter.load(e.getValue(), t, "base_model", e.getKey(), where);
+            used.add(name);
+        }
+        for (Map.Entry<String, Adapter> e : adapter.layers().entrySet()) {
+            Map<String, INDArray> mine = new LinkedHashMap<>();
+            for (String key : e.getValue().stateDict().keySet()) {
+                String name = PREFIX + e.getKey() + "." + key;
+                if (peft.containsKey(name)) {
+                    mine.put(key, peft.get(name));
+                    used.add(name);
+                }
+            }
+            e.getValue().loadStateDict(mine, where);
+        }
+        for (Parameter b : adapter.trainableBiases()) {
+            String name = PREFIX + b.name();
+            if (!peft.containsKey(name)) throw new IllegalArgumentException(where + ": bias=" + adapter.config().bias() + " but tensor " + name + " is missing");
+            b.set(peft.get(name).castTo(b.value().dataType()));
+            used.add(name);
+        }
+        return used;
+    }
 }

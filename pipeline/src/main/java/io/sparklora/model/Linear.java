@@ -2,7 +2,6 @@ package io.sparklora.model;
 
 import io.sparklora.adapters.Adapter;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
 
 import java.util.ArrayList;
 import java.util.Collection;
@@ -15,20 +14,17 @@ import java.util.Set;
 /**
  * A linear layer y = x·W + b with adapters attached.
  *
- * <p>The weight keeps the layout of the checkpoint it came from, so it is never copied or transposed:
- * GPT-2's Conv1D stores W as [in, out] ({@code transposed == false}); nn.Linear (Llama, lm_head)
- * stores it as [out, in] ({@code transposed == true}) and the matmul reads it transposed.
+ * <p>The weight is a {@link BaseWeight}: dense in the layout of the checkpoint it came from (GPT-2's
+ * Conv1D stores W as [in, out], {@code transposed == false}; nn.Linear, Llama and lm_head, as [out, in],
+ * {@code transposed == true}), or any other representation of the frozen base.
  *
  * <p>Shapes: x [N, in] → y [N, out].
  */
 public final class Linear {
 
     private final String name;
-    private final Parameter weight;
+    private final BaseWeight weight;
     private final Parameter bias;          // null when the layer has none
-    private final boolean transposed;
-    private final int in;
-    private final int out;
     private final Map<String, Adapter> adapters = new LinkedHashMap<>();
     private final Set<String> active = new LinkedHashSet<>();
     private final Set<String> merged = new LinkedHashSet<>();
@@ -42,30 +38,32 @@ public final class Linear {
         }
     }
 
+    /** A layer over a dense weight in the checkpoint's layout. */
     public Linear(String name, Parameter weight, Parameter bias, boolean transposed) {
+        this(name, new DenseWeight(weight, transposed, name), bias);
+    }
+
+    public Linear(String name, BaseWeight weight, Parameter bias) {
         this.name = name;
         this.weight = weight;
         this.bias = bias;
-        this.transposed = transposed;
-        long[] s = weight.value().shape();
-        if (s.length != 2) throw new ModelConfigException(name + ".weight must be 2-D, got " + java.util.Arrays.toString(s));
-        this.in = (int) (transposed ? s[1] : s[0]);
-        this.out = (int) (transposed ? s[0] : s[1]);
-        if (bias != null && bias.value().length() != out) {
-            throw new ModelConfigException(name + ".bias has " + bias.value().length() + " entries, expected " + out);
+        if (bias != null && bias.value().length() != weight.outFeatures()) {
+            throw new ModelConfigException(name + ".bias has " + bias.value().length() + " entries, expected " + weight.outFeatures());
         }
     }
 
     public String name() { return name; }
-    public Parameter weight() { return weight; }
+    /** The weight's tensor under its checkpoint name. */
+    public Parameter weight() { return weight.parameter(); }
+    public BaseWeight baseWeight() { return weight; }
     public Parameter bias() { return bias; }
     /** True when the weight is stored [out, in] (nn.Linear), false for [in, out] (Conv1D). */
-    public boolean transposed() { return transposed; }
-    public int inFeatures() { return in; }
-    public int outFeatures() { return out; }
+    public boolean transposed() { return weight.transposed(); }
+    public int inFeatures() { return weight.inFeatures(); }
+    public int outFeatures() { return weight.outFeatures(); }
 
     public Cache forward(INDArray x, ForwardContext ctx) {
-        INDArray y = Nd4j.gemm(x, weight.value(), false, transposed);
+        INDArray y = weight.forward(x);
         List<Adapter.Activation> acts = new ArrayList<>();
         List<Adapter> used = new ArrayList<>();
         for (String a : active) {
@@ -80,31 +78,26 @@ public final class Linear {
             y.addi(act.delta());
             act.releaseDelta();
         }
-        // a frozen layer without adapters needs only W for backward, so it does not keep x alive
-        return new Cache(weight.trainable() || !acts.isEmpty() ? x : null, y, acts, used);
+        // a frozen layer needs only W for backward, so it keeps x alive only for dW or an adapter that reads it
+        return new Cache(needsInput() ? x : null, y, acts, used);
     }
 
     /** Whether backward needs this layer's input (to form dW or an adapter's gradients). */
     public boolean needsInput() {
         if (weight.trainable()) return true;
-        for (String a : active) if (!merged.contains(a)) return true;
+        for (String a : active) if (!merged.contains(a) && adapters.get(a).needsLayerInput()) return true;
         return false;
     }
 
     /** Accumulates weight, bias and adapter gradients (for those that train) and returns dL/dx [N, in]. */
     public INDArray backward(Cache c, INDArray dy) {
-        if (weight.trainable()) {
-            // dW in storage layout, written straight into the gradient buffer (β = 1 accumulates):
-            // Conv1D [in,out] += xᵀ·dy, nn.Linear [out,in] += dyᵀ·x
-            if (transposed) Nd4j.gemm(dy, c.x(), weight.grad(), true, false, 1.0, 1.0);
-            else Nd4j.gemm(c.x(), dy, weight.grad(), true, false, 1.0, 1.0);
-        }
+        if (weight.trainable()) weight.accumulateGradient(c.x(), dy);
         if (bias != null && bias.trainable()) {
             INDArray db = dy.sum(0);
             bias.accumulate(db);
             Tensors.release(db);
         }
-        INDArray dx = Nd4j.gemm(dy, weight.value(), false, !transposed);
+        INDArray dx = weight.backwardInput(dy);
         for (int i = 0; i < c.adapters().size(); i++) {
             INDArray dxa = c.adapters().get(i).backward(c.adapterActivations().get(i), dy);
             if (dxa != null) {
@@ -149,18 +142,20 @@ public final class Linear {
 
     public boolean isMerged(String adapterName) { return merged.contains(adapterName); }
 
-    /** W ← W + ΔW; the adapter then stops adding its delta at run time. */
+    /** W ← W' (the adapter's merge: W0 + ΔW for most methods); the adapter then stops adding its delta at run time. */
     public void merge(String adapterName) {
         Adapter a = requireAdapter(adapterName);
-        if (!merged.add(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is already merged");
-        weight.value().addi(a.deltaWeight());
+        if (merged.contains(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is already merged");
+        a.merge(this);
+        merged.add(adapterName);
     }
 
-    /** W ← W − ΔW: restores the base weight (to fp32 rounding). */
+    /** Undoes {@link #merge}: restores the base weight (to fp32 rounding). */
     public void unmerge(String adapterName) {
         Adapter a = requireAdapter(adapterName);
-        if (!merged.remove(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is not merged");
-        weight.value().subi(a.deltaWeight());
+        if (!merged.contains(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is not merged");
+        a.unmerge(this);
+        merged.remove(adapterName);
     }
 
     private Adapter requireAdapter(String adapterName) {

@@ -12,6 +12,11 @@ import org.nd4j.linalg.factory.Nd4j;
  *
  * <p>Frozen parameters never get a gradient buffer, so they cost no optimizer memory and cannot be
  * changed by a step.
+ *
+ * <p>A parameter whose array is shared with other models (the per-JVM base cache of the Spark stages marks
+ * its tensors {@link #markShared() shared}) is copy-on-write: making it trainable, {@link #set assigning}
+ * to it or asking for a {@link #mutableValue()} first gives it a private copy, so nothing a method trains
+ * or merges ever writes into the shared array.
  */
 public final class Parameter {
     private final String name;
@@ -19,6 +24,7 @@ public final class Parameter {
     private INDArray grad;
     private boolean trainable;
     private final String group;
+    private boolean shared;
 
     public Parameter(String name, INDArray value, boolean trainable, String group) {
         this.name = name;
@@ -33,16 +39,32 @@ public final class Parameter {
     public boolean trainable() { return trainable; }
     public long size() { return value.length(); }
 
+    /** Marks the array as shared with other models: the first write through this parameter copies it. */
+    public void markShared() { this.shared = true; }
+
+    /** Whether the array is still the shared one (no write has happened through this parameter). */
+    public boolean isShared() { return shared; }
+
+    /** The array, made private first if it is shared: callers may write into it (merges, optimizer steps). */
+    public INDArray mutableValue() {
+        if (shared) {
+            value = value.dup();
+            shared = false;
+        }
+        return value;
+    }
+
     /** Replaces the tensor (same shape), e.g. when loading a checkpoint or an averaged adapter. */
     public void set(INDArray newValue) {
         if (!java.util.Arrays.equals(newValue.shape(), value.shape())) {
             throw new IllegalArgumentException("parameter " + name + ": shape " + java.util.Arrays.toString(newValue.shape())
                     + " does not match " + java.util.Arrays.toString(value.shape()));
         }
-        value.assign(newValue);
+        mutableValue().assign(newValue);
     }
 
     public void setTrainable(boolean trainable) {
+        if (trainable) mutableValue();     // an optimizer step writes in place: never into a shared array
         this.trainable = trainable;
         if (!trainable) grad = null;
     }

@@ -81,6 +81,11 @@ public final class PipelineConfig {
         public double lr = 3e-3;
     }
 
+    /**
+     * The adapter: the shared keys below, plus the chosen method's own settings by their config names
+     * (e.g. {@code d_initial} for VeRA; {@code use_dora: true} or {@code lora_fa: true} select those methods
+     * as in PEFT). Keys no method of this type has are refused, listing the ones it has.
+     */
     public static final class AdapterSection {
         public String type = "lora";
         public int r = 8;
@@ -90,9 +95,70 @@ public final class PipelineConfig {
         public boolean rslora = false;
         public String bias = "none";
         public String init = "kaiming";
+        /** Method settings (every key not above), as written. */
+        @com.fasterxml.jackson.annotation.JsonIgnore
+        public final Map<String, String> settings = new LinkedHashMap<>();
+
+        @com.fasterxml.jackson.annotation.JsonAnySetter
+        public void setting(String key, Object value) {
+            if (!io.sparklora.adapters.AdapterSpecs.isMethodFlag(key)) requireSomeMethodHas("adapter", key, AdapterSection.class);
+            settings.put(key, String.valueOf(value));
+        }
     }
 
+    /** The 1-based line where {@code section.key} is written (the first line that starts with the key inside the section), or 0. */
+    static int lineOf(String yaml, String path) {
+        String section = path.substring(0, path.indexOf('.')), key = path.substring(path.indexOf('.') + 1);
+        String[] lines = yaml.split("\n", -1);
+        boolean inSection = false;
+        for (int i = 0; i < lines.length; i++) {
+            String l = lines[i];
+            if (!l.isEmpty() && !Character.isWhitespace(l.charAt(0)) && !l.startsWith("#")) inSection = l.startsWith(section + ":");
+            else if (inSection && l.strip().startsWith(key + ":")) return i + 1;
+        }
+        return 0;
+    }
+
+    /** A key that neither the section nor any registered method has (thrown while parsing, so the parser adds the line). */
+    static final class UnknownKey extends IllegalArgumentException {
+        final String path;
+        final String known;
+
+        UnknownKey(String path, String known) {
+            super("unknown key '" + path + "'");
+            this.path = path;
+            this.known = known;
+        }
+    }
+
+    private static void requireSomeMethodHas(String section, String key, Class<?> sectionClass) {
+        java.util.TreeSet<String> methodKeys = new java.util.TreeSet<>();
+        for (String m : io.sparklora.adapters.AdapterMethods.names()) methodKeys.addAll(io.sparklora.adapters.AdapterMethods.get(m).optionDefaults().keySet());
+        if (methodKeys.contains(key)) return;
+        java.util.TreeSet<String> known = new java.util.TreeSet<>(methodKeys);
+        for (java.lang.reflect.Field f : sectionClass.getFields()) {
+            if (!java.lang.reflect.Modifier.isStatic(f.getModifiers()) && !f.isAnnotationPresent(com.fasterxml.jackson.annotation.JsonIgnore.class)) {
+                known.add(f.getName().replaceAll("([A-Z])", "_$1").toLowerCase(java.util.Locale.ROOT));
+            }
+        }
+        throw new UnknownKey(section + "." + key, String.join(", ", known));
+    }
+
+    /**
+     * Training settings. Besides the keys below, a method's optimizer settings may sit here (LoRA+'s
+     * {@code loraplus_lr_ratio}: the keys the method's {@code optionDefaults} list); they become the adapter's.
+     */
     public static final class TrainSection {
+        /** Method settings written under train (every key not below), as written. */
+        @com.fasterxml.jackson.annotation.JsonIgnore
+        public final Map<String, String> methodSettings = new LinkedHashMap<>();
+
+        @com.fasterxml.jackson.annotation.JsonAnySetter
+        public void setting(String key, Object value) {
+            requireSomeMethodHas("train", key, TrainSection.class);
+            methodSettings.put(key, String.valueOf(value));
+        }
+
         public int rounds = 60;
         public int localSteps = 1;
         public String sync = "gradients";
@@ -159,6 +225,12 @@ public final class PipelineConfig {
                     .collect(Collectors.joining("."));
             throw new IllegalArgumentException(where + ": bad value for '" + path + "' (line " + e.getLocation().getLineNr() + "): "
                     + e.getOriginalMessage().split("\n")[0]);
+        } catch (com.fasterxml.jackson.databind.JsonMappingException e) {
+            if (e.getCause() instanceof UnknownKey u) {
+                // the any-setter that threw has no location; the key's own line is where the typo is
+                throw new IllegalArgumentException(where + ": " + u.getMessage() + " (line " + lineOf(yaml, u.path) + "); known keys here: " + u.known);
+            }
+            throw new IllegalArgumentException(where + ": " + e.getOriginalMessage().split("\n")[0]);
         } catch (IOException e) {
             throw new IllegalArgumentException(where + ": not valid YAML: " + e.getMessage().split("\n")[0]);
         }
@@ -167,7 +239,46 @@ public final class PipelineConfig {
         return c;
     }
 
+    /** The adapter this config trains: method from {@code adapter.type} (and PEFT's flags), its settings from the adapter and train sections. */
+    public io.sparklora.adapters.AdapterConfig adapterConfig() { return adapterConfig("pipeline config"); }
+
+    private io.sparklora.adapters.AdapterConfig adapterConfig(String where) {
+        var a = adapter;
+        String type;
+        io.sparklora.adapters.AdapterMethod method;
+        try {
+            type = io.sparklora.adapters.AdapterSpecs.resolveType(a.type, a.settings);
+            method = io.sparklora.adapters.AdapterMethods.get(type);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": adapter.type: " + e.getMessage());
+        }
+        Map<String, String> options = new LinkedHashMap<>();
+        for (Map.Entry<String, String> e : a.settings.entrySet()) {
+            if (io.sparklora.adapters.AdapterSpecs.isMethodFlag(e.getKey())) continue;
+            if (!method.optionDefaults().containsKey(e.getKey())) {
+                throw new IllegalArgumentException(where + ": unknown key 'adapter." + e.getKey() + "' for adapter type " + type
+                        + "; known keys here: type, " + String.join(", ", method.settingNames()));
+            }
+            options.put(e.getKey(), e.getValue());
+        }
+        for (Map.Entry<String, String> e : train.methodSettings.entrySet()) {
+            if (!method.optionDefaults().containsKey(e.getKey())) {
+                throw new IllegalArgumentException(where + ": unknown key 'train." + e.getKey() + "' (adapter type " + type
+                        + " has no such setting; its own settings: " + String.join(", ", new java.util.TreeSet<>(method.optionDefaults().keySet())) + ")");
+            }
+            options.put(e.getKey(), e.getValue());
+        }
+        try {
+            var c = new io.sparklora.adapters.AdapterConfig(type, a.r, a.alpha, a.dropout, a.targets, a.rslora, a.bias, a.init).withOptions(options);
+            method.validate(c);
+            return c;
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": adapter: " + e.getMessage());
+        }
+    }
+
     private void validate(String where) {
+        adapterConfig(where);
         if (datasets.adapt == null) throw new IllegalArgumentException(where + ": datasets.adapt (the dataset manifest to adapt to) is required");
         if (base.path == null && datasets.pretrain == null) {
             throw new IllegalArgumentException(where + ": give base.path (a Hugging Face model directory) or datasets.pretrain (to pretrain a small base)");

@@ -1,5 +1,13 @@
 package io.sparklora.runner;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.AdapterTensors;
+import io.sparklora.train.TrainCheckpoint;
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -18,21 +26,16 @@ import io.sparklora.model.TransformerLM;
 import io.sparklora.optim.AdamW;
 import io.sparklora.optim.ParamGroup;
 import io.sparklora.report.ReportHtml;
-import io.sparklora.spark.AdapterTensors;
 import io.sparklora.spark.ArrowExamples;
 import io.sparklora.spark.ArrowShards;
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.BaseModelRef;
 import io.sparklora.spark.EvalTarget;
 import io.sparklora.spark.EvaluateStage;
 import io.sparklora.spark.LoraDropStage;
-import io.sparklora.spark.MetricsLog;
 import io.sparklora.spark.StageErrors;
 import io.sparklora.spark.TokenizeSpec;
 import io.sparklora.spark.TokenizeStage;
 import io.sparklora.spark.TokenizerCache;
-import io.sparklora.spark.TrainCheckpoint;
-import io.sparklora.spark.TrainSpec;
 import io.sparklora.spark.TrainStage;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.tokenize.ByteLevelBpeTrainer;
@@ -258,7 +261,7 @@ public final class PipelineRunner {
     private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o) {
         model.setBaseTrainable(true);
         List<Parameter> params = model.parameters().values().stream().toList();
-        AdamW opt = new AdamW(ParamGroup.byTag(params, o.weightDecay()), o.lr());
+        AdamW opt = io.sparklora.train.Optimizers.forAll(params, o);
         ProgressLine progress = new ProgressLine(console, stage + " step", o.steps(), 5.0);
         metrics.removeIf(l -> l.path("stage").asText().equals(stage));
         long[] tokens = {0};
@@ -282,11 +285,7 @@ public final class PipelineRunner {
         HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, tokenizerDir));
     }
 
-    private AdapterConfig adapterConfig() {
-        var a = cfg.adapter;
-        AdapterConfig base = AdapterConfig.lora(a.r, a.alpha, a.targets);
-        return new AdapterConfig(a.type, a.r, a.alpha, a.dropout, base.targetModules(), a.rslora, a.bias, a.init);
-    }
+    private AdapterConfig adapterConfig() { return cfg.adapterConfig(); }
 
     private TrainSpec trainSpec(BaseModelRef base) {
         var t = cfg.train;
@@ -305,7 +304,7 @@ public final class PipelineRunner {
                     + " embeds only " + modelVocab + ": use the model's own tokenizer (tokenizer.path)");
         }
         TrainSpec spec = trainSpec(base);
-        TrainStage.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
+        DistributedTrainer.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
         res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
                 .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size());
         console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes)%n",
@@ -343,7 +342,7 @@ public final class PipelineRunner {
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig(), 0, shareGroups);
         Path local = HadoopFiles.copyToLocal(conf, adapterUri);
         try {
-            TrainStage.loadPeftTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)));
+            PeftAdapterFormat.loadTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), adapterUri, false);
         } finally {
             HadoopFiles.deleteLocalTree(local);
         }

@@ -1,5 +1,7 @@
 package io.sparklora.spark;
 
+import io.sparklora.checkpoint.BaseModelRef;
+
 import io.sparklora.checkpoint.HfModelDirectory;
 import io.sparklora.model.ModelConfig;
 import io.sparklora.model.TransformerLM;
@@ -21,7 +23,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * The frozen base weights, loaded once per JVM (executor or driver) and shared read-only by every task
  * running there. Each task gets its own {@link TransformerLM} over the shared arrays (modules keep
  * activations for their backward pass, so tasks cannot share module objects), which costs no copy.
- * Nothing may write into these weights: merging for evaluation happens on private copies.
+ * Nothing may write into these weights: every tensor of a model made here is marked shared
+ * ({@link io.sparklora.model.Parameter#markShared()}), so whatever a method trains or changes (trained biases,
+ * a merge) first gets a private copy for that model, and the cache stays bit-for-bit as loaded.
  */
 public final class BaseModelCache {
     private record Loaded(ModelConfig config, Map<String, INDArray> weights) {}
@@ -34,22 +38,14 @@ public final class BaseModelCache {
     /** A fresh model over the cached weights of {@code ref} (loaded from storage on first use in this JVM). */
     public static TransformerLM model(BaseModelRef ref, Configuration conf) {
         Loaded l = CACHE.computeIfAbsent(ref.contentHash(), h -> load(ref, conf));
-        return TransformerLM.fromWeights(l.config(), l.weights());
+        return shared(TransformerLM.fromWeights(l.config(), l.weights()));
     }
 
-    /**
-     * A fresh model whose tensors named in {@code privateCopies} are copies (for merging an adapter into
-     * them); all other tensors are the shared cached ones.
-     */
-    public static TransformerLM model(BaseModelRef ref, Configuration conf, java.util.Set<String> privateCopies) {
-        Loaded l = CACHE.computeIfAbsent(ref.contentHash(), h -> load(ref, conf));
-        Map<String, INDArray> w = new java.util.LinkedHashMap<>(l.weights());
-        for (String n : privateCopies) {
-            INDArray t = w.get(n);
-            if (t == null) throw new IllegalArgumentException("base model has no tensor " + n);
-            w.put(n, t.dup());
-        }
-        return TransformerLM.fromWeights(l.config(), w);
+    /** Freezes the model and marks every tensor shared (copy-on-write). */
+    private static TransformerLM shared(TransformerLM m) {
+        m.setBaseTrainable(false);
+        m.parameters().values().forEach(io.sparklora.model.Parameter::markShared);
+        return m;
     }
 
     /** How many times this JVM read a base from storage (tests assert once per JVM). */

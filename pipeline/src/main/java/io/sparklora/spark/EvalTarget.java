@@ -1,5 +1,7 @@
 package io.sparklora.spark;
 
+import io.sparklora.checkpoint.BaseModelRef;
+
 import java.io.Serializable;
 
 /**

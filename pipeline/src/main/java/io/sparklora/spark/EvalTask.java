@@ -1,5 +1,8 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.AdapterTensors;
+import io.sparklora.train.TrainSpec;
+
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.adapters.TargetMatcher;
@@ -75,18 +78,9 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
 
     private TransformerLM build(EvalTarget t) {
         if (t.mode() == EvalTarget.Mode.BASE) return BaseModelCache.model(t.model(), conf.get());
-        TransformerLM model;
-        if (t.mode() == EvalTarget.Mode.MERGED) {
-            // merging writes into the weights: give this model private copies of the targeted ones
-            TransformerLM probe = BaseModelCache.model(t.model(), conf.get());
-            Set<String> names = new HashSet<>();
-            for (String m : TargetMatcher.select(probe.linears().keySet(), adapterConfig.targetModules())) {
-                names.add(probe.linears().get(m).weight().name());
-            }
-            model = BaseModelCache.model(t.model(), conf.get(), names);
-        } else {
-            model = BaseModelCache.model(t.model(), conf.get());
-        }
+        // merging writes into the targeted weights, and trained biases are loaded: both get private copies
+        // (the cached base's tensors are copy-on-write), so the executor's shared base stays as loaded
+        TransformerLM model = BaseModelCache.model(t.model(), conf.get());
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig, 0, shareGroups);
         adapter.value().copyInto(a.trainableParameters());
         if (t.mode() == EvalTarget.Mode.MERGED) a.merge();

@@ -1,5 +1,7 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.AdapterTensors;
+
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.storage.SerializableConfiguration;

@@ -1,5 +1,10 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.RoundWork;
+
+import io.sparklora.train.AdapterTensors;
+import io.sparklora.train.TrainSpec;
+
 import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.adapters.ImportanceProbe;
@@ -39,7 +44,7 @@ public final class ImportanceTask implements Function2<Integer, Iterator<Integer
     public Iterator<ImportanceSums> call(Integer partition, Iterator<Integer> ignored) {
         GpuBinding.bindCurrentTask();
         ImportanceSums out = new ImportanceSums();
-        TokenBlocks data = TrainRoundTask.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
+        TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
         if (data.size() == 0) return List.of(out).iterator();
         TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());

@@ -1,5 +1,11 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.AdapterTensors;
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.storage.SerializableConfiguration;
@@ -40,7 +46,7 @@ public final class LoraDropStage {
 
     /** The selection and the reduced adapter. */
     public record Result(Map<String, Double> importance, List<String> kept, Map<String, String> shareGroups,
-                         long trainableFull, long trainableReduced, TrainStage.Result reduced) {
+                         long trainableFull, long trainableReduced, DistributedTrainer.Result reduced) {
         public double paramReduction() { return 1.0 - (double) trainableReduced / trainableFull; }
 
         public ObjectNode toJson(ObjectNode o) {
@@ -60,7 +66,7 @@ public final class LoraDropStage {
         // 1. all adapters, briefly, on a sample
         TrainSpec warm = new TrainSpec(full.base(), full.adapter(), Map.of(), drop.warmupRounds(), full.localSteps(), full.sync(),
                 full.averageOptimizerState(), withSteps(full, drop.warmupRounds()), drop.sampleFraction(), 0, null);
-        TrainStage.Result warmed = TrainStage.run(sc, warm, shards, metrics, "lora_drop.warmup", console, null);
+        DistributedTrainer.Result warmed = TrainStage.run(sc, warm, shards, metrics, "lora_drop.warmup", console, null);
 
         // 2. importance of each adapted layer, on the executors
         Broadcast<AdapterTensors> b = sc.broadcast(AdapterTensors.ofValues(warmed.adapter().trainableParameters()));
@@ -81,7 +87,7 @@ public final class LoraDropStage {
         // 4. train the reduced set on all the data
         TrainSpec reducedSpec = new TrainSpec(full.base(), full.adapter(), share, drop.rounds(), full.localSteps(), full.sync(),
                 full.averageOptimizerState(), withSteps(full, drop.rounds()), 1.0, full.checkpointEvery(), outputUri);
-        TrainStage.Result reduced = TrainStage.run(sc, reducedSpec, shards, metrics, "lora_drop.train", console, null);
+        DistributedTrainer.Result reduced = TrainStage.run(sc, reducedSpec, shards, metrics, "lora_drop.train", console, null);
         return new Result(importance, kept, share, warmed.trainableParams(), reduced.trainableParams(), reduced);
     }
 

@@ -1,5 +1,7 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.RoundResult;
+
 import org.apache.spark.api.java.function.Function2;
 
 /** The reduction of {@code treeAggregate}: adds task results (used as both seqOp and combOp). */

@@ -1,11 +1,10 @@
 package io.sparklora.train;
 
+import io.sparklora.adapters.TrainingHooks;
 import io.sparklora.model.CrossEntropyLoss;
 import io.sparklora.model.ForwardContext;
-import io.sparklora.model.Parameter;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.optim.AdamW;
-import io.sparklora.optim.GradClipping;
 import io.sparklora.optim.LrSchedule;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -15,32 +14,44 @@ import java.util.List;
 import java.util.function.Consumer;
 
 /**
- * The one-process training loop: micro-batches with gradient accumulation, global-norm clipping,
- * a warm-up + decay schedule and AdamW over whatever parameters train (an adapter's, or all of them).
+ * The one-process training loop: micro-batches with gradient accumulation, then the {@link TrainingStep}
+ * (the method's hooks, global-norm clipping, a warm-up + decay schedule and AdamW over whatever parameters
+ * train: an adapter's, or all of them).
  *
  * <p>{@link #step} is the unit the distributed trainer reuses: a Spark task runs K of them on its shard
  * and hands back only the trainable tensors.
  */
 public final class Trainer {
-    private final TransformerLM model;
-    private final AdamW optimizer;
+    private final TrainingStep trainingStep;
     private final TrainingOptions options;
-    private final LrSchedule schedule;
     private final Random dropoutRng;
     private long stepsTaken;      // counts skipped (non-finite) steps too, so a run always ends
 
     /** One optimizer step's figures. */
     public record StepStats(long step, double loss, double gradNorm, double lrFactor, long tokens, long targets) {}
 
+    /** A trainer with no method hooks (full fine-tuning, pretraining). */
     public Trainer(TransformerLM model, AdamW optimizer, TrainingOptions options) {
-        this.model = model;
-        this.optimizer = optimizer;
+        this(model, optimizer, TrainingHooks.NONE, options);
+    }
+
+    /** A trainer that calls an adapter's hooks ({@link io.sparklora.adapters.AttachedAdapter#hooks()}). */
+    public Trainer(TransformerLM model, AdamW optimizer, TrainingHooks hooks, TrainingOptions options) {
         this.options = options;
-        this.schedule = LrSchedule.parse(options.schedule(), options.warmupSteps(), options.steps(), options.minLrRatio());
+        LrSchedule schedule = LrSchedule.parse(options.schedule(), options.warmupSteps(), options.steps(), options.minLrRatio());
+        this.trainingStep = new TrainingStep(model, optimizer, hooks, schedule, options.maxGradNorm());
         this.dropoutRng = Nd4j.getRandomFactory().getNewRandomInstance(options.seed() ^ 0x5DEECE66DL);
     }
 
-    public AdamW optimizer() { return optimizer; }
+    /** An adapter's trainer: AdamW over its method's groups, its hooks. */
+    public static Trainer forAdapter(io.sparklora.adapters.AttachedAdapter adapter, TrainingOptions options) {
+        return new Trainer(adapter.model(), Optimizers.forAdapter(adapter, options), adapter.hooks(), options);
+    }
+
+    public AdamW optimizer() { return trainingStep.optimizer(); }
+
+    /** The step this trainer runs (hooks, clipping, optimizer). */
+    public TrainingStep trainingStep() { return trainingStep; }
 
     /** Steps run so far, including any skipped for a non-finite gradient. */
     public long stepsTaken() { return stepsTaken; }
@@ -54,19 +65,16 @@ public final class Trainer {
         int micro = options.gradAccumulation();
         double lossSum = 0;
         long targets = 0, tokens = 0;
+        trainingStep.begin(stepIndex);
         for (int m = 0; m < micro; m++) {
             var batch = data.batch(order.next(options.batchSize()));
-            CrossEntropyLoss.Result r = model.forwardBackward(batch, ForwardContext.training(dropoutRng), 1.0 / micro);
+            CrossEntropyLoss.Result r = trainingStep.microBatch(batch, ForwardContext.training(dropoutRng), 1.0 / micro);
             lossSum += r.meanLoss();
             targets += r.count();
             tokens += batch.tokens();
         }
-        List<Parameter> trainable = optimizer.trainableParameters();
-        double norm = options.maxGradNorm() > 0 ? GradClipping.clip(trainable, options.maxGradNorm()) : GradClipping.globalNorm(trainable);
-        double factor = schedule.factor(stepIndex);
-        if (Double.isFinite(norm)) optimizer.step(factor);   // a non-finite gradient skips the update (norm says so)
-        optimizer.zeroGrad();
-        return new StepStats(stepIndex + 1, lossSum / micro, norm, factor, tokens, targets);
+        TrainingStep.Applied a = trainingStep.apply(stepIndex);
+        return new StepStats(stepIndex + 1, lossSum / micro + a.regularizer(), a.gradNorm(), a.lrFactor(), tokens, targets);
     }
 
     /** Runs all steps, reporting each to {@code onStep} (progress lines, metrics files). */

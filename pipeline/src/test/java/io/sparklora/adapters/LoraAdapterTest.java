@@ -1,5 +1,7 @@
 package io.sparklora.adapters;
 
+import io.sparklora.adapters.lora.LoraAdapter;
+
 import io.sparklora.model.*;
 import io.sparklora.optim.AdamW;
 import io.sparklora.optim.ParamGroup;

@@ -2,7 +2,7 @@ package io.sparklora.gradcheck;
 
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
-import io.sparklora.adapters.LoraAdapter;
+import io.sparklora.adapters.lora.LoraAdapter;
 import io.sparklora.model.*;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;

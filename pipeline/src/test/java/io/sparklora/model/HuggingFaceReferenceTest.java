@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
-import io.sparklora.adapters.LoraAdapter;
+import io.sparklora.adapters.lora.LoraAdapter;
 import io.sparklora.checkpoint.CheckpointFiles;
 import io.sparklora.checkpoint.SafetensorsReader;
 import org.junit.jupiter.params.ParameterizedTest;

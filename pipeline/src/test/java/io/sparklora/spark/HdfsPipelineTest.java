@@ -1,5 +1,11 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.PeftAdapterFormat;
 import io.sparklora.checkpoint.HfModelDirectory;
@@ -80,7 +86,7 @@ class HdfsPipelineTest {
             assertThrows(RuntimeException.class, () -> TrainStage.run(sc, spec, train, MetricsLog.inMemory(), "train", QUIET,
                     (done, res) -> { if (done == 2) throw new RuntimeException("crash"); }));
             assertTrue(fs.exists(new Path(hdfs.uri("/runs/w/checkpoints/round-000002/optimizer.safetensors"))));
-            TrainStage.Result resumed = TrainStage.run(sc, spec, train, new MetricsLog(sc.hadoopConfiguration(), out + "/metrics.jsonl"),
+            DistributedTrainer.Result resumed = TrainStage.run(sc, spec, train, new MetricsLog(sc.hadoopConfiguration(), out + "/metrics.jsonl"),
                     "train", QUIET, null);
             assertEquals(2, resumed.resumedFrom());
 

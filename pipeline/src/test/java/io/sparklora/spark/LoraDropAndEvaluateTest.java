@@ -1,5 +1,12 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.AdapterTensors;
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.adapters.PeftAdapterFormat;
@@ -109,7 +116,7 @@ class LoraDropAndEvaluateTest {
     @Test
     void distributedEvaluationMatchesOneProcessAndMergedEqualsAdapted() throws Exception {
         List<TokenBlocks> val = List.of(TrainStageTest.randomShard(5, 16, 31), TrainStageTest.randomShard(4, 16, 32));
-        TrainStage.Result trained = TrainStage.run(sc, spec(3), new InMemoryShards(val), MetricsLog.inMemory(), "train", QUIET, null);
+        DistributedTrainer.Result trained = TrainStage.run(sc, spec(3), new InMemoryShards(val), MetricsLog.inMemory(), "train", QUIET, null);
         AdapterTensors adapter = AdapterTensors.ofValues(trained.adapter().trainableParameters());
         List<LabelledExample> ex = new ArrayList<>(List.of(new LabelledExample(new int[]{1, 2, 3, 4}, 0), new LabelledExample(new int[]{5, 6, 7}, 1),
                 new LabelledExample(new int[]{8, 9}, 1)));

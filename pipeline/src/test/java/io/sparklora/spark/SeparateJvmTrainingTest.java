@@ -1,5 +1,11 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.checkpoint.HfModelDirectory;
 import io.sparklora.model.ModelConfig;
@@ -45,7 +51,7 @@ class SeparateJvmTrainingTest {
         try (JavaSparkContext sc = SparkClusters.localCluster(2, 1, 1024, Map.of())) {
             BaseModelRef base = BaseModelRef.of(sc.hadoopConfiguration(), dir.toString());
             TrainSpec spec = new TrainSpec(base, AdapterConfig.lora(4, 8, List.of("c_attn")), Map.of(), 4, 1, "gradients", false, o, 1.0, 0, null);
-            TrainStage.Result r = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null);
+            DistributedTrainer.Result r = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null);
             long driverPid = ProcessHandle.current().pid();
             assertEquals(2, r.executors().size(), "both executors took part: " + r.executors());
             for (String e : r.executors()) assertFalse(e.endsWith("@" + driverPid), "task ran in the driver JVM: " + e);

@@ -1,5 +1,11 @@
 package io.sparklora.spark;
 
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.checkpoint.HfModelDirectory;
@@ -78,7 +84,7 @@ class TrainStageTest {
     void gradientAveragingEqualsOneProcessTrainingOnTheUnionOfBatches() throws Exception {
         List<TokenBlocks> shards = List.of(randomShard(6, 16, 1), randomShard(5, 16, 2));
         TrainSpec spec = spec("gradients", 3, 1, false, 0, null);
-        TrainStage.Result r = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null);
+        DistributedTrainer.Result r = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null);
 
         // reference: one process, each step's batch = both partitions' batches of that round, stacked
         TransformerLM model = TransformerLM.randomInit(CFG, 7);
@@ -117,13 +123,13 @@ class TrainStageTest {
     @Test
     void onlyAdapterSizedTensorsMove() throws Exception {
         List<TokenBlocks> shards = List.of(randomShard(4, 16, 3), randomShard(4, 16, 4));
-        TrainStage.Result r = TrainStage.run(sc, spec("parameters", 2, 2, true, 0, null), new InMemoryShards(shards),
+        DistributedTrainer.Result r = TrainStage.run(sc, spec("parameters", 2, 2, true, 0, null), new InMemoryShards(shards),
                 MetricsLog.inMemory(), "train", QUIET, null);
         long adapterBytes = 4L * r.trainableParams();
         // adapter + AdamW's two moments, both ways; nothing of the base
         assertEquals(3 * adapterBytes, r.bytesBroadcastPerRound());
         assertEquals(3 * adapterBytes, r.bytesReducedPerRound());
-        TrainStage.Result g = TrainStage.run(sc, spec("gradients", 1, 1, false, 0, null), new InMemoryShards(shards),
+        DistributedTrainer.Result g = TrainStage.run(sc, spec("gradients", 1, 1, false, 0, null), new InMemoryShards(shards),
                 MetricsLog.inMemory(), "train", QUIET, null);
         assertEquals(adapterBytes, g.bytesBroadcastPerRound());
         assertEquals(adapterBytes, g.bytesReducedPerRound());
@@ -135,7 +141,7 @@ class TrainStageTest {
     void resumesFromTheLastCheckpointAfterACrashAndEndsWhereAnUninterruptedRunEnds() throws Exception {
         List<TokenBlocks> shards = List.of(randomShard(5, 16, 5), randomShard(7, 16, 6));
         String outA = tmp.resolve("uninterrupted").toString(), outB = tmp.resolve("crashed").toString();
-        TrainStage.Result full = TrainStage.run(sc, spec("parameters", 5, 2, true, 2, outA), new InMemoryShards(shards),
+        DistributedTrainer.Result full = TrainStage.run(sc, spec("parameters", 5, 2, true, 2, outA), new InMemoryShards(shards),
                 MetricsLog.inMemory(), "train", QUIET, null);
         MetricsLog metricsB = MetricsLog.inMemory();
         RuntimeException crash = assertThrows(RuntimeException.class, () -> TrainStage.run(sc, spec("parameters", 5, 2, true, 2, outB),
@@ -143,7 +149,7 @@ class TrainStageTest {
                     if (done == 3) throw new RuntimeException("simulated driver crash after round 3");
                 }));
         assertTrue(crash.getMessage().contains("simulated"));
-        TrainStage.Result resumed = TrainStage.run(sc, spec("parameters", 5, 2, true, 2, outB), new InMemoryShards(shards),
+        DistributedTrainer.Result resumed = TrainStage.run(sc, spec("parameters", 5, 2, true, 2, outB), new InMemoryShards(shards),
                 metricsB, "train", QUIET, null);
         assertEquals(2, resumed.resumedFrom(), "resumes after the round-2 checkpoint");
         assertEquals(3, resumed.roundsRun());
@@ -161,7 +167,7 @@ class TrainStageTest {
         List<TokenBlocks> shards = List.of(randomShard(8, 16, 7), randomShard(8, 16, 8));
         MetricsLog log = MetricsLog.inMemory();
         int loadsBefore = BaseModelCache.loads();
-        TrainStage.Result r = TrainStage.run(sc, spec("parameters", 6, 2, false, 0, null), new InMemoryShards(shards), log, "train", QUIET, null);
+        DistributedTrainer.Result r = TrainStage.run(sc, spec("parameters", 6, 2, false, 0, null), new InMemoryShards(shards), log, "train", QUIET, null);
         assertTrue(BaseModelCache.loads() - loadsBefore <= 0, "base already cached by this JVM: no reload");
         double first = log.lines().get(0).path("loss").asDouble(), last = log.lines().get(5).path("loss").asDouble();
         assertTrue(last < first, "loss falls: " + first + " -> " + last);

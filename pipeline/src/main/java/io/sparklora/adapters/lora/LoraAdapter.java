@@ -1,21 +1,24 @@
-package io.sparklora.adapters;
+package io.sparklora.adapters.lora;
 
+import io.sparklora.adapters.Adapter;
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.ParameterCounter;
 import io.sparklora.model.ForwardContext;
 import io.sparklora.model.Linear;
 import io.sparklora.model.Parameter;
+import io.sparklora.model.Tensors;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * LoRA (Hu et al., 2021): W' = W0 + s·B·A with A [r, in], B [out, r], s = alpha/r (or alpha/√r, rsLoRA).
- * A starts random, B at zero, so training starts from the base model exactly.
+ * LoRA (Hu et al., 2021) on one layer: W' = W0 + s·B·A with A [r, in], B [out, r], s = alpha/r (or
+ * alpha/√r, rsLoRA). A starts random, B at zero, so training starts from the base model exactly.
  *
  * <p>Forward (x [N, in]): x' = dropout(x); h = x'·Aᵀ [N, r]; delta = s·h·Bᵀ [N, out].
  * Backward: dB = s·dyᵀ·h; dh = s·dy·B; dA = dhᵀ·x'; dx = dropout'(dh·A).
@@ -29,13 +32,19 @@ public class LoraAdapter implements Adapter {
     protected final Parameter b;
     protected final double scale;
 
-    record LoraActivation(INDArray delta, INDArray xIn, INDArray keepMask, INDArray h) implements Activation {
+    /** What forward keeps: the adapter's input after dropout, the dropout mask (or null) and h = x'·Aᵀ. */
+    protected record LoraActivation(INDArray delta, INDArray xIn, INDArray keepMask, INDArray h) implements Activation {
         @Override public void release() {
             // xIn is the layer's input unless dropout made a copy; the layer releases its own input
-            if (keepMask != null) io.sparklora.model.Tensors.release(xIn, keepMask);
-            io.sparklora.model.Tensors.release(h, delta);
+            if (keepMask != null) Tensors.release(xIn, keepMask);
+            Tensors.release(h, delta);
         }
+
+        @Override public long bytesKept() { return bytes(xIn) + bytes(keepMask) + bytes(h); }
     }
+
+    /** Bytes of an array (0 for null). */
+    protected static long bytes(INDArray t) { return t == null ? 0 : t.length() * t.dataType().width(); }
 
     public LoraAdapter(String adapterName, Linear base, AdapterConfig config, Random rng) {
         this.adapterName = adapterName;
@@ -43,10 +52,7 @@ public class LoraAdapter implements Adapter {
         this.base = base;
         this.config = config;
         int in = base.inFeatures(), out = base.outFeatures();
-        if (config.r() > Math.min(in, out)) {
-            throw new IllegalArgumentException(module + ": rank r=" + config.r() + " exceeds the layer's dimensions ("
-                    + in + " in, " + out + " out)");
-        }
+        ParameterCounter.requireRankFits(module, in, out, config.r());
         DataType dt = base.weight().value().dataType();
         INDArray aInit;
         if (config.init().equals("gaussian")) {
@@ -56,7 +62,7 @@ public class LoraAdapter implements Adapter {
             double bound = 1.0 / Math.sqrt(in);
             aInit = Nd4j.rand(rng, config.r(), in).castTo(dt).muli(2 * bound).subi(bound);
         }
-        this.a = new Parameter(module + ".lora_A." + adapterName + ".weight", aInit, true, "lora_A");
+        this.a = new Parameter(module + ".lora_A." + adapterName + ".weight", aInit, trainsA(), "lora_A");
         this.b = new Parameter(module + ".lora_B." + adapterName + ".weight", Nd4j.zeros(dt, out, config.r()), true, "lora_B");
         this.scale = config.scale();
     }
@@ -79,23 +85,28 @@ public class LoraAdapter implements Adapter {
         this.scale = config.scale();
     }
 
+    /** Whether A trains (LoRA-FA freezes it). */
+    protected boolean trainsA() { return true; }
+
     @Override public String adapterName() { return adapterName; }
-    @Override public String method() { return "lora"; }
+    @Override public String method() { return config.method(); }
     @Override public List<Parameter> parameters() { return List.of(a, b); }
     public Parameter loraA() { return a; }
     public Parameter loraB() { return b; }
     public double scale() { return scale; }
+    public Linear base() { return base; }
+
+    /** Inverted dropout's mask (kept entries scaled by 1/(1−p)), or null when dropout is off. */
+    protected INDArray dropoutMask(INDArray x, ForwardContext ctx) {
+        double p = config.dropout();
+        if (!ctx.training() || p <= 0) return null;
+        return Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
+    }
 
     @Override
     public Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx) {
-        INDArray keep = null;
-        INDArray xIn = x;
-        double p = config.dropout();
-        if (ctx.training() && p > 0) {
-            // inverted dropout: keep with probability 1−p, scale kept entries by 1/(1−p)
-            keep = Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
-            xIn = x.mul(keep);
-        }
+        INDArray keep = dropoutMask(x, ctx);
+        INDArray xIn = keep == null ? x : x.mul(keep);
         INDArray h = Nd4j.gemm(xIn, a.value(), false, true);                  // [N,r]
         INDArray delta = Nd4j.gemm(h, b.value(), false, true).muli(scale);   // [N,out]
         return new LoraActivation(delta, xIn, keep, h);
@@ -109,13 +120,16 @@ public class LoraAdapter implements Adapter {
         INDArray dh = Nd4j.gemm(dy, b.value(), false, false).muli(scale);                    // [N,r]
         if (a.trainable()) Nd4j.gemm(dh, act.xIn(), a.grad(), true, false, 1.0, 1.0);       // [r,in]
         INDArray dx = Nd4j.gemm(dh, a.value(), false, false);                               // [N,in]
-        io.sparklora.model.Tensors.release(dh);
+        Tensors.release(dh);
         return act.keepMask() == null ? dx : dx.muli(act.keepMask());
     }
 
+    /** s·B·A as [out, in] (the logical layout). */
+    protected INDArray deltaLogical() { return b.value().mmul(a.value()).muli(scale); }
+
     @Override
     public INDArray deltaWeight() {
-        INDArray ba = b.value().mmul(a.value()).muli(scale);                          // [out,in]
+        INDArray ba = deltaLogical();
         return base.transposed() ? ba : ba.transpose().dup('c');
     }
 
@@ -134,12 +148,11 @@ public class LoraAdapter implements Adapter {
     }
 
     protected void put(Parameter p, INDArray t, String key, String where) {
-        if (t == null) throw new IllegalArgumentException(where + ": missing tensor " + module + "." + key);
-        if (!Arrays.equals(t.shape(), p.value().shape())) {
-            throw new IllegalArgumentException(where + ": tensor " + module + "." + key + " has shape " + Arrays.toString(t.shape())
-                    + " but the base layer needs " + Arrays.toString(p.value().shape()) + " (r=" + config.r() + ", "
+        if (t != null && !java.util.Arrays.equals(t.shape(), p.value().shape())) {
+            throw new IllegalArgumentException(where + ": tensor " + module + "." + key + " has shape " + java.util.Arrays.toString(t.shape())
+                    + " but the base layer needs " + java.util.Arrays.toString(p.value().shape()) + " (r=" + config.r() + ", "
                     + base.inFeatures() + " in, " + base.outFeatures() + " out)");
         }
-        p.value().assign(t.castTo(p.value().dataType()));
+        Adapter.load(p, t, module, key, where);
     }
 }

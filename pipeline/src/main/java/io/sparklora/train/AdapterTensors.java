@@ -1,4 +1,4 @@
-package io.sparklora.spark;
+package io.sparklora.train;
 
 import io.sparklora.model.Parameter;
 import org.nd4j.linalg.api.buffer.DataType;

@@ -1,4 +1,6 @@
-package io.sparklora.spark;
+package io.sparklora.train;
+
+import io.sparklora.checkpoint.BaseModelRef;
 
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.train.TrainingOptions;

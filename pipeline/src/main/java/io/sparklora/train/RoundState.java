@@ -1,31 +1,37 @@
-package io.sparklora.spark;
+package io.sparklora.train;
 
 import java.io.Serializable;
 
 /**
- * What the driver broadcasts at the start of a round: the adapter tensors, and with
+ * What the driver broadcasts at the start of a round: the adapter's trainable tensors, the method's
+ * per-round state ({@link io.sparklora.adapters.TrainingHooks#roundState()}, usually empty), and with
  * {@code average_optimizer_state} the AdamW moments and step count. Nothing of the base model.
  * (A class, not a record: Spark's Kryo cannot build records.)
  */
 public final class RoundState implements Serializable {
-    private static final long serialVersionUID = 1L;
+    private static final long serialVersionUID = 2L;
     private final int round;
     private final AdapterTensors adapter;
+    private final AdapterTensors methodState;
     private final AdapterTensors moments;
     private final long optimizerStep;
 
-    public RoundState(int round, AdapterTensors adapter, AdapterTensors moments, long optimizerStep) {
+    public RoundState(int round, AdapterTensors adapter, AdapterTensors methodState, AdapterTensors moments, long optimizerStep) {
         this.round = round;
         this.adapter = adapter;
+        this.methodState = methodState;
         this.moments = moments;
         this.optimizerStep = optimizerStep;
     }
 
     public int round() { return round; }
     public AdapterTensors adapter() { return adapter; }
+    /** The method's per-round state (empty for most methods). */
+    public AdapterTensors methodState() { return methodState; }
     /** Averaged AdamW moments, or null when each round starts fresh. */
     public AdapterTensors moments() { return moments; }
     public long optimizerStep() { return optimizerStep; }
 
-    public long bytes() { return adapter.bytes() + (moments == null ? 0 : moments.bytes()); }
+    /** Tensor bytes broadcast: adapter, method state and moments. */
+    public long bytes() { return adapter.bytes() + methodState.bytes() + (moments == null ? 0 : moments.bytes()); }
 }

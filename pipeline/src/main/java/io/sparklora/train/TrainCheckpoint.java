@@ -1,4 +1,4 @@
-package io.sparklora.spark;
+package io.sparklora.train;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -22,7 +22,8 @@ import java.util.Optional;
 
 /**
  * A training checkpoint: {@code <out>/checkpoints/round-NNNNNN/} holding the adapter (PEFT layout), the
- * optimizer state ({@code optimizer.safetensors}) and {@code state.json} (completed rounds, global step,
+ * optimizer state ({@code optimizer.safetensors}), the method's per-round state when it has any
+ * ({@code method_state.safetensors}) and {@code state.json} (completed rounds, global step,
  * data position, RNG scheme, and a fingerprint of the settings). Each checkpoint directory is written
  * atomically, then {@code checkpoints/LATEST} is replaced to name it, so a crash at any moment leaves
  * the previous checkpoint intact. The two newest are kept.
@@ -32,20 +33,26 @@ public final class TrainCheckpoint {
     public static final String LATEST = "LATEST";
 
     /** A loaded checkpoint. */
-    public record Loaded(int roundsDone, long globalStep, Map<String, INDArray> adapter, Map<String, INDArray> optimizer, JsonNode state) {}
+    public record Loaded(int roundsDone, long globalStep, Map<String, INDArray> adapter, Map<String, INDArray> optimizer,
+                         Map<String, INDArray> methodState, JsonNode state) {}
+
+    private static final String METHOD_STATE_FILE = "method_state.safetensors";
 
     private TrainCheckpoint() {}
 
-    static String dir(String outputUri) { return HadoopFiles.resolve(outputUri, "checkpoints"); }
+    public static String dir(String outputUri) { return HadoopFiles.resolve(outputUri, "checkpoints"); }
 
     public static void write(Configuration conf, String outputUri, AttachedAdapter adapter, Map<String, INDArray> optimizerState,
-                             ObjectNode state, int roundsDone, String baseModel) throws IOException {
+                             Map<String, INDArray> methodState, ObjectNode state, int roundsDone, String baseModel) throws IOException {
         String name = String.format(Locale.ROOT, "round-%06d", roundsDone);
         String target = HadoopFiles.resolve(dir(outputUri), name);
         HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
             PeftAdapterFormat.save(adapter, local, baseModel);
             Map<String, INDArray> opt = new LinkedHashMap<>(optimizerState);
             SafetensorsWriter.write(local.resolve("optimizer.safetensors"), opt, Map.of("format", "spark-lora-adamw"), DataType.FLOAT);
+            if (!methodState.isEmpty()) {
+                SafetensorsWriter.write(local.resolve(METHOD_STATE_FILE), methodState, Map.of("format", "spark-lora-method-state"), DataType.FLOAT);
+            }
             Files.writeString(local.resolve("state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(state));
         });
         String previous = latestName(conf, outputUri).orElse(null);
@@ -66,7 +73,8 @@ public final class TrainCheckpoint {
         try {
             JsonNode state = JSON.readTree(Files.readString(local.resolve("state.json")));
             return Optional.of(new Loaded(state.path("rounds_done").asInt(), state.path("global_step").asLong(),
-                    readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), readAll(local.resolve("optimizer.safetensors")), state));
+                    readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), readAll(local.resolve("optimizer.safetensors")),
+                    Files.exists(local.resolve(METHOD_STATE_FILE)) ? readAll(local.resolve(METHOD_STATE_FILE)) : Map.of(), state));
         } catch (IOException | RuntimeException e) {
             throw new IOException("checkpoint " + uri + " is unreadable (" + e.getMessage() + "); delete it to start over", e);
         } finally {

@@ -1,4 +1,4 @@
-package io.sparklora.spark;
+package io.sparklora.train;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;

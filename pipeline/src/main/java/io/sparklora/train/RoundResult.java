@@ -1,4 +1,4 @@
-package io.sparklora.spark;
+package io.sparklora.train;
 
 import java.io.Serializable;
 import java.util.TreeSet;

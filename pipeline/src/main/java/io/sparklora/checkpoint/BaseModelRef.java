@@ -1,4 +1,4 @@
-package io.sparklora.spark;
+package io.sparklora.checkpoint;
 
 import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
@@ -20,7 +20,7 @@ import java.util.List;
 public record BaseModelRef(String uri, String contentHash) implements Serializable {
 
     /** Files whose bytes define the model: config.json and the safetensors weights (and their index). */
-    static boolean definesModel(String fileName) {
+    public static boolean definesModel(String fileName) {
         return fileName.equals("config.json") || fileName.endsWith(".safetensors") || fileName.endsWith(".safetensors.index.json");
     }
 
@@ -43,7 +43,7 @@ public record BaseModelRef(String uri, String contentHash) implements Serializab
         return new BaseModelRef(HadoopFiles.path(uri).toString(), HexFormat.of().formatHex(md.digest()));
     }
 
-    static MessageDigest sha256() {
+    public static MessageDigest sha256() {
         try {
             return MessageDigest.getInstance("SHA-256");
         } catch (NoSuchAlgorithmException e) {

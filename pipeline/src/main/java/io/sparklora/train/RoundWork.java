@@ -1,0 +1,115 @@
+package io.sparklora.train;
+
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.model.CrossEntropyLoss;
+import io.sparklora.model.ForwardContext;
+import io.sparklora.model.Parameter;
+import io.sparklora.model.TokenBatch;
+import io.sparklora.optim.AdamW;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One worker's share of a distributed training round, wherever it runs (a Spark task calls it on its
+ * partition's shard): takes the round state, trains or computes gradients on its data, and returns only
+ * adapter-sized tensors.
+ *
+ * <p>Data order and dropout are functions of (seed, partition, round), so a worker needs no state from
+ * earlier rounds and a resumed run sees exactly the batches the interrupted one would have.
+ */
+public final class RoundWork {
+    private RoundWork() {}
+
+    /**
+     * Runs the round on {@code data} with {@code adapter} (attached as {@code spec} says, on a model whose
+     * shared base tensors it must not write) and returns the contribution to the round's sums.
+     */
+    public static RoundResult run(AttachedAdapter adapter, TokenBlocks data, RoundState st, TrainSpec spec, int partition) {
+        RoundResult out = new RoundResult();
+        if (data.size() == 0) return out;     // an empty shard contributes nothing (weight 0)
+        List<Parameter> params = adapter.trainableParameters();
+        st.adapter().copyInto(params);
+        adapter.hooks().loadRoundState(st.methodState().toArrays());
+        long seed = taskSeed(spec.options().seed(), partition, st.round());
+        BatchOrder order = BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
+        if (spec.sync().equals("gradients")) gradients(adapter, params, data, order, seed, spec, out);
+        else localSteps(adapter, params, data, order, seed, st, spec, out);
+        return out;
+    }
+
+    /** Σ over target tokens of ∂loss/∂θ (not the mean), so the driver's division by Σ targets is exact. */
+    private static void gradients(AttachedAdapter adapter, List<Parameter> params, TokenBlocks data, BatchOrder order, long seed,
+                                  TrainSpec spec, RoundResult out) {
+        var rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+        for (int m = 0; m < spec.options().gradAccumulation(); m++) {
+            TokenBatch batch = data.batch(order.next(spec.options().batchSize()));
+            long targets = batch.targetCount();
+            if (targets == 0) continue;
+            CrossEntropyLoss.Result r = adapter.model().forwardBackward(batch, ForwardContext.training(rng), targets);
+            out.lossSum += r.sumLoss();
+            out.targets += r.count();
+            out.tokens += batch.tokens();
+        }
+        out.payload = AdapterTensors.ofGradients(params);
+        out.weight = out.targets;
+        out.steps = 1;
+    }
+
+    /** K local steps of the one training step, then θ and (optionally) the moments weighted by the target tokens seen. */
+    private static void localSteps(AttachedAdapter adapter, List<Parameter> params, TokenBlocks data, BatchOrder order, long seed,
+                                   RoundState st, TrainSpec spec, RoundResult out) {
+        TrainingOptions o = spec.options();
+        Trainer trainer = Trainer.forAdapter(adapter, o.withSteps((int) spec.totalSteps()).withSeed(seed));
+        if (st.moments() != null) trainer.optimizer().importState(optimizerState(st.moments(), st.optimizerStep()));
+        trainer.resumeAt((long) st.round() * spec.localSteps());   // the lr schedule runs over global steps
+        for (int k = 0; k < spec.localSteps(); k++) {
+            Trainer.StepStats s = trainer.step(data, order);
+            out.lossSum += s.loss() * s.targets();
+            out.targets += s.targets();
+            out.tokens += s.tokens();
+            if (!Double.isFinite(s.gradNorm())) out.skippedSteps++;
+        }
+        out.steps = spec.localSteps();
+        out.weight = out.targets;
+        out.payload = AdapterTensors.ofValues(params).scale(out.weight);
+        if (spec.averageOptimizerState()) out.moments = moments(trainer.optimizer().exportState()).scale(out.weight);
+    }
+
+    /** AdamW state ({@link AdamW#importState}) from averaged moments (may be null: none yet) and a step count. */
+    public static Map<String, INDArray> optimizerState(AdapterTensors moments, long step) {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        m.put(AdamW.STEP_KEY, Nd4j.scalar(DataType.INT64, step));
+        if (moments != null) m.putAll(moments.toArrays());
+        return m;
+    }
+
+    /** The moments of an AdamW state (step counters left out: they are not averaged). */
+    public static AdapterTensors moments(Map<String, INDArray> optimizerState) {
+        AdapterTensors t = new AdapterTensors();
+        optimizerState.forEach((k, v) -> {
+            if (k.endsWith(AdamW.EXP_AVG_SUFFIX) || k.endsWith(AdamW.EXP_AVG_SQ_SUFFIX)) t.put(k, v);
+        });
+        return t;
+    }
+
+    static long taskSeed(long seed, int partition, int round) {
+        long h = seed * 0x9E3779B97F4A7C15L + partition * 0xBF58476D1CE4E5B9L + round * 0x94D049BB133111EBL;
+        return h ^ (h >>> 31);
+    }
+
+    /** A deterministic subset of {@code fraction} of the blocks (all when fraction is 1). */
+    public static TokenBlocks sample(TokenBlocks data, double fraction, long seed) {
+        if (fraction >= 1.0 || data.size() == 0) return data;
+        int n = Math.max(1, (int) Math.ceil(fraction * data.size()));
+        int[] pick = new BatchOrder(data.size(), seed ^ 0x5A17L).next(n);
+        java.util.Arrays.sort(pick);
+        TokenBlocks s = new TokenBlocks(data.seqLen());
+        for (int i : pick) s.add(data.block(i), data.mask(i));
+        return s;
+    }
+}
