@@ -33,8 +33,8 @@ public interface Adapter {
         void release();
 
         /**
-         * Bytes this activation keeps alive for backward, beyond the delta: the adapter's own arrays plus the
-         * layer input when {@link Adapter#needsLayerInput()} (the layer keeps x only for adapters that read it).
+         * Bytes this activation keeps alive for backward beyond the delta and the layer's input x (which the
+         * layer keeps in {@code Linear.Cache.x()} only when an adapter {@link Adapter#needsLayerInput() reads it}).
          */
         long bytesKept();
     }

@@ -121,6 +121,18 @@ public final class AttachedAdapter {
         return l;
     }
 
+    /**
+     * Every tensor that defines the trained adapter: its own tensors (trainable and frozen, the shared ones
+     * once) and the biases it trains. What an evaluation or a scoring pass needs to rebuild it elsewhere;
+     * training rounds move only {@link #trainableParameters()}, since workers regenerate the frozen ones from
+     * their seeds.
+     */
+    public List<Parameter> stateTensors() {
+        List<Parameter> l = adapterTensors();
+        l.addAll(trainableBiases);
+        return l;
+    }
+
     public long trainableParameterCount() {
         return trainableParameters().stream().mapToLong(Parameter::size).sum();
     }

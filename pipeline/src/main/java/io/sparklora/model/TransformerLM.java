@@ -137,7 +137,7 @@ public final class TransformerLM {
     }
 
     public static TransformerLM randomInit(ModelConfig config, long seed, DataType dtype) {
-        Random rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+        Random rng = Seeds.rng(seed);
         double std = 0.02, residStd = 0.02 / Math.sqrt(2.0 * config.numLayers());
         Map<String, INDArray> w = new LinkedHashMap<>();
         for (Map.Entry<String, long[]> e : expectedShapes(config).entrySet()) {

@@ -330,7 +330,7 @@ public final class PipelineRunner {
         double fullPpl = EvaluateStage.run(sc, List.of(new EvalTarget("lora", base, EvalTarget.Mode.ADAPTED)), full.adapter(), Map.of(),
                 adapterTensors(base, uri("adapter"), Map.of()), val, null, cfg.evaluate.batchSize).get("lora").perplexity();
         double dropPpl = EvaluateStage.run(sc, List.of(new EvalTarget("lora_drop", base, EvalTarget.Mode.ADAPTED)), full.adapter(), res.shareGroups(),
-                AdapterTensors.ofValues(res.reduced().adapter().trainableParameters()), val, null, cfg.evaluate.batchSize).get("lora_drop").perplexity();
+                AdapterTensors.ofValues(res.reduced().adapter().stateTensors()), val, null, cfg.evaluate.batchSize).get("lora_drop").perplexity();
         r.put("perplexity_full_lora", fullPpl).put("perplexity_lora_drop", dropPpl);
         console.printf(Locale.ROOT, "lora-drop: kept %s; %.1f%% fewer trainable parameters; perplexity %.2f (full LoRA %.2f)%n",
                 res.kept(), 100 * res.paramReduction(), dropPpl, fullPpl);
@@ -346,7 +346,7 @@ public final class PipelineRunner {
         } finally {
             HadoopFiles.deleteLocalTree(local);
         }
-        return AdapterTensors.ofValues(a.trainableParameters());
+        return AdapterTensors.ofValues(a.stateTensors());
     }
 
     private void fullFinetune(ObjectNode r) throws IOException {
@@ -395,7 +395,7 @@ public final class PipelineRunner {
         TransformerLM plain = BaseModelCache.model(base, conf);
         TransformerLM adapted = BaseModelCache.model(base, conf);
         AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, adapterConfig(), 0);
-        adapter.copyInto(a.trainableParameters());
+        adapter.copyInto(a.stateTensors());
         TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
         int n = Math.min(cfg.evaluate.samples, val.size());
         for (int i = 0; i < n; i++) {

@@ -82,7 +82,7 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
         // (the cached base's tensors are copy-on-write), so the executor's shared base stays as loaded
         TransformerLM model = BaseModelCache.model(t.model(), conf.get());
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig, 0, shareGroups);
-        adapter.value().copyInto(a.trainableParameters());
+        adapter.value().copyInto(a.stateTensors());
         if (t.mode() == EvalTarget.Mode.MERGED) a.merge();
         return model;
     }

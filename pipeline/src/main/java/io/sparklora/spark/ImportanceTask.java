@@ -48,7 +48,7 @@ public final class ImportanceTask implements Function2<Integer, Iterator<Integer
         if (data.size() == 0) return List.of(out).iterator();
         TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
-        adapter.value().copyInto(a.trainableParameters());
+        adapter.value().copyInto(a.stateTensors());
         Map<String, ImportanceProbe> probes = new LinkedHashMap<>();
         for (Map.Entry<String, Adapter> e : a.layers().entrySet()) {
             Linear l = model.linears().get(e.getKey());

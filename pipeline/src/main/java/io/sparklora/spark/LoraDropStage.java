@@ -69,7 +69,7 @@ public final class LoraDropStage {
         DistributedTrainer.Result warmed = TrainStage.run(sc, warm, shards, metrics, "lora_drop.warmup", console, null);
 
         // 2. importance of each adapted layer, on the executors
-        Broadcast<AdapterTensors> b = sc.broadcast(AdapterTensors.ofValues(warmed.adapter().trainableParameters()));
+        Broadcast<AdapterTensors> b = sc.broadcast(AdapterTensors.ofValues(warmed.adapter().stateTensors()));
         ImportanceSumsAdd add = new ImportanceSumsAdd();
         ImportanceSums sums = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions())
                 .mapPartitionsWithIndex(new ImportanceTask(warm, shards, b, Math.max(1, full.options().batchSize()),

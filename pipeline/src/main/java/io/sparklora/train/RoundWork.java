@@ -45,7 +45,7 @@ public final class RoundWork {
     /** Σ over target tokens of ∂loss/∂θ (not the mean), so the driver's division by Σ targets is exact. */
     private static void gradients(AttachedAdapter adapter, List<Parameter> params, TokenBlocks data, BatchOrder order, long seed,
                                   TrainSpec spec, RoundResult out) {
-        var rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+        var rng = io.sparklora.model.Seeds.rng(seed);
         for (int m = 0; m < spec.options().gradAccumulation(); m++) {
             TokenBatch batch = data.batch(order.next(spec.options().batchSize()));
             long targets = batch.targetCount();

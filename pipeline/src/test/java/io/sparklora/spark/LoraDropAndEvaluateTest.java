@@ -117,7 +117,7 @@ class LoraDropAndEvaluateTest {
     void distributedEvaluationMatchesOneProcessAndMergedEqualsAdapted() throws Exception {
         List<TokenBlocks> val = List.of(TrainStageTest.randomShard(5, 16, 31), TrainStageTest.randomShard(4, 16, 32));
         DistributedTrainer.Result trained = TrainStage.run(sc, spec(3), new InMemoryShards(val), MetricsLog.inMemory(), "train", QUIET, null);
-        AdapterTensors adapter = AdapterTensors.ofValues(trained.adapter().trainableParameters());
+        AdapterTensors adapter = AdapterTensors.ofValues(trained.adapter().stateTensors());
         List<LabelledExample> ex = new ArrayList<>(List.of(new LabelledExample(new int[]{1, 2, 3, 4}, 0), new LabelledExample(new int[]{5, 6, 7}, 1),
                 new LabelledExample(new int[]{8, 9}, 1)));
         ExampleSource examples = new TwoPartitionExamples(ex);
@@ -131,7 +131,7 @@ class LoraDropAndEvaluateTest {
         TransformerLM local = TransformerLM.randomInit(CFG, 3);
         assertEquals(Evaluator.evaluate(local, all, 4).loss(), f.get("base").loss(), 1e-6);
         AttachedAdapter a = AttachedAdapter.attach(local, "default", spec(3).adapter(), 0);
-        adapter.copyInto(a.trainableParameters());
+        adapter.copyInto(a.stateTensors());
         assertEquals(Evaluator.evaluate(local, all, 4).loss(), f.get("adapted").loss(), 1e-6);
         assertEquals(f.get("adapted").loss(), f.get("merged").loss(), 1e-5, "merging changes nothing but speed");
         assertNotEquals(f.get("base").loss(), f.get("adapted").loss(), 1e-6);

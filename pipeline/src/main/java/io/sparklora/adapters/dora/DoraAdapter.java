@@ -62,7 +62,9 @@ public final class DoraAdapter extends LoraAdapter {
             Tensors.release(h, v, norm, g, delta);
         }
 
-        @Override public long bytesKept() { return bytes(xIn) + bytes(keepMask) + bytes(h) + bytes(v) + bytes(norm) + bytes(g); }
+        @Override public long bytesKept() {
+            return (keepMask == null ? 0 : bytes(xIn) + bytes(keepMask)) + bytes(h) + bytes(v) + bytes(norm) + bytes(g);
+        }
     }
 
     /** c = ‖W0 + s·BA‖ per output feature [out], detached. */

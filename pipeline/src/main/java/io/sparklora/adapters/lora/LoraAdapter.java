@@ -40,7 +40,8 @@ public class LoraAdapter implements Adapter {
             Tensors.release(h, delta);
         }
 
-        @Override public long bytesKept() { return bytes(xIn) + bytes(keepMask) + bytes(h); }
+        /** h, and with dropout the dropped-out copy of x and the mask (without dropout xIn is the layer's own x). */
+        @Override public long bytesKept() { return (keepMask == null ? 0 : bytes(xIn) + bytes(keepMask)) + bytes(h); }
     }
 
     /** Bytes of an array (0 for null). */

@@ -54,7 +54,7 @@ public class LoraMethod implements AdapterMethod {
     @Override
     public Layers create(TransformerLM model, String adapterName, List<String> modules, AdapterConfig config, long seed,
                          Map<String, String> shareGroups) {
-        Random rng = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+        Random rng = io.sparklora.model.Seeds.rng(seed);
         Map<String, Adapter> layers = new LinkedHashMap<>();
         Map<String, LoraAdapter> groupOwner = new LinkedHashMap<>();
         for (String m : modules) {

@@ -41,7 +41,7 @@ public final class VeraAdapter implements Adapter {
             Tensors.release(h, u, delta);
         }
 
-        @Override public long bytesKept() { return bytes(xIn) + bytes(keepMask) + bytes(h) + bytes(u); }
+        @Override public long bytesKept() { return (keepMask == null ? 0 : bytes(xIn) + bytes(keepMask)) + bytes(h) + bytes(u); }
     }
 
     private static long bytes(INDArray t) { return t == null ? 0 : t.length() * t.dataType().width(); }

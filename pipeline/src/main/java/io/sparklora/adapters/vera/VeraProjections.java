@@ -23,7 +23,7 @@ public final class VeraProjections {
     private final Parameter b;
 
     public VeraProjections(int r, int maxIn, int maxOut, long prngKey, DataType dtype) {
-        Random rng = Nd4j.getRandomFactory().getNewRandomInstance(prngKey);
+        Random rng = io.sparklora.model.Seeds.rng(prngKey);
         this.a = new Parameter("vera_A", uniform(rng, r, maxIn, Math.sqrt(6.0 / maxIn), dtype), false, "vera_A");
         this.b = new Parameter("vera_B", uniform(rng, maxOut, r, Math.sqrt(6.0 / r), dtype), false, "vera_B");
     }
