@@ -27,6 +27,9 @@ Conventions reproduced (the points where a re-implementation usually goes wrong)
          down(silu(gate(x)) * up(x)); untied lm_head.
   LoRA   (PEFT) delta = (dropout(x) @ A.T @ B.T) * lora_alpha / r with A [r, in], B [out, r], also for
          GPT-2's Conv1D (fan_in_fan_out only changes how a merge transposes the delta).
+         Every linear layer adds adapter.delta(module, x) (0.0 where the adapter has no tensors), so other
+         adapters with the same delta(module, x) interface reuse these models on any target
+         (peft_variants_reference.py: DoRA and VeRA, also on the MLP layers).
   Loss   mean token cross entropy over targets != -100. Targets are already aligned with the positions
          (targets[b, t] is the token that should follow input_ids[b, t]), i.e. what HF computes after its
          internal label shift; the Java TokenBatch holds them the same way.
@@ -232,10 +235,10 @@ def gpt2_forward(cfg, w, lora, ids):
         q, k, v = qkv.split(c, dim=2)
         q, k, v = (z.reshape(bsz, t, nh, hd).transpose(1, 2) for z in (q, k, v))
         y = attention(q, k, v).transpose(1, 2).reshape(bsz, t, c)
-        h = h + conv1d(y, w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"])
+        h = h + conv1d(y, w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]) + lora.delta(p + "attn.c_proj", y)
         m = F.layer_norm(h, (c,), w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
-        m = gelu_new(conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]))
-        h = h + conv1d(m, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"])
+        m = gelu_new(conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]) + lora.delta(p + "mlp.c_fc", m))
+        h = h + conv1d(m, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"]) + lora.delta(p + "mlp.c_proj", m)
     h = F.layer_norm(h, (c,), w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], eps)
     return h @ w["transformer.wte.weight"].T   # tied lm_head
 
@@ -283,9 +286,10 @@ def llama_forward(cfg, w, lora, ids, fp32_rope_tables=False):
         y = attention(q, k, v).transpose(1, 2).reshape(bsz, t, nh * hd)
         h = h + y @ w[p + "self_attn.o_proj.weight"].T + lora.delta(p + "self_attn.o_proj", y)
         m = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        g = m @ w[p + "mlp.gate_proj.weight"].T
-        u = m @ w[p + "mlp.up_proj.weight"].T
-        h = h + (F.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+        g = m @ w[p + "mlp.gate_proj.weight"].T + lora.delta(p + "mlp.gate_proj", m)
+        u = m @ w[p + "mlp.up_proj.weight"].T + lora.delta(p + "mlp.up_proj", m)
+        z = F.silu(g) * u
+        h = h + z @ w[p + "mlp.down_proj.weight"].T + lora.delta(p + "mlp.down_proj", z)
     h = rms_norm(h, w["model.norm.weight"], eps)
     return h @ w["lm_head.weight"].T
 

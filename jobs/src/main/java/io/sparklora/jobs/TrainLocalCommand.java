@@ -9,8 +9,6 @@ import io.sparklora.adapters.ParameterReport;
 import io.sparklora.adapters.PeftAdapterFormat;
 import io.sparklora.checkpoint.HfModelDirectory;
 import io.sparklora.model.TransformerLM;
-import io.sparklora.optim.AdamW;
-import io.sparklora.optim.ParamGroup;
 import io.sparklora.tokenize.TextTokenizer;
 import io.sparklora.train.Evaluator;
 import io.sparklora.train.ProgressLine;

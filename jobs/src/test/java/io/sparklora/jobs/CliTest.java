@@ -48,6 +48,29 @@ class CliTest {
         assertEquals("trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364", r[1].strip());
     }
 
+    /** Counts worked out by hand for GPT-2 small (12 × c_attn, 768 → 2304), from config.json alone. */
+    @Test
+    void inspectCountsEveryMethodFromConfigJsonAlone(@TempDir Path dir) throws Exception {
+        Files.writeString(dir.resolve("config.json"), ModelConfig.gpt2(50257, 768, 12, 12, 1024).toJson().toString());
+        String[][] expected = {
+                // LoRA+ trains what LoRA trains; only the optimizer differs
+                {"type=loraplus,r=8,alpha=16,targets=c_attn", "trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364"},
+                // LoRA-FA: B only (8 × 2304 × 12); the frozen A still counts in all params
+                {"type=lora_fa,r=8,alpha=16,targets=c_attn", "trainable params: 221,184 || all params: 124,734,720 || trainable%: 0.1773"},
+                // DoRA: LoRA plus one magnitude per output (2304 × 12)
+                {"type=lora,use_dora=true,r=8,alpha=16,targets=c_attn", "trainable params: 322,560 || all params: 124,762,368 || trainable%: 0.2585"},
+                // VeRA: (r + out) per layer; the shared pair 256 × 768 + 2304 × 256 counts once in all params
+                {"type=vera,r=256,targets=c_attn", "trainable params: 30,720 || all params: 125,256,960 || trainable%: 0.0245"}};
+        for (String[] e : expected) {
+            String[] r = runCapturing("inspect", "--model", dir.toString(), "--adapter", e[0]);
+            assertEquals("0", r[0], r[2]);
+            assertEquals(e[1], r[1].strip(), e[0]);
+        }
+        String[] unknown = runCapturing("inspect", "--model", dir.toString(), "--adapter", "type=dorra,r=8");
+        assertEquals("1", unknown[0]);
+        assertTrue(unknown[2].contains("unknown adapter type 'dorra'") && unknown[2].contains("dora, vera"), unknown[2]);
+    }
+
     @Test
     void badInputGetsAClearMessageAndExitCode(@TempDir Path dir) throws Exception {
         String[] missing = runCapturing("inspect", "--model", dir.toString(), "--adapter", "r=8");

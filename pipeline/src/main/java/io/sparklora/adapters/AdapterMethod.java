@@ -77,6 +77,9 @@ public interface AdapterMethod {
     Layers create(TransformerLM model, String adapterName, List<String> modules, AdapterConfig config, long seed,
                   Map<String, String> shareGroups);
 
+    /** Whether modules can share one set of tensors ({@code shareGroups} in {@link #create}: LoRA-drop's shared adapters). */
+    default boolean supportsSharing() { return false; }
+
     /** Trainable scalars the method adds to the layers of the given {in, out} shapes (module → shape), without building them. */
     long trainableCount(Map<String, int[]> shapes, AdapterConfig config);
 

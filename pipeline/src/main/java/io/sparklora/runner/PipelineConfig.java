@@ -278,7 +278,11 @@ public final class PipelineConfig {
     }
 
     private void validate(String where) {
-        adapterConfig(where);
+        var method = adapterConfig(where).adapterMethod();
+        if (loraDrop.enabled && !method.supportsSharing()) {
+            throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "
+                    + method.name() + " cannot do; set lora_drop.enabled: false or use lora or lora_fa");
+        }
         if (datasets.adapt == null) throw new IllegalArgumentException(where + ": datasets.adapt (the dataset manifest to adapt to) is required");
         if (base.path == null && datasets.pretrain == null) {
             throw new IllegalArgumentException(where + ": give base.path (a Hugging Face model directory) or datasets.pretrain (to pretrain a small base)");

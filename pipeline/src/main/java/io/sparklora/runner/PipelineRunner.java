@@ -48,7 +48,6 @@ import io.sparklora.train.TrainingOptions;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -353,10 +352,8 @@ public final class PipelineRunner {
         ShardManifest m = manifest("adapt");
         TokenBlocks data = ArrowShardReader.readSplit(conf, shardsUri("adapt"), m, ShardManifest.TRAIN);
         BaseModelRef base = BaseModelRef.of(conf, baseUri());
-        TransformerLM cached = BaseModelCache.model(base, conf);
-        Map<String, INDArray> copy = new LinkedHashMap<>();
-        cached.stateDict().forEach((k, v) -> copy.put(k, v.dup()));      // the cached base must stay frozen
-        TransformerLM model = TransformerLM.fromWeights(cached.config(), copy);
+        // every weight trains: making them trainable gives this model private copies (the cache is copy-on-write)
+        TransformerLM model = BaseModelCache.model(base, conf);
         var f = cfg.fullFinetune;
         TrainingOptions o = TrainingOptions.defaults(f.steps).withLr(f.lr).withBatch(f.batchSize, 1)
                 .withWarmup(Math.min(5, f.steps / 10), "cosine").withSeed(cfg.train.seed);

@@ -5,7 +5,6 @@ import io.sparklora.train.TrainSpec;
 
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
-import io.sparklora.adapters.TargetMatcher;
 import io.sparklora.model.CrossEntropyLoss;
 import io.sparklora.model.TokenBatch;
 import io.sparklora.model.TransformerLM;
@@ -15,11 +14,9 @@ import org.apache.spark.api.java.function.Function2;
 import org.apache.spark.broadcast.Broadcast;
 
 import java.util.Arrays;
-import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * Evaluation of one partition on the executor: for every target (base, adapted, merged, ...) the summed

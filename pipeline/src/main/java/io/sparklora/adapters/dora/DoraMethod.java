@@ -27,6 +27,8 @@ public final class DoraMethod extends LoraMethod {
                 + "each DoRA layer's magnitude belongs to its own base weight");
     }
 
+    @Override public boolean supportsSharing() { return false; }
+
     @Override protected long perLayerTrainable(int in, int out, AdapterConfig c) { return (long) c.r() * (in + out) + out; }
 
     @Override protected boolean usesDora() { return true; }

@@ -51,6 +51,9 @@ public class LoraMethod implements AdapterMethod {
         return new LoraAdapter(adapterName, layer, config, owner);
     }
 
+    /** LoRA and LoRA-FA layers can share A and B (LoRA-drop); DoRA and methods that override {@link #sharedLayer} to refuse say no. */
+    @Override public boolean supportsSharing() { return true; }
+
     @Override
     public Layers create(TransformerLM model, String adapterName, List<String> modules, AdapterConfig config, long seed,
                          Map<String, String> shareGroups) {

@@ -1,0 +1,50 @@
+package io.sparklora.runner;
+
+import io.sparklora.adapters.AdapterConfig;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The YAML's {@code adapter} section selects every method; a method's settings sit beside the shared keys. */
+class PipelineConfigAdapterTest {
+    private static String yaml(String adapter, String train) {
+        return "name: t\n"
+                + "datasets:\n  adapt: datasets-manifests/demo/spam.yaml\n"
+                + "base:\n  path: /models/tiny\n"
+                + "adapter:\n" + adapter
+                + "train:\n  rounds: 2\n" + train
+                + "lora_drop:\n  enabled: false\n";
+    }
+
+    @Test
+    void everyMethodIsSelectedByTypeOrPeftsFlags() {
+        AdapterConfig v = PipelineConfig.parse(yaml("  type: vera\n  r: 64\n  d_initial: 0.2\n  targets: [c_attn]\n", ""), "t.yaml").adapterConfig();
+        assertEquals("vera", v.method());
+        assertEquals(0.2, v.doubleOption("d_initial"));
+        assertEquals(64, v.r());
+        assertEquals(List.of("c_attn"), v.targetModules());
+        assertEquals("dora", PipelineConfig.parse(yaml("  use_dora: true\n  targets: [c_attn]\n", ""), "t.yaml").adapterConfig().method());
+        assertEquals("lora_fa", PipelineConfig.parse(yaml("  type: lora\n  lora_fa: true\n  targets: [c_attn]\n", ""), "t.yaml").adapterConfig().method());
+        AdapterConfig plus = PipelineConfig.parse(yaml("  type: loraplus\n  targets: [c_attn]\n", "  loraplus_lr_ratio: 8\n"), "t.yaml").adapterConfig();
+        assertEquals(8.0, plus.doubleOption("loraplus_lr_ratio"), "train.loraplus_lr_ratio is LoRA+'s λ");
+    }
+
+    @Test
+    void unknownOrMisplacedSettingsAreNamed() {
+        var typo = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  d_inital: 0.2\n", ""), "t.yaml"));
+        assertTrue(typo.getMessage().contains("unknown key 'adapter.d_inital' (line 8)") && typo.getMessage().contains("d_initial"), typo.getMessage());
+        var other = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  d_initial: 0.2\n  targets: [c_attn]\n", ""), "t.yaml"));
+        assertTrue(other.getMessage().contains("unknown key 'adapter.d_initial' for adapter type lora"), other.getMessage());
+        var trainKey = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  targets: [c_attn]\n", "  loraplus_lr_ratio: 8\n"), "t.yaml"));
+        assertTrue(trainKey.getMessage().contains("unknown key 'train.loraplus_lr_ratio' (adapter type vera"), trainKey.getMessage());
+        var type = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: veraa\n", ""), "t.yaml"));
+        assertTrue(type.getMessage().contains("unknown adapter type 'veraa'") && type.getMessage().contains("lora, loraplus, lora_fa, dora, vera"), type.getMessage());
+        var drop = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(
+                yaml("  type: dora\n  targets: [c_attn]\n", "").replace("enabled: false", "enabled: true"), "t.yaml"));
+        assertTrue(drop.getMessage().contains("lora_drop") && drop.getMessage().contains("dora"), drop.getMessage());
+        var value = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  d_initial: lots\n  targets: [c_attn]\n", ""), "t.yaml"));
+        assertTrue(value.getMessage().contains("d_initial must be a number, got 'lots'"), value.getMessage());
+    }
+}
