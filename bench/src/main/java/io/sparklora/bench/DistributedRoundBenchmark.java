@@ -1,5 +1,10 @@
 package io.sparklora.bench;
 
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.InMemoryShards;
+import io.sparklora.spark.SparkSetup;
+import io.sparklora.spark.train.TrainStage;
+
 import io.sparklora.train.DistributedTrainer;
 
 import io.sparklora.train.MetricsLog;
@@ -17,10 +22,6 @@ import io.sparklora.model.TransformerLM;
 import io.sparklora.optim.AdamW;
 import io.sparklora.optim.GradClipping;
 import io.sparklora.optim.ParamGroup;
-import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.InMemoryShards;
-import io.sparklora.spark.SparkSetup;
-import io.sparklora.spark.TrainStage;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.train.TokenBlocks;
 import io.sparklora.train.TrainingOptions;

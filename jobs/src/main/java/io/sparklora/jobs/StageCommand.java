@@ -1,8 +1,9 @@
 package io.sparklora.jobs;
 
+import io.sparklora.spark.SparkSetup;
+
 import io.sparklora.runner.PipelineConfig;
 import io.sparklora.runner.PipelineRunner;
-import io.sparklora.spark.SparkSetup;
 import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.api.java.JavaSparkContext;

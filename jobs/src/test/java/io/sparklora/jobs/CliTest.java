@@ -91,13 +91,14 @@ class CliTest {
         assertTrue(typo[2].contains("unknown option --modle"), typo[2]);
     }
 
-    @Test
-    void mergeWritesAHuggingFaceCheckpointThatEqualsTheAdaptedModel(@TempDir Path dir) {
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"lora", "lora_fa", "dora", "vera"})
+    void mergeWritesAHuggingFaceCheckpointThatEqualsTheAdaptedModel(String method, @TempDir Path dir) {
         ModelConfig cfg = ModelConfig.llama(40, 16, 2, 4, 2, 24, 32);
         TransformerLM base = TransformerLM.randomInit(cfg, 3);
         HfModelDirectory.save(base, dir.resolve("base"), DataType.FLOAT, null);
         TransformerLM adapted = HfModelDirectory.load(dir.resolve("base"));
-        AttachedAdapter a = AttachedAdapter.attach(adapted, "default", AdapterConfig.lora(4, 8, List.of("q_proj", "v_proj", "down_proj")), 1);
+        AttachedAdapter a = AttachedAdapter.attach(adapted, "default", AdapterConfig.of(method, 4, 8, List.of("q_proj", "v_proj", "down_proj")), 1);
         var rng = Nd4j.getRandomFactory().getNewRandomInstance(2);
         a.layers().values().forEach(l -> l.parameters().forEach(p -> p.value().assign(Nd4j.randn(rng, p.value().shape()).muli(0.2))));
         PeftAdapterFormat.save(a, dir.resolve("adapter"), "base");

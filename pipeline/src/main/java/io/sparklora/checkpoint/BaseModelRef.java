@@ -15,7 +15,7 @@ import java.util.List;
 /**
  * Where the frozen base checkpoint lives (a Hugging Face model directory on any Hadoop file system) and
  * its content hash. Tasks carry only this reference; each executor JVM loads the weights once and
- * caches them by hash ({@link BaseModelCache}), so the base is never broadcast.
+ * caches them by hash ({@code spark.BaseModelCache}), so the base is never broadcast.
  */
 public record BaseModelRef(String uri, String contentHash) implements Serializable {
 

@@ -1,5 +1,17 @@
 package io.sparklora.runner;
 
+import io.sparklora.spark.ArrowShards;
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.StageErrors;
+import io.sparklora.spark.TokenizerCache;
+import io.sparklora.spark.drop.LoraDropStage;
+import io.sparklora.spark.evaluate.ArrowExamples;
+import io.sparklora.spark.evaluate.EvalTarget;
+import io.sparklora.spark.evaluate.EvaluateStage;
+import io.sparklora.spark.tokenize.TokenizeSpec;
+import io.sparklora.spark.tokenize.TokenizeStage;
+import io.sparklora.spark.train.TrainStage;
+
 import io.sparklora.train.DistributedTrainer;
 
 import io.sparklora.train.AdapterTensors;
@@ -26,17 +38,6 @@ import io.sparklora.model.TransformerLM;
 import io.sparklora.optim.AdamW;
 import io.sparklora.optim.ParamGroup;
 import io.sparklora.report.ReportHtml;
-import io.sparklora.spark.ArrowExamples;
-import io.sparklora.spark.ArrowShards;
-import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.EvalTarget;
-import io.sparklora.spark.EvaluateStage;
-import io.sparklora.spark.LoraDropStage;
-import io.sparklora.spark.StageErrors;
-import io.sparklora.spark.TokenizeSpec;
-import io.sparklora.spark.TokenizeStage;
-import io.sparklora.spark.TokenizerCache;
-import io.sparklora.spark.TrainStage;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.tokenize.ByteLevelBpeTrainer;
 import io.sparklora.tokenize.TextTokenizer;

@@ -1,5 +1,6 @@
 package io.sparklora.adapters;
 
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.sparklora.adapters.dora.DoraAdapter;

@@ -1,5 +1,9 @@
 package io.sparklora.spark;
 
+import io.sparklora.spark.tokenize.TokenizeSpec;
+import io.sparklora.spark.tokenize.TokenizeStage;
+import io.sparklora.spark.train.TrainStage;
+
 import io.sparklora.train.DistributedTrainer;
 
 import io.sparklora.train.MetricsLog;

@@ -1,6 +1,0 @@
-package io.sparklora.spark;
-
-import java.io.Serializable;
-
-/** A validation document for label accuracy: its prompt tokens (text + label prompt) and its label's index. */
-public record LabelledExample(int[] prompt, int label) implements Serializable {}

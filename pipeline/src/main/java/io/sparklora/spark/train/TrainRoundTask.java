@@ -1,0 +1,65 @@
+package io.sparklora.spark.train;
+
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.GpuBinding;
+import io.sparklora.spark.ShardSource;
+
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.model.TransformerLM;
+import io.sparklora.storage.SerializableConfiguration;
+import io.sparklora.train.RoundResult;
+import io.sparklora.train.RoundState;
+import io.sparklora.train.RoundWork;
+import io.sparklora.train.TokenBlocks;
+import io.sparklora.train.TrainSpec;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.api.java.function.Function2;
+import org.apache.spark.broadcast.Broadcast;
+
+import java.util.Iterator;
+import java.util.List;
+
+/**
+ * One task of one round, on the executor: loads its partition's shard, builds a model over the JVM's cached
+ * base ({@link BaseModelCache}, read once per JVM), attaches the adapter, and hands the work to
+ * {@link RoundWork}. Only adapter-sized tensors come back.
+ */
+public final class TrainRoundTask implements Function2<Integer, Iterator<Integer>, Iterator<RoundResult>> {
+    private static final long serialVersionUID = 1L;
+    private final TrainSpec spec;
+    private final ShardSource shards;
+    private final SerializableConfiguration conf;
+    private final Broadcast<RoundState> state;
+
+    public TrainRoundTask(TrainSpec spec, ShardSource shards, SerializableConfiguration conf, Broadcast<RoundState> state) {
+        this.spec = spec;
+        this.shards = shards;
+        this.conf = conf;
+        this.state = state;
+    }
+
+    @Override
+    public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
+        RoundState st = state.value();
+        String gpu = GpuBinding.bindCurrentTask().orElse(null);
+        TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
+        RoundResult out;
+        if (data.size() == 0) {
+            out = new RoundResult();
+        } else {
+            TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
+            AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
+            out = RoundWork.run(adapter, data, st, spec, partition);
+            out.baseLoads.put(executorId(), BaseModelCache.loads());
+        }
+        out.executors.add(executorId());
+        if (gpu != null) out.gpus.add(gpu);
+        return List.of(out).iterator();
+    }
+
+    static String executorId() {
+        SparkEnv env = SparkEnv.get();
+        String id = env == null ? "driver" : env.executorId();
+        return id + "@" + ProcessHandle.current().pid();
+    }
+}

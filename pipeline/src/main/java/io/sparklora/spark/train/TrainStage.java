@@ -1,0 +1,61 @@
+package io.sparklora.spark.train;
+
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.ShardSource;
+
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.adapters.PeftAdapterFormat;
+import io.sparklora.model.TransformerLM;
+import io.sparklora.storage.HadoopFiles;
+import io.sparklora.storage.SerializableConfiguration;
+import io.sparklora.train.DistributedTrainer;
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.RoundResult;
+import io.sparklora.train.RoundState;
+import io.sparklora.train.TrainSpec;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.stream.IntStream;
+
+/**
+ * The {@code train} stage: parameter-averaged adapter training on Spark. The loop itself (schedule, the
+ * optimizer step, averaging, checkpoints, metrics) is {@link DistributedTrainer}'s; this stage only
+ * distributes a round: it broadcasts the round state (adapter-sized), runs {@link TrainRoundTask} on every
+ * partition, and brings back adapter-sized sums with a {@code treeAggregate}. The frozen base model never
+ * moves: each executor JVM reads it once from storage ({@link BaseModelCache}).
+ */
+public final class TrainStage {
+    private TrainStage() {}
+
+    public static DistributedTrainer.Result run(JavaSparkContext sc, TrainSpec spec, ShardSource shards, MetricsLog metrics, String stageName,
+                                                PrintStream console, DistributedTrainer.RoundListener listener) throws IOException {
+        Configuration conf = sc.hadoopConfiguration();
+        SerializableConfiguration sconf = new SerializableConfiguration(conf);
+        TransformerLM model = BaseModelCache.model(spec.base(), conf);
+        AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
+        JavaRDD<Integer> partitions = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions());
+        RoundResultSum sum = new RoundResultSum();
+        DistributedTrainer.RoundExecutor executor = state -> {
+            Broadcast<RoundState> b = sc.broadcast(state);
+            try {
+                return partitions.mapPartitionsWithIndex(new TrainRoundTask(spec, shards, sconf, b), false)
+                        .treeAggregate(new RoundResult(), sum, sum, 2);
+            } finally {
+                b.destroy();
+            }
+        };
+        DistributedTrainer.Result r = DistributedTrainer.run(adapter, spec, conf, executor, metrics, stageName, console, listener);
+        if (spec.outputUri() != null) saveAdapter(conf, adapter, HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
+        return r;
+    }
+
+    /** Writes the adapter in PEFT layout to any file system, atomically. */
+    public static void saveAdapter(Configuration conf, AttachedAdapter adapter, String uri, String baseModel) throws IOException {
+        HadoopFiles.writeDirectoryFromLocal(conf, uri, local -> PeftAdapterFormat.save(adapter, local, baseModel));
+    }
+}

@@ -1,0 +1,158 @@
+package io.sparklora.spark.drop;
+
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.InMemoryShards;
+import io.sparklora.spark.SparkSetup;
+import io.sparklora.spark.evaluate.EvalTarget;
+import io.sparklora.spark.evaluate.EvalTask;
+import io.sparklora.spark.evaluate.EvaluateStage;
+import io.sparklora.spark.evaluate.ExampleSource;
+import io.sparklora.spark.evaluate.LabelledExample;
+import io.sparklora.spark.train.TrainStage;
+import io.sparklora.spark.train.TrainStageTest;
+
+import io.sparklora.train.DistributedTrainer;
+
+import io.sparklora.train.AdapterTensors;
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.checkpoint.BaseModelRef;
+
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.adapters.PeftAdapterFormat;
+import io.sparklora.checkpoint.HfModelDirectory;
+import io.sparklora.model.ModelConfig;
+import io.sparklora.model.TransformerLM;
+import io.sparklora.train.Evaluator;
+import io.sparklora.train.TokenBlocks;
+import io.sparklora.train.TrainingOptions;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** LoRA-drop's selection and sharing, and the distributed evaluation, on Spark local[2]. */
+class LoraDropAndEvaluateTest {
+    static JavaSparkContext sc;
+    static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
+    @TempDir static Path tmp;
+    static BaseModelRef base;
+    static final ModelConfig CFG = ModelConfig.gpt2(64, 32, 3, 2, 16);
+
+    @BeforeAll
+    static void start() throws Exception {
+        sc = SparkSetup.local(2);
+        Path dir = tmp.resolve("base");
+        HfModelDirectory.save(TransformerLM.randomInit(CFG, 3), dir, DataType.FLOAT, null);
+        base = BaseModelRef.of(sc.hadoopConfiguration(), dir.toString());
+    }
+
+    @AfterAll
+    static void stop() { sc.stop(); }
+
+    static TrainSpec spec(int rounds) {
+        TrainingOptions o = new TrainingOptions(rounds, 2, 1, 2e-2, 0.0, 0, "constant", 0.0, 1.0, 5);
+        return new TrainSpec(base, AdapterConfig.lora(4, 8, List.of("c_attn")), Map.of(), rounds, 1, "gradients", false, o, 1.0, 0, null);
+    }
+
+    /** Examples split 2 + 1 over two partitions; a named class so that Spark can serialize it. */
+    record TwoPartitionExamples(List<LabelledExample> ex) implements ExampleSource {
+        @Override public int partitions() { return 2; }
+        @Override public List<LabelledExample> load(int p, Configuration c) { return p == 0 ? ex.subList(0, 2) : ex.subList(2, 3); }
+        @Override public List<int[]> labelTokens() { return List.of(new int[]{10}, new int[]{11, 12}); }
+    }
+
+    @Test
+    void selectionKeepsTheMostImportantUntilTheThreshold() {
+        Map<String, Double> raw = new LinkedHashMap<>();
+        raw.put("h.0.attn.c_attn", 1.0);
+        raw.put("h.1.attn.c_attn", 6.0);
+        raw.put("h.2.attn.c_attn", 3.0);
+        Map<String, Double> n = LoraDropStage.normalise(raw);
+        assertEquals(List.of("h.1.attn.c_attn", "h.2.attn.c_attn", "h.0.attn.c_attn"), new ArrayList<>(n.keySet()));
+        assertEquals(0.6, n.get("h.1.attn.c_attn"), 1e-12);
+        assertEquals(List.of("h.1.attn.c_attn"), LoraDropStage.select(n, 0.6));
+        assertEquals(List.of("h.1.attn.c_attn", "h.2.attn.c_attn"), LoraDropStage.select(n, 0.9));
+        assertEquals(3, LoraDropStage.select(n, 1.0).size());
+        assertEquals(Map.of("h.0.attn.c_attn", "shared:h.*.attn.c_attn", "h.2.attn.c_attn", "shared:h.*.attn.c_attn"),
+                LoraDropStage.shareGroups(n.keySet(), List.of("h.1.attn.c_attn")));
+    }
+
+    @Test
+    void sharedLayersTrainOneSetOfTensorsAndExportAsPlainPeftLora() throws Exception {
+        TransformerLM m = TransformerLM.randomInit(CFG, 3);
+        Map<String, String> share = Map.of("transformer.h.0.attn.c_attn", "g", "transformer.h.2.attn.c_attn", "g");
+        AttachedAdapter a = AttachedAdapter.attach(m, "default", AdapterConfig.lora(4, 8, List.of("c_attn")), 1, share);
+        long perLayer = 4 * (32 + 96);
+        assertEquals(2 * perLayer, a.trainableParameterCount(), "two adapters: layer 1's own and the shared one");
+        Map<String, INDArray> peft = PeftAdapterFormat.tensors(a);
+        assertEquals(6, peft.size(), "PEFT sees an ordinary LoRA on all three layers");
+        assertEquals(peft.get("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"),
+                peft.get("base_model.model.transformer.h.2.attn.c_attn.lora_A.weight"));
+    }
+
+    @Test
+    void loraDropRunsDistributedAndReportsTheReduction() throws Exception {
+        List<TokenBlocks> shards = List.of(TrainStageTest.randomShard(6, 16, 21), TrainStageTest.randomShard(6, 16, 22));
+        LoraDropStage.Result r = LoraDropStage.run(sc, spec(4), new LoraDropStage.Spec(0.5, 3, 0.5, 3), new InMemoryShards(shards),
+                MetricsLog.inMemory(), QUIET, tmp.resolve("drop").toString());
+        assertEquals(3, r.importance().size());
+        assertEquals(1.0, r.importance().values().stream().mapToDouble(Double::doubleValue).sum(), 1e-9);
+        assertFalse(r.kept().isEmpty());
+        assertEquals(3 - r.kept().size(), r.shareGroups().size());
+        long perLayer = 4 * (32 + 96);
+        long expected = perLayer * (r.kept().size() + (r.shareGroups().isEmpty() ? 0 : 1));
+        assertEquals(expected, r.trainableReduced());
+        assertEquals(3 * perLayer, r.trainableFull());
+        assertEquals(1.0 - (double) expected / (3 * perLayer), r.paramReduction(), 1e-12);
+        assertTrue(new java.io.File(tmp.resolve("drop/adapter/adapter_model.safetensors").toString()).exists());
+    }
+
+    @Test
+    void distributedEvaluationMatchesOneProcessAndMergedEqualsAdapted() throws Exception {
+        List<TokenBlocks> val = List.of(TrainStageTest.randomShard(5, 16, 31), TrainStageTest.randomShard(4, 16, 32));
+        DistributedTrainer.Result trained = TrainStage.run(sc, spec(3), new InMemoryShards(val), MetricsLog.inMemory(), "train", QUIET, null);
+        AdapterTensors adapter = AdapterTensors.ofValues(trained.adapter().stateTensors());
+        List<LabelledExample> ex = new ArrayList<>(List.of(new LabelledExample(new int[]{1, 2, 3, 4}, 0), new LabelledExample(new int[]{5, 6, 7}, 1),
+                new LabelledExample(new int[]{8, 9}, 1)));
+        ExampleSource examples = new TwoPartitionExamples(ex);
+        List<EvalTarget> targets = List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
+                new EvalTarget("adapted", base, EvalTarget.Mode.ADAPTED), new EvalTarget("merged", base, EvalTarget.Mode.MERGED));
+        Map<String, EvaluateStage.Figures> f = EvaluateStage.run(sc, targets, spec(3).adapter(), Map.of(), adapter,
+                new InMemoryShards(val), examples, 4);
+
+        TokenBlocks all = new TokenBlocks(16);
+        for (TokenBlocks v : val) for (int i = 0; i < v.size(); i++) all.add(v.block(i), v.mask(i));
+        TransformerLM local = TransformerLM.randomInit(CFG, 3);
+        assertEquals(Evaluator.evaluate(local, all, 4).loss(), f.get("base").loss(), 1e-6);
+        AttachedAdapter a = AttachedAdapter.attach(local, "default", spec(3).adapter(), 0);
+        adapter.copyInto(a.stateTensors());
+        assertEquals(Evaluator.evaluate(local, all, 4).loss(), f.get("adapted").loss(), 1e-6);
+        assertEquals(f.get("adapted").loss(), f.get("merged").loss(), 1e-5, "merging changes nothing but speed");
+        assertNotEquals(f.get("base").loss(), f.get("adapted").loss(), 1e-6);
+        int correct = 0;
+        for (LabelledExample e : ex) if (EvalTask.predict(local, e.prompt(), examples.labelTokens()) == e.label()) correct++;
+        assertEquals(correct / 3.0, f.get("adapted").accuracy(), 1e-12);
+        assertEquals(3, f.get("base").examples());
+        // the executors' shared base weights were not touched by merging
+        TransformerLM again = BaseModelCache.model(base, sc.hadoopConfiguration());
+        assertEquals(TransformerLM.randomInit(CFG, 3).stateDict().get("transformer.h.0.attn.c_attn.weight"),
+                again.stateDict().get("transformer.h.0.attn.c_attn.weight"), "base bit-for-bit unchanged");
+    }
+}
