@@ -81,6 +81,18 @@ public interface Adapter {
     /** Loads tensors saved by {@link #stateDict()}; shapes must match. */
     void loadStateDict(Map<String, INDArray> tensors, String where);
 
+    /**
+     * Inverted dropout's mask for an adapter's input: kept entries are 1/(1−p), dropped ones 0; null when not
+     * training or p = 0. Drawn from the context's stream, so a seeded run draws the same masks.
+     */
+    static INDArray dropoutMask(INDArray x, double p, ForwardContext ctx) {
+        if (!ctx.training() || p <= 0) return null;
+        return org.nd4j.linalg.factory.Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
+    }
+
+    /** Bytes of an array (0 for null), for {@link Activation#bytesKept()}. */
+    static long bytes(INDArray t) { return t == null ? 0 : t.length() * t.dataType().width(); }
+
     /** Copies {@code t} into {@code p}, naming the module, key and expected shape when they disagree. */
     static void load(Parameter p, INDArray t, String module, String key, String where) {
         if (t == null) throw new IllegalArgumentException(where + ": missing tensor " + module + "." + key);

@@ -1,5 +1,7 @@
 package io.sparklora.adapters;
 
+import static io.sparklora.model.ReferenceJson.*;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.sparklora.adapters.dora.DoraAdapter;
@@ -131,8 +133,8 @@ class PeftVariantsReferenceTest {
             Parameter va = l.adapter().shared().get("vera_A"), vb = l.adapter().shared().get("vera_B");
             assertArrayEquals(new long[]{c.r(), maxIn}, va.value().shape());
             assertArrayEquals(new long[]{maxOut, c.r()}, vb.value().shape());
-            assertEquals(0.0, maxAbsDiff(va.value(), file.get("base_model.vera_A")));
-            assertEquals(0.0, maxAbsDiff(vb.value(), file.get("base_model.vera_B")));
+            assertEquals(0.0, arrayDiff(va.value(), file.get("base_model.vera_A")));
+            assertEquals(0.0, arrayDiff(vb.value(), file.get("base_model.vera_B")));
             assertFalse(va.trainable() || vb.trainable(), "VeRA's shared pair is frozen");
             for (Adapter a : l.adapter().layers().values()) {
                 VeraAdapter v = (VeraAdapter) a;
@@ -144,7 +146,7 @@ class PeftVariantsReferenceTest {
             for (Map.Entry<String, INDArray> t : e.getValue().stateDict().entrySet()) {
                 INDArray want = file.get(PREFIX + e.getKey() + "." + t.getKey());
                 assertNotNull(want, "file lacks " + PREFIX + e.getKey() + "." + t.getKey());
-                assertEquals(0.0, maxAbsDiff(t.getValue(), want), e.getKey() + "." + t.getKey());
+                assertEquals(0.0, arrayDiff(t.getValue(), want), e.getKey() + "." + t.getKey());
             }
         }
     }
@@ -243,50 +245,7 @@ class PeftVariantsReferenceTest {
         return m;
     }
 
-    private static int[][] ints(JsonNode n) {
-        int[][] out = new int[n.size()][];
-        for (int i = 0; i < n.size(); i++) {
-            out[i] = new int[n.get(i).size()];
-            for (int j = 0; j < out[i].length; j++) out[i][j] = n.get(i).get(j).asInt();
-        }
-        return out;
-    }
-
-    /** A 2-D JSON array, or a 3-D one [B][T][V] flattened to [B·T][V] rows (the engine's logits layout). */
-    private static double[][] rows(JsonNode n) {
-        List<double[]> out = new ArrayList<>();
-        if (n.get(0).get(0).isArray()) {
-            for (JsonNode seq : n) for (JsonNode row : seq) out.add(doubles(row));
-        } else {
-            for (JsonNode row : n) out.add(doubles(row));
-        }
-        return out.toArray(new double[0][]);
-    }
-
-    private static double[] doubles(JsonNode row) {
-        double[] d = new double[row.size()];
-        for (int i = 0; i < d.length; i++) d[i] = row.get(i).asDouble();
-        return d;
-    }
-
-    /** Max |actual − want| for a 2-D array, or a vector compared as one row; NaN or a shape mismatch fails. */
-    private static double maxAbsDiff(INDArray actual, double[][] want) {
-        INDArray a = actual.rank() == 1 ? actual.reshape(1, actual.length()) : actual;
-        assertEquals(2, a.rank());
-        assertEquals(want.length, a.size(0), "rows");
-        double max = 0;
-        for (int i = 0; i < want.length; i++) {
-            assertEquals(want[i].length, a.size(1), "columns");
-            for (int j = 0; j < want[i].length; j++) {
-                double d = Math.abs(a.getDouble(i, j) - want[i][j]);
-                if (Double.isNaN(d)) return Double.POSITIVE_INFINITY;   // fails every "< tol" check
-                max = Math.max(max, d);
-            }
-        }
-        return max;
-    }
-
-    private static double maxAbsDiff(INDArray actual, INDArray want) {
+    private static double arrayDiff(INDArray actual, INDArray want) {
         assertArrayEquals(want.shape(), actual.shape());
         INDArray w = want.castTo(DataType.DOUBLE), a = actual.castTo(DataType.DOUBLE);
         return a.sub(w).amaxNumber().doubleValue();

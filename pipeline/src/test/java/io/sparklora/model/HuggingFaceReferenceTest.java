@@ -1,5 +1,7 @@
 package io.sparklora.model;
 
+import static io.sparklora.model.ReferenceJson.*;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.sparklora.adapters.Adapter;
@@ -147,49 +149,6 @@ class HuggingFaceReferenceTest {
         l.adapter().detach();
         double diff = maxAbsDiff(l.model().logits(l.batch()), rows(l.expected().get("logits")));
         assertTrue(diff > 1e-2, family + ": the adapter changes the logits by only " + diff);
-    }
-
-    // ---- helpers --------------------------------------------------------------------------------
-
-    private static int[][] ints(JsonNode n) {
-        int[][] out = new int[n.size()][];
-        for (int i = 0; i < n.size(); i++) {
-            out[i] = new int[n.get(i).size()];
-            for (int j = 0; j < out[i].length; j++) out[i][j] = n.get(i).get(j).asInt();
-        }
-        return out;
-    }
-
-    /** A 2-D JSON array, or a 3-D one [B][T][V] flattened to [B·T][V] rows (the engine's logits layout). */
-    private static double[][] rows(JsonNode n) {
-        List<double[]> out = new ArrayList<>();
-        if (n.get(0).get(0).isArray()) {
-            for (JsonNode seq : n) for (JsonNode row : seq) out.add(doubles(row));
-        } else {
-            for (JsonNode row : n) out.add(doubles(row));
-        }
-        return out.toArray(new double[0][]);
-    }
-
-    private static double[] doubles(JsonNode row) {
-        double[] d = new double[row.size()];
-        for (int i = 0; i < d.length; i++) d[i] = row.get(i).asDouble();
-        return d;
-    }
-
-    private static double maxAbsDiff(INDArray actual, double[][] want) {
-        assertEquals(2, actual.rank());
-        assertEquals(want.length, actual.size(0));
-        double max = 0;
-        for (int i = 0; i < want.length; i++) {
-            assertEquals(want[i].length, actual.size(1));
-            for (int j = 0; j < want[i].length; j++) {
-                double d = Math.abs(actual.getDouble(i, j) - want[i][j]);
-                if (Double.isNaN(d)) return Double.POSITIVE_INFINITY;   // fails every "< tol" check
-                max = Math.max(max, d);
-            }
-        }
-        return max;
     }
 
     /** The production path: the Hugging Face model directory and the PEFT adapter written by Python load as they are. */

@@ -1,5 +1,6 @@
 package io.sparklora.adapters.dora;
 
+import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.lora.LoraAdapter;
 import io.sparklora.model.ForwardContext;
@@ -63,7 +64,7 @@ public final class DoraAdapter extends LoraAdapter {
         }
 
         @Override public long bytesKept() {
-            return (keepMask == null ? 0 : bytes(xIn) + bytes(keepMask)) + bytes(h) + bytes(v) + bytes(norm) + bytes(g);
+            return (keepMask == null ? 0 : Adapter.bytes(xIn) + Adapter.bytes(keepMask)) + Adapter.bytes(h) + Adapter.bytes(v) + Adapter.bytes(norm) + Adapter.bytes(g);
         }
     }
 

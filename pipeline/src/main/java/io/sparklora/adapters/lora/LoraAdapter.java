@@ -41,11 +41,8 @@ public class LoraAdapter implements Adapter {
         }
 
         /** h, and with dropout the dropped-out copy of x and the mask (without dropout xIn is the layer's own x). */
-        @Override public long bytesKept() { return (keepMask == null ? 0 : bytes(xIn) + bytes(keepMask)) + bytes(h); }
+        @Override public long bytesKept() { return (keepMask == null ? 0 : Adapter.bytes(xIn) + Adapter.bytes(keepMask)) + Adapter.bytes(h); }
     }
-
-    /** Bytes of an array (0 for null). */
-    protected static long bytes(INDArray t) { return t == null ? 0 : t.length() * t.dataType().width(); }
 
     public LoraAdapter(String adapterName, Linear base, AdapterConfig config, Random rng) {
         this.adapterName = adapterName;
@@ -98,11 +95,7 @@ public class LoraAdapter implements Adapter {
     public Linear base() { return base; }
 
     /** Inverted dropout's mask (kept entries scaled by 1/(1−p)), or null when dropout is off. */
-    protected INDArray dropoutMask(INDArray x, ForwardContext ctx) {
-        double p = config.dropout();
-        if (!ctx.training() || p <= 0) return null;
-        return Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
-    }
+    protected INDArray dropoutMask(INDArray x, ForwardContext ctx) { return Adapter.dropoutMask(x, config.dropout(), ctx); }
 
     @Override
     public Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx) {

@@ -1,5 +1,6 @@
 package io.sparklora.adapters.lorafa;
 
+import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.lora.LoraAdapter;
 import io.sparklora.model.ForwardContext;
@@ -35,7 +36,7 @@ public final class LoraFaAdapter extends LoraAdapter {
     private record FaActivation(INDArray delta, INDArray keepMask, INDArray h) implements Activation {
         @Override public void release() { Tensors.release(keepMask, h, delta); }
 
-        @Override public long bytesKept() { return bytes(keepMask) + bytes(h); }
+        @Override public long bytesKept() { return Adapter.bytes(keepMask) + Adapter.bytes(h); }
     }
 
     @Override

@@ -41,10 +41,10 @@ public final class VeraAdapter implements Adapter {
             Tensors.release(h, u, delta);
         }
 
-        @Override public long bytesKept() { return (keepMask == null ? 0 : bytes(xIn) + bytes(keepMask)) + bytes(h) + bytes(u); }
+        @Override public long bytesKept() {
+            return (keepMask == null ? 0 : Adapter.bytes(xIn) + Adapter.bytes(keepMask)) + Adapter.bytes(h) + Adapter.bytes(u);
+        }
     }
-
-    private static long bytes(INDArray t) { return t == null ? 0 : t.length() * t.dataType().width(); }
 
     VeraAdapter(String adapterName, Linear base, AdapterConfig config, VeraProjections projections, double dInitial) {
         this.adapterName = adapterName;
@@ -67,11 +67,7 @@ public final class VeraAdapter implements Adapter {
 
     @Override
     public Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx) {
-        INDArray keep = null;
-        double p = config.dropout();
-        if (ctx.training() && p > 0) {
-            keep = Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
-        }
+        INDArray keep = Adapter.dropoutMask(x, config.dropout(), ctx);
         INDArray xIn = keep == null ? x : x.mul(keep);
         INDArray aS = projections.aSlice(base.inFeatures()), bS = projections.bSlice(base.outFeatures());
         INDArray h = Nd4j.gemm(xIn, aS, false, true);                      // [N,r]
