@@ -30,7 +30,7 @@ import java.util.List;
  * <p>Scoring is the evaluate stage's: the mean token loss over the validation blocks
  * ({@link Evaluator}), and the label accuracy over the held-out examples, each label scored by the
  * log-likelihood of its tokens after the prompt, the highest winning — the rule of
- * {@code io.sparklora.spark.EvalTask.predict} (package-private there, so restated in {@link #predict}).
+ * {@link io.sparklora.spark.evaluate.EvalTask#predict}.
  * {@link #accuracy(TransformerLM)} scores many candidates per forward pass (one pass per example and label
  * took most of a row's time); {@code VariantsBenchmark row --check-accuracy true} checks it against
  * {@link #accuracyOneByOne}.
@@ -186,34 +186,10 @@ final class VariantsTask {
         int correct = 0;
         int[] predicted = new int[labelIds.size()];
         for (ValidationExample e : examples) {
-            int p = predict(model, e.promptIds(), labelIds);
+            int p = io.sparklora.spark.evaluate.EvalTask.predict(model, e.promptIds(), labelIds);
             predicted[p]++;
             if (p == e.label()) correct++;
         }
         return new Accuracy(correct, examples.size(), predicted);
-    }
-
-    /**
-     * The label whose tokens have the highest total log-likelihood after {@code prompt}: the same computation
-     * as {@code io.sparklora.spark.EvalTask.predict}.
-     */
-    static int predict(TransformerLM model, int[] prompt, List<int[]> labels) {
-        int best = -1;
-        double bestNll = Double.POSITIVE_INFINITY;
-        for (int l = 0; l < labels.size(); l++) {
-            int[] lab = labels.get(l);
-            int[] ids = Arrays.copyOf(prompt, prompt.length + lab.length);
-            System.arraycopy(lab, 0, ids, prompt.length, lab.length);
-            int[] in = Arrays.copyOf(ids, ids.length - 1);
-            int[] tg = new int[in.length];
-            Arrays.fill(tg, TokenBatch.IGNORE);
-            for (int i = prompt.length - 1; i < in.length; i++) tg[i] = ids[i + 1];
-            double nll = model.loss(TokenBatch.of(new int[][]{in}, new int[][]{tg})).sumLoss();
-            if (nll < bestNll) {
-                bestNll = nll;
-                best = l;
-            }
-        }
-        return best;
     }
 }
