@@ -42,9 +42,6 @@ public final class Parameter {
     /** Marks the array as shared with other models: the first write through this parameter copies it. */
     public void markShared() { this.shared = true; }
 
-    /** Whether the array is still the shared one (no write has happened through this parameter). */
-    public boolean isShared() { return shared; }
-
     /** The array, made private first if it is shared: callers may write into it (merges, optimizer steps). */
     public INDArray mutableValue() {
         if (shared) {

@@ -175,7 +175,7 @@ public final class DistributedTrainer {
         return java.util.HexFormat.of().formatHex(md.digest(settings(s).getBytes(java.nio.charset.StandardCharsets.UTF_8))).substring(0, 16);
     }
 
-    public static String human(long bytes) {
+    static String human(long bytes) {
         if (bytes < 1024) return bytes + " B";
         if (bytes < 1 << 20) return String.format(Locale.ROOT, "%.1f KiB", bytes / 1024.0);
         return String.format(Locale.ROOT, "%.1f MiB", bytes / 1048576.0);

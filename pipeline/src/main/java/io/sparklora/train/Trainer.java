@@ -50,9 +50,6 @@ public final class Trainer {
 
     public AdamW optimizer() { return trainingStep.optimizer(); }
 
-    /** The step this trainer runs (hooks, clipping, optimizer). */
-    public TrainingStep trainingStep() { return trainingStep; }
-
     /** Steps run so far, including any skipped for a non-finite gradient. */
     public long stepsTaken() { return stepsTaken; }
 
