@@ -60,6 +60,34 @@ public final class BlockPacker {
         }
     }
 
+    /**
+     * Emits {@code doc} as a block of its own, padded with {@code padId}, without end-of-text token and
+     * without touching the partial block being packed: the layout of a text → label example, where
+     * {@code lossMask} marks the label's tokens. Position 0 is never a target (nothing precedes it).
+     *
+     * @throws IllegalArgumentException when the document does not fit in {@code seqLen + 1} tokens
+     */
+    public void single(int[] doc, boolean[] lossMask) throws IOException {
+        if (finished) throw new IllegalStateException("packer already finished");
+        if (doc.length > seqLen + 1 || doc.length == 0) {
+            throw new IllegalArgumentException("a single block holds 1 to " + (seqLen + 1) + " tokens, got " + doc.length);
+        }
+        if (lossMask.length != doc.length) {
+            throw new IllegalArgumentException("loss mask of length " + lossMask.length + " for a document of " + doc.length + " tokens");
+        }
+        documents++;
+        tokens += doc.length;
+        int[] block = new int[seqLen + 1];
+        boolean[] mask = new boolean[seqLen + 1];
+        java.util.Arrays.fill(block, padId);
+        System.arraycopy(doc, 0, block, 0, doc.length);
+        System.arraycopy(lossMask, 0, mask, 0, doc.length);
+        mask[0] = false;
+        blocks++;
+        for (int i = 1; i <= seqLen; i++) if (mask[i]) targets++;
+        sink.accept(block, mask);
+    }
+
     /** Pads and emits the last partial block, if any. */
     public void finish() throws IOException {
         if (finished) return;

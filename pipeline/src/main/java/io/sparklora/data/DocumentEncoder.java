@@ -10,21 +10,22 @@ import java.util.List;
  * its threads) and lays out what is trained on:
  * <ul>
  *   <li>plain text: its tokens, all targets;</li>
- *   <li>labelled text: tokens of {@code text + labelPrompt} followed by the label's tokens
- *       ({@link #labelIds}, the tokens of {@code " " + label}), all targets. The two parts are encoded
- *       separately so that the label tokens are exactly the ones an evaluator scores after the prompt;</li>
+ *   <li>labelled text: tokens of {@code text}, then of {@code labelPrompt}, then the label's tokens
+ *       ({@link #labelIds}, the tokens of {@code " " + label}), all targets under the language-model
+ *       objective. The three parts are encoded separately so that the text can be cut without cutting the
+ *       label prompt, and the label tokens are exactly the ones an evaluator scores after the prompt;</li>
  *   <li>prompt/response: tokens of the prompt (not targets) followed by tokens of the response (targets).</li>
  * </ul>
  * The end-of-text token is added by {@link BlockPacker}.
  */
 public final class DocumentEncoder {
     private final TextTokenizer tokenizer;
-    private final String labelPrompt;
+    private final int[] labelPromptIds;
     private final int[][] labelIds;
 
     public DocumentEncoder(TextTokenizer tokenizer, List<String> labels, String labelPrompt) {
         this.tokenizer = tokenizer;
-        this.labelPrompt = labelPrompt;
+        this.labelPromptIds = labels.isEmpty() || labelPrompt == null ? new int[0] : tokenizer.encode(labelPrompt);
         this.labelIds = labelIds(tokenizer, labels);
     }
 
@@ -42,6 +43,11 @@ public final class DocumentEncoder {
         return labelIds;
     }
 
+    /** Tokens of the label prompt (empty for an unlabelled dataset). */
+    public int[] labelPromptIds() {
+        return labelPromptIds.clone();
+    }
+
     /** Encodes {@code docs} in one batch, in order. */
     public List<EncodedDocument> encode(List<Document> docs) {
         List<String> texts = new ArrayList<>(docs.size() + 8);
@@ -50,7 +56,7 @@ public final class DocumentEncoder {
                 texts.add(d.prompt());
                 texts.add(d.response());
             } else {
-                texts.add(d.labelled() ? d.text() + labelPrompt : d.text());
+                texts.add(d.text());
             }
         }
         int[][] ids = tokenizer.encodeBatch(texts);
@@ -59,13 +65,14 @@ public final class DocumentEncoder {
         for (Document d : docs) {
             if (d.isPromptResponse()) {
                 int[] p = ids[k++], r = ids[k++];
-                out.add(new EncodedDocument(concat(p, r), p.length, -1, -1));
+                out.add(new EncodedDocument(concat(p, r), p.length));
             } else if (d.labelled()) {
                 if (d.label() >= labelIds.length) throw new IllegalArgumentException(d.where() + ": label index " + d.label() + " out of range");
-                int[] p = ids[k++];
-                out.add(new EncodedDocument(concat(p, labelIds[d.label()]), 0, d.label(), p.length));
+                int[] text = ids[k++];
+                int[] p = concat(text, labelPromptIds);
+                out.add(new EncodedDocument(concat(p, labelIds[d.label()]), 0, d.label(), p.length, text.length));
             } else {
-                out.add(new EncodedDocument(ids[k++], 0, -1, -1));
+                out.add(new EncodedDocument(ids[k++], 0));
             }
         }
         return out;

@@ -26,6 +26,7 @@ import java.util.Map;
  *   "tokenizer_fingerprint": "9f2c...", "vocab_size": 320, "eos_token_id": 319, "pad_token_id": 319,
  *   "seq_len": 128, "validation_fraction": 0.1, "seed": 0,
  *   "label_prompt": "\nLabel:",                       (null for a plain corpus)
+ *   "objective": "label",                             (label | language_model: {@link TrainingObjective})
  *   "labels": [ {"name": "ham", "ids": [12, 40]}, ... ],  (ids: tokens of " " + name)
  *   "splits": { "train": [ {"file": "train/part-00000.arrow", "rows": 12, "documents": 30,
  *                           "tokens": 1500, "targets": 1490, "sha256": "..."}, ... ],
@@ -37,7 +38,7 @@ import java.util.Map;
  * timestamps, so the same inputs give the same bytes.
  */
 @JsonPropertyOrder({"schema_version", "dataset", "tokenizer_fingerprint", "vocab_size", "eos_token_id", "pad_token_id",
-        "seq_len", "validation_fraction", "seed", "label_prompt", "labels", "splits"})
+        "seq_len", "validation_fraction", "seed", "label_prompt", "objective", "labels", "splits"})
 public record ShardManifest(
         @JsonProperty(value = "schema_version", required = true) int schemaVersion,
         @JsonProperty(value = "dataset", required = true) String dataset,
@@ -50,7 +51,8 @@ public record ShardManifest(
         @JsonProperty(value = "seed", required = true) long seed,
         @JsonProperty(value = "label_prompt", required = true) String labelPrompt,
         @JsonProperty(value = "labels", required = true) List<Label> labels,
-        @JsonProperty(value = "splits", required = true) Map<String, List<Shard>> splits) implements Serializable {
+        @JsonProperty(value = "splits", required = true) Map<String, List<Shard>> splits,
+        @JsonProperty(value = "objective") String objective) implements Serializable {
 
     public static final String FILE_NAME = "manifest.json";
     public static final String TRAIN = "train";
@@ -75,7 +77,18 @@ public record ShardManifest(
                         @JsonProperty(value = "targets", required = true) long targets,
                         @JsonProperty(value = "sha256", required = true) String sha256) implements Serializable {}
 
+    /** Shards of a plain corpus or of the language-model objective. */
+    public ShardManifest(int schemaVersion, String dataset, String tokenizerFingerprint, int vocabSize, int eosTokenId, int padTokenId,
+                         int seqLen, double validationFraction, long seed, String labelPrompt, List<Label> labels,
+                         Map<String, List<Shard>> splits) {
+        this(schemaVersion, dataset, tokenizerFingerprint, vocabSize, eosTokenId, padTokenId, seqLen, validationFraction, seed,
+                labelPrompt, labels, splits, TrainingObjective.LANGUAGE_MODEL.configName());
+    }
+
+    @com.fasterxml.jackson.annotation.JsonCreator
     public ShardManifest {
+        // manifests written before the objective existed were language-modelled
+        if (objective == null) objective = TrainingObjective.LANGUAGE_MODEL.configName();
         // fixed split order, so the JSON does not depend on how the map was built
         Map<String, List<Shard>> ordered = new LinkedHashMap<>();
         for (String s : List.of(TRAIN, VALIDATION, VALIDATION_EXAMPLES)) if (splits.containsKey(s)) ordered.put(s, List.copyOf(splits.get(s)));

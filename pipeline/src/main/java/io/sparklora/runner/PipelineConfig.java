@@ -64,6 +64,16 @@ public final class PipelineConfig {
         public int partitions = 2;
         public long maxLineBytes = 4L << 20;
         public long seed = 42;
+        /**
+         * What a labelled adapt dataset trains on: {@code auto} (text → label, the label's tokens after the
+         * label prompt are the targets), {@code label} (the same), or {@code language_model} (every token;
+         * plain domain adaptation). Unlabelled datasets are always language-modelled.
+         */
+        public String objective = "auto";
+
+        public io.sparklora.data.TrainingObjective objective() {
+            return io.sparklora.data.TrainingObjective.parse(objective, "data.objective");
+        }
     }
 
     public static final class BaseSection {
@@ -282,6 +292,11 @@ public final class PipelineConfig {
         if (loraDrop.enabled && !method.supportsSharing()) {
             throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "
                     + method.name() + " cannot do; set lora_drop.enabled: false or use lora or lora_fa");
+        }
+        try {
+            data.objective();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
         if (datasets.adapt == null) throw new IllegalArgumentException(where + ": datasets.adapt (the dataset manifest to adapt to) is required");
         if (base.path == null && datasets.pretrain == null) {

@@ -223,12 +223,13 @@ public final class PipelineRunner {
         long rows = 0, tokens = 0;
         for (var e : datasets().entrySet()) {
             TokenizeSpec spec = new TokenizeSpec(e.getValue(), tokenizerUri(), cfg.data.seqLen, cfg.data.validationFraction,
-                    cfg.data.partitions, shardsUri(e.getKey()), cfg.data.maxLineBytes, cfg.data.seed);
+                    cfg.data.partitions, shardsUri(e.getKey()), cfg.data.maxLineBytes, cfg.data.seed,
+                    e.getKey().equals("adapt") ? cfg.data.objective() : io.sparklora.data.TrainingObjective.LANGUAGE_MODEL);
             ShardManifest m = TokenizeStage.run(sc, spec);
             ObjectNode d = r.putObject(e.getKey());
             d.put("dataset", m.dataset()).put("train_rows", m.rows(ShardManifest.TRAIN)).put("validation_rows", m.rows(ShardManifest.VALIDATION))
                     .put("train_documents", m.documents(ShardManifest.TRAIN)).put("validation_documents", m.documents(ShardManifest.VALIDATION))
-                    .put("labels", m.labels().size()).put("shards", m.split(ShardManifest.TRAIN).size()).put("uri", shardsUri(e.getKey()));
+                    .put("labels", m.labels().size()).put("objective", m.objective()).put("shards", m.split(ShardManifest.TRAIN).size()).put("uri", shardsUri(e.getKey()));
             rows += m.rows(ShardManifest.TRAIN) + m.rows(ShardManifest.VALIDATION);
             for (String split : m.splits().keySet()) for (var s : m.split(split)) tokens += s.tokens();
         }
@@ -372,18 +373,27 @@ public final class PipelineRunner {
             targets.add(new EvalTarget("full_finetune", BaseModelRef.of(conf, uri("full-finetune")), EvalTarget.Mode.BASE));
         }
         AdapterTensors adapter = adapterTensors(base, uri("adapter"), Map.of());
-        Map<String, EvaluateStage.Figures> figs = EvaluateStage.run(sc, targets, adapterConfig(), Map.of(), adapter,
+        EvaluateStage.Result res = EvaluateStage.run(sc, targets, adapterConfig(), Map.of(), adapter,
                 new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), m.labelled() ? new ArrowExamples(shardsUri("adapt"), m) : null,
                 cfg.evaluate.batchSize);
+        Map<String, EvaluateStage.Figures> figs = res.figures();
         figs.forEach((name, f) -> f.toJson(r.putObject(name)));
+        r.put("objective", m.objective());
         if (m.labelled()) {
             ArrayNode labels = r.putArray("labels");
             m.labels().forEach(l -> labels.add(l.name()));
+            ArrayNode counts = r.putArray("validation_examples_per_label");
+            for (long n : res.examplesPerLabel()) counts.add(n);
+            r.put("majority_class_accuracy", res.majorityClassAccuracy());
         }
         samples(r.putArray("samples"), base, adapter, m);
-        console.println("evaluate: " + figs.entrySet().stream().map(e -> String.format(Locale.ROOT, "%s ppl %.2f%s", e.getKey(),
-                e.getValue().perplexity(), e.getValue().examples() > 0 ? String.format(Locale.ROOT, " acc %.3f", e.getValue().accuracy()) : ""))
-                .collect(Collectors.joining(" | ")));
+        String what = m.objective().equals("label") ? "label ppl" : "ppl";
+        console.println("evaluate: " + figs.entrySet().stream().map(e -> String.format(Locale.ROOT, "%s %s %.2f%s", e.getKey(), what,
+                e.getValue().perplexity(), e.getValue().examples() > 0
+                        ? String.format(Locale.ROOT, " acc %.3f acc_norm %.3f", e.getValue().accuracy(), e.getValue().accuracyNorm()) : ""))
+                .collect(Collectors.joining(" | "))
+                + (m.labelled() ? String.format(Locale.ROOT, " (majority class %.3f, %d held-out examples)", res.majorityClassAccuracy(),
+                        figs.values().iterator().next().examples()) : ""));
     }
 
     /** A few sampled continuations (top-40, temperature 0.8, seeded) of validation text by the base and the adapted model. */

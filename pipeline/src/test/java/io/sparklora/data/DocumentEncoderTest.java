@@ -13,6 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class DocumentEncoderTest {
@@ -42,7 +43,9 @@ class DocumentEncoderTest {
         assertNull(plain.lossMask());
 
         EncodedDocument labelled = out.get(1);
-        int[] prompt = tokenizer.encode("buy now\nLabel:");
+        int[] text = tokenizer.encode("buy now"), suffix = tokenizer.encode("\nLabel:");
+        int[] prompt = java.util.Arrays.copyOf(text, text.length + suffix.length);
+        System.arraycopy(suffix, 0, prompt, text.length, suffix.length);
         int[] spam = tokenizer.encode(" spam");
         assertArrayEquals(spam, encoder.labelIds()[1]);
         int[] expected = Arrays.copyOf(prompt, prompt.length + spam.length);
@@ -51,6 +54,15 @@ class DocumentEncoderTest {
         assertNull(labelled.lossMask(), "a labelled document is trained on every token");
         assertArrayEquals(prompt, labelled.promptTokens());
         assertEquals(1, labelled.label());
+        assertArrayEquals(spam, labelled.labelTokens());
+        // a prompt cut to fit keeps the START of the text and the whole label prompt
+        assertArrayEquals(prompt, labelled.truncatedPrompt(prompt.length, 0));
+        int[] cut = labelled.truncatedPrompt(suffix.length + 1, 0);
+        assertEquals(suffix.length + 1, cut.length);
+        assertEquals(text[0], cut[0]);
+        assertArrayEquals(suffix, java.util.Arrays.copyOfRange(cut, 1, cut.length));
+        assertArrayEquals(suffix, labelled.truncatedPrompt(suffix.length, 0));
+        assertThrows(IllegalArgumentException.class, () -> labelled.truncatedPrompt(suffix.length - 1, 0));
         assertEquals("buy now\nLabel: spam", tokenizer.decode(labelled.tokens()));
 
         EncodedDocument pair = out.get(2);

@@ -4,17 +4,33 @@ import java.io.Serializable;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
-/** Per evaluation target: Σ token NLL, target tokens, correct and total labelled examples. Summed by treeAggregate. */
+/**
+ * Per evaluation target: Σ token NLL, target tokens, correct (by total label log-likelihood), correct by
+ * length-normalised log-likelihood, and labelled examples; plus the validation examples per label (the same
+ * for every target; kept once, for the majority-class baseline). Summed by treeAggregate.
+ */
 public final class EvalSums implements Serializable {
     private static final long serialVersionUID = 1L;
-    public final LinkedHashMap<String, double[]> byTarget = new LinkedHashMap<>();   // name → {nll, tokens, correct, examples}
+    public static final int NLL = 0, TOKENS = 1, CORRECT = 2, CORRECT_NORM = 3, EXAMPLES = 4, FIELDS = 5;
+    public final LinkedHashMap<String, double[]> byTarget = new LinkedHashMap<>();   // name → the FIELDS above
+    public long[] perLabel = new long[0];
 
-    public double[] of(String target) { return byTarget.computeIfAbsent(target, k -> new double[4]); }
+    public double[] of(String target) { return byTarget.computeIfAbsent(target, k -> new double[FIELDS]); }
+
+    /** Counts one validation example of label {@code label}. */
+    public void countLabel(int label) {
+        if (label >= perLabel.length) perLabel = java.util.Arrays.copyOf(perLabel, label + 1);
+        perLabel[label]++;
+    }
 
     public EvalSums add(EvalSums o) {
         for (Map.Entry<String, double[]> e : o.byTarget.entrySet()) {
             double[] d = of(e.getKey());
-            for (int i = 0; i < 4; i++) d[i] += e.getValue()[i];
+            for (int i = 0; i < FIELDS; i++) d[i] += e.getValue()[i];
+        }
+        for (int l = 0; l < o.perLabel.length; l++) {
+            if (l >= perLabel.length) perLabel = java.util.Arrays.copyOf(perLabel, l + 1);
+            perLabel[l] += o.perLabel[l];
         }
         return this;
     }

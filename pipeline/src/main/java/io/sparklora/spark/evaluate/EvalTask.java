@@ -10,6 +10,9 @@ import io.sparklora.train.TrainSpec;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.model.CrossEntropyLoss;
+import io.sparklora.model.Tensors;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.ops.transforms.Transforms;
 import io.sparklora.model.TokenBatch;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.storage.SerializableConfiguration;
@@ -25,7 +28,9 @@ import java.util.Map;
 /**
  * Evaluation of one partition on the executor: for every target (base, adapted, merged, ...) the summed
  * token NLL over the partition's validation blocks and, where labels exist, how many examples the model
- * labels correctly (the label whose tokens get the highest log-likelihood after the prompt).
+ * labels correctly: by the label whose tokens get the highest total log-likelihood after the prompt
+ * ({@code acc}), and by the highest log-likelihood per byte of the label's text ({@code acc_norm}, as
+ * lm-evaluation-harness defines it, which does not favour short labels).
  */
 public final class EvalTask implements Function2<Integer, Iterator<Integer>, Iterator<EvalSums>> {
     private static final long serialVersionUID = 1L;
@@ -56,6 +61,8 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
         EvalSums out = new EvalSums();
         TokenBlocks data = blocks != null && partition < blocks.partitions() ? blocks.load(partition, conf.get()) : null;
         List<LabelledExample> ex = examples != null && partition < examples.partitions() ? examples.load(partition, conf.get()) : List.of();
+        for (LabelledExample e : ex) out.countLabel(e.label());
+        double[] labelBytes = ex.isEmpty() ? null : labelBytes(examples.labelNames());
         for (EvalTarget t : targets) {
             TransformerLM model = build(t);
             double[] s = out.of(t.name());
@@ -65,13 +72,15 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
                     int[] idx = new int[n];
                     for (int i = 0; i < n; i++) idx[i] = start + i;
                     CrossEntropyLoss.Result r = model.loss(data.batch(idx));
-                    s[0] += r.sumLoss();
-                    s[1] += r.count();
+                    s[EvalSums.NLL] += r.sumLoss();
+                    s[EvalSums.TOKENS] += r.count();
                 }
             }
             for (LabelledExample e : ex) {
-                if (predict(model, e.prompt(), examples.labelTokens()) == e.label()) s[2]++;
-                s[3]++;
+                double[] nll = labelNll(model, e.prompt(), examples.labelTokens());
+                if (argmin(nll, null) == e.label()) s[EvalSums.CORRECT]++;
+                if (argmin(nll, labelBytes) == e.label()) s[EvalSums.CORRECT_NORM]++;
+                s[EvalSums.EXAMPLES]++;
             }
         }
         return List.of(out).iterator();
@@ -90,22 +99,63 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
 
     /** The label whose continuation tokens have the highest total log-likelihood after {@code prompt}. */
     public static int predict(TransformerLM model, int[] prompt, List<int[]> labels) {
-        int best = -1;
-        double bestNll = Double.POSITIVE_INFINITY;
+        return argmin(labelNll(model, prompt, labels), null);
+    }
+
+    /**
+     * Negative log-likelihood of each label's tokens after {@code prompt}, in one forward pass: the
+     * prompt followed by each label is one row of a batch. A shorter label's row is padded after its end,
+     * which causal attention keeps from mattering; only the label positions' logits are read.
+     */
+    public static double[] labelNll(TransformerLM model, int[] prompt, List<int[]> labels) {
+        int longest = 0;
+        for (int[] lab : labels) longest = Math.max(longest, lab.length);
+        int len = prompt.length + longest - 1;
+        int[][] in = new int[labels.size()][len];
+        int count = 0;
+        for (int[] lab : labels) count += lab.length;
+        int[] rows = new int[count], targets = new int[count], owner = new int[count];
+        int k = 0;
         for (int l = 0; l < labels.size(); l++) {
             int[] lab = labels.get(l);
-            int[] ids = Arrays.copyOf(prompt, prompt.length + lab.length);
-            System.arraycopy(lab, 0, ids, prompt.length, lab.length);
-            int[] in = Arrays.copyOf(ids, ids.length - 1);
-            int[] tg = new int[in.length];
-            Arrays.fill(tg, TokenBatch.IGNORE);
-            for (int i = prompt.length - 1; i < in.length; i++) tg[i] = ids[i + 1];
-            double nll = model.loss(TokenBatch.of(new int[][]{in}, new int[][]{tg})).sumLoss();
-            if (nll < bestNll) {
-                bestNll = nll;
+            System.arraycopy(prompt, 0, in[l], 0, prompt.length);
+            System.arraycopy(lab, 0, in[l], prompt.length, lab.length - 1);
+            for (int j = 0; j < lab.length; j++) {
+                rows[k] = l * len + prompt.length - 1 + j;     // the position whose next token is lab[j]
+                targets[k] = lab[j];
+                owner[k++] = l;
+            }
+        }
+        INDArray logits = model.logits(TokenBatch.of(in, new int[labels.size()][len]));                       // [L·len, V]
+        INDArray picked = logits.getRows(rows);                                         // [K, V]
+        INDArray max = picked.max(true, 1);
+        INDArray lse = Transforms.log(Transforms.exp(picked.subColumnVector(max), false).sum(true, 1), false).addi(max);
+        float[][] z = picked.toFloatMatrix();
+        double[] lseRows = lse.toDoubleVector();
+        double[] nll = new double[labels.size()];
+        for (int i = 0; i < count; i++) nll[owner[i]] += lseRows[i] - z[i][targets[i]];
+        Tensors.release(logits, picked, max, lse);
+        return nll;
+    }
+
+    /** The index of the smallest {@code nll[l] / norm[l]} ({@code norm} null: of {@code nll}); the first on ties. */
+    public static int argmin(double[] nll, double[] norm) {
+        int best = -1;
+        double bestScore = Double.POSITIVE_INFINITY;
+        for (int l = 0; l < nll.length; l++) {
+            double score = norm == null ? nll[l] : nll[l] / norm[l];
+            if (score < bestScore) {
+                bestScore = score;
                 best = l;
             }
         }
         return best;
+    }
+
+    /** UTF-8 bytes of each label's continuation text, {@code " " + name}: lm-eval's acc_norm divisor. */
+    static double[] labelBytes(List<String> names) {
+        double[] b = new double[names.size()];
+        for (int i = 0; i < b.length; i++) b[i] = (" " + names.get(i)).getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+        return b;
     }
 }

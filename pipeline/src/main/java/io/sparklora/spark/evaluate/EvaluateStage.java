@@ -22,16 +22,35 @@ import java.util.stream.IntStream;
 public final class EvaluateStage {
     private EvaluateStage() {}
 
-    /** One target's figures. */
-    public record Figures(double loss, double perplexity, long tokens, double accuracy, long examples) {
+    /**
+     * One target's figures: mean NLL and perplexity over the validation blocks' targets (under the label
+     * objective those are the label tokens only), and label accuracy by total ({@code accuracy}) and
+     * per-byte ({@code accuracy_norm}, lm-eval's acc_norm) log-likelihood.
+     */
+    public record Figures(double loss, double perplexity, long tokens, double accuracy, double accuracyNorm, long examples) {
         public ObjectNode toJson(ObjectNode o) {
             o.put("loss", loss).put("perplexity", perplexity).put("tokens", tokens);
-            if (examples > 0) o.put("accuracy", accuracy).put("examples", examples);
+            if (examples > 0) o.put("accuracy", accuracy).put("accuracy_norm", accuracyNorm).put("examples", examples);
             return o;
         }
     }
 
-    public static Map<String, Figures> run(JavaSparkContext sc, List<EvalTarget> targets, AdapterConfig adapterConfig,
+    /** Every target's figures, and the validation examples per label (empty without labels). */
+    public record Result(Map<String, Figures> figures, long[] examplesPerLabel) {
+        public Figures get(String target) { return figures.get(target); }
+
+        /** Accuracy of always answering the most frequent validation label, or NaN without examples. */
+        public double majorityClassAccuracy() {
+            long total = 0, most = 0;
+            for (long n : examplesPerLabel) {
+                total += n;
+                most = Math.max(most, n);
+            }
+            return total == 0 ? Double.NaN : (double) most / total;
+        }
+    }
+
+    public static Result run(JavaSparkContext sc, List<EvalTarget> targets, AdapterConfig adapterConfig,
                                            Map<String, String> shareGroups, AdapterTensors adapter, ShardSource blocks,
                                            ExampleSource examples, int batchSize) {
         int parts = Math.max(blocks == null ? 0 : blocks.partitions(), examples == null ? 0 : examples.partitions());
@@ -46,9 +65,11 @@ public final class EvaluateStage {
         Map<String, Figures> out = new LinkedHashMap<>();
         for (EvalTarget t : targets) {
             double[] s = sums.of(t.name());
-            double loss = s[1] > 0 ? s[0] / s[1] : Double.NaN;
-            out.put(t.name(), new Figures(loss, Math.exp(loss), (long) s[1], s[3] > 0 ? s[2] / s[3] : Double.NaN, (long) s[3]));
+            double tokens = s[EvalSums.TOKENS], n = s[EvalSums.EXAMPLES];
+            double loss = tokens > 0 ? s[EvalSums.NLL] / tokens : Double.NaN;
+            out.put(t.name(), new Figures(loss, Math.exp(loss), (long) tokens, n > 0 ? s[EvalSums.CORRECT] / n : Double.NaN,
+                    n > 0 ? s[EvalSums.CORRECT_NORM] / n : Double.NaN, (long) n));
         }
-        return out;
+        return new Result(out, sums.perLabel);
     }
 }

@@ -13,4 +13,7 @@ public interface ExampleSource extends Serializable {
 
     /** Token ids of each label as it follows the prompt (" ham", " spam", ...). */
     List<int[]> labelTokens();
+
+    /** The labels' names, in label order (their UTF-8 length, with the leading space, normalises acc_norm). */
+    List<String> labelNames();
 }

@@ -1,6 +1,7 @@
 package io.sparklora.spark.tokenize;
 
 import io.sparklora.data.CorpusReader;
+import io.sparklora.data.TrainingObjective;
 
 /**
  * What the tokenize stage does.
@@ -13,11 +14,20 @@ import io.sparklora.data.CorpusReader;
  * @param outputUri the directory to write; replaced whole when the stage succeeds, untouched when it fails
  * @param maxLineBytes longest input line accepted ({@link CorpusReader#DEFAULT_MAX_LINE_BYTES} = 4 MiB)
  * @param seed mixed into the split hash; another seed gives another train/validation split
+ * @param objective what a labelled dataset is trained on ({@link TrainingObjective}; a plain corpus is always
+ *                  language-modelled)
  */
 public record TokenizeSpec(String datasetManifestUri, String tokenizerUri, int seqLen, double validationFraction,
-                           int partitions, String outputUri, long maxLineBytes, long seed) {
+                           int partitions, String outputUri, long maxLineBytes, long seed, TrainingObjective objective) {
+
+    /** The default objective ({@link TrainingObjective#AUTO}: text → label for a labelled dataset). */
+    public TokenizeSpec(String datasetManifestUri, String tokenizerUri, int seqLen, double validationFraction,
+                        int partitions, String outputUri, long maxLineBytes, long seed) {
+        this(datasetManifestUri, tokenizerUri, seqLen, validationFraction, partitions, outputUri, maxLineBytes, seed, TrainingObjective.AUTO);
+    }
 
     public TokenizeSpec {
+        require(objective != null, "objective is missing");
         require(datasetManifestUri != null && !datasetManifestUri.isBlank(), "dataset manifest URI is missing");
         require(tokenizerUri != null && !tokenizerUri.isBlank(), "tokenizer URI is missing");
         require(outputUri != null && !outputUri.isBlank(), "output URI is missing");

@@ -8,6 +8,7 @@ import io.sparklora.data.DocumentEncoder;
 import io.sparklora.data.ShardManifest;
 import io.sparklora.data.SourceFile;
 import io.sparklora.data.SplitAssignment;
+import io.sparklora.data.TrainingObjective;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.storage.SerializableConfiguration;
 import io.sparklora.tokenize.TextTokenizer;
@@ -60,13 +61,16 @@ public final class TokenizeStage {
         List<SourceFile> files = SourceFile.list(conf, dataset);
         TextTokenizer tokenizer = TokenizerCache.load(conf, spec.tokenizerUri());
         int eos = tokenizer.eosTokenId();
-        int[][] labelIds = DocumentEncoder.labelIds(tokenizer, dataset.labels());
+        DocumentEncoder encoder = new DocumentEncoder(tokenizer, dataset.labels(), dataset.labelPrompt());
+        int[][] labelIds = encoder.labelIds();
         int longestLabel = 0;
         for (int[] ids : labelIds) longestLabel = Math.max(longestLabel, ids.length);
-        if (dataset.labelled() && longestLabel >= spec.seqLen()) {
-            throw new IllegalArgumentException("dataset manifest " + dataset.uri() + ": a label takes " + longestLabel
-                    + " tokens, which leaves no room for a prompt in sequences of " + spec.seqLen());
+        int labelPromptTokens = encoder.labelPromptIds().length;
+        if (dataset.labelled() && longestLabel + labelPromptTokens >= spec.seqLen()) {
+            throw new IllegalArgumentException("dataset manifest " + dataset.uri() + ": the label prompt and the longest label take "
+                    + labelPromptTokens + " + " + longestLabel + " tokens, which leaves no room for text in sequences of " + spec.seqLen());
         }
+        TrainingObjective objective = spec.objective().resolve(dataset.labelled());
         List<ShardManifest.Label> labels = new ArrayList<>();
         for (int i = 0; i < labelIds.length; i++) labels.add(new ShardManifest.Label(dataset.labels().get(i), labelIds[i]));
 
@@ -74,7 +78,8 @@ public final class TokenizeStage {
         SerializableConfiguration sconf = new SerializableConfiguration(conf);
         SplitAssignment assignment = new SplitAssignment(spec.validationFraction(), spec.partitions(), spec.seed(), dataset.labels());
         ShardManifest[] written = new ShardManifest[1];
-        int maxPromptTokens = spec.seqLen() - longestLabel;
+        // prompt + label fill at most one block of seqLen + 1 tokens (and the evaluator's input, its last token dropped, seqLen)
+        int maxPromptTokens = spec.seqLen() + 1 - longestLabel;
         HadoopFiles.writeDirectory(conf, out, (tmp, fs) -> {
             for (String split : List.of(ShardManifest.TRAIN, ShardManifest.VALIDATION, ShardManifest.VALIDATION_EXAMPLES)) {
                 if (!split.equals(ShardManifest.VALIDATION_EXAMPLES) || dataset.labelled()) fs.mkdirs(new Path(tmp, split));
@@ -87,14 +92,14 @@ public final class TokenizeStage {
                                 tokenizer.fingerprint(), spec.maxLineBytes(), assignment))
                         .repartitionAndSortWithinPartitions(new TokenizePartitioner(spec.partitions()))
                         .mapPartitionsWithIndex(new TokenizeWriteShards(sconf, tmp.toString(), spec.partitions(), spec.seqLen(),
-                                eos, eos, dataset.labelled(), maxPromptTokens), false)
+                                eos, eos, dataset.labelled(), objective == TrainingObjective.LABEL, maxPromptTokens), false)
                         .collect();
             } catch (Exception e) {
                 throw StageErrors.unwrap(e);
             }
             ShardManifest manifest = new ShardManifest(1, dataset.name(), tokenizer.fingerprint(), tokenizer.vocabSize(), eos, eos,
                     spec.seqLen(), spec.validationFraction(), spec.seed(), dataset.labelled() ? dataset.labelPrompt() : null,
-                    labels, splits(results));
+                    labels, splits(results), objective.configName());
             long documents = manifest.documents(ShardManifest.TRAIN) + manifest.documents(ShardManifest.VALIDATION);
             if (documents == 0) {
                 throw new IOException("dataset manifest " + dataset.uri() + ": its " + files.size() + " source files hold no documents");

@@ -34,11 +34,17 @@ public final class TokenizeWriteShards
     private final int eosId;
     private final int padId;
     private final boolean labelled;
+    private final boolean labelObjective;
     private final int maxPromptTokens;
 
-    /** @param maxPromptTokens validation prompts keep at most this many (last) tokens: seqLen minus the longest label */
+    /**
+     * @param labelObjective a labelled document becomes a block of its own whose targets are its label's tokens
+     *                       ({@link io.sparklora.data.TrainingObjective#LABEL}); else documents are packed
+     * @param maxPromptTokens prompts ({@link EncodedDocument#truncatedPrompt}) keep at most this many tokens:
+     *                        {@code seqLen + 1} minus the longest label, so that prompt and label fit one block
+     */
     public TokenizeWriteShards(SerializableConfiguration conf, String tmpDir, int shards, int seqLen, int eosId, int padId,
-                               boolean labelled, int maxPromptTokens) {
+                               boolean labelled, boolean labelObjective, int maxPromptTokens) {
         this.conf = conf;
         this.tmpDir = tmpDir;
         this.shards = shards;
@@ -46,6 +52,7 @@ public final class TokenizeWriteShards
         this.eosId = eosId;
         this.padId = padId;
         this.labelled = labelled;
+        this.labelObjective = labelObjective;
         this.maxPromptTokens = maxPromptTokens;
     }
 
@@ -72,11 +79,18 @@ public final class TokenizeWriteShards
             long exampleDocs = 0, promptTokens = 0;
             while (docs.hasNext()) {
                 EncodedDocument d = docs.next()._2();
-                packer.add(d.tokens(), d.lossMask());
+                int[] prompt = d.labelled() ? d.truncatedPrompt(maxPromptTokens, eosId) : null;
+                if (labelObjective && d.labelled()) {
+                    int[] label = d.labelTokens();
+                    int[] block = Arrays.copyOf(prompt, prompt.length + label.length);
+                    System.arraycopy(label, 0, block, prompt.length, label.length);
+                    boolean[] mask = new boolean[block.length];
+                    Arrays.fill(mask, prompt.length, block.length, true);
+                    packer.single(block, mask);
+                } else {
+                    packer.add(d.tokens(), d.lossMask());
+                }
                 if (examples != null && d.labelled()) {
-                    int[] prompt = d.promptTokens();
-                    // keep the end of a long prompt: the label prompt and the text nearest it
-                    if (prompt.length > maxPromptTokens) prompt = Arrays.copyOfRange(prompt, prompt.length - maxPromptTokens, prompt.length);
                     examples.writeExample(prompt, d.label());
                     exampleDocs++;
                     promptTokens += prompt.length;

@@ -76,6 +76,7 @@ class LoraDropAndEvaluateTest {
         @Override public int partitions() { return 2; }
         @Override public List<LabelledExample> load(int p, Configuration c) { return p == 0 ? ex.subList(0, 2) : ex.subList(2, 3); }
         @Override public List<int[]> labelTokens() { return List.of(new int[]{10}, new int[]{11, 12}); }
+        @Override public List<String> labelNames() { return List.of("a", "bcdef"); }
     }
 
     @Test
@@ -134,7 +135,7 @@ class LoraDropAndEvaluateTest {
         ExampleSource examples = new TwoPartitionExamples(ex);
         List<EvalTarget> targets = List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
                 new EvalTarget("adapted", base, EvalTarget.Mode.ADAPTED), new EvalTarget("merged", base, EvalTarget.Mode.MERGED));
-        Map<String, EvaluateStage.Figures> f = EvaluateStage.run(sc, targets, spec(3).adapter(), Map.of(), adapter,
+        EvaluateStage.Result f = EvaluateStage.run(sc, targets, spec(3).adapter(), Map.of(), adapter,
                 new InMemoryShards(val), examples, 4);
 
         TokenBlocks all = new TokenBlocks(16);
@@ -146,10 +147,29 @@ class LoraDropAndEvaluateTest {
         assertEquals(Evaluator.evaluate(local, all, 4).loss(), f.get("adapted").loss(), 1e-6);
         assertEquals(f.get("adapted").loss(), f.get("merged").loss(), 1e-5, "merging changes nothing but speed");
         assertNotEquals(f.get("base").loss(), f.get("adapted").loss(), 1e-6);
-        int correct = 0;
-        for (LabelledExample e : ex) if (EvalTask.predict(local, e.prompt(), examples.labelTokens()) == e.label()) correct++;
+        int correct = 0, correctNorm = 0;
+        for (LabelledExample e : ex) {
+            // reference: one forward per label, the label tokens' summed NLL after the prompt
+            double[] nll = new double[2];
+            for (int l = 0; l < 2; l++) {
+                int[] lab = examples.labelTokens().get(l);
+                int[] ids = java.util.Arrays.copyOf(e.prompt(), e.prompt().length + lab.length);
+                System.arraycopy(lab, 0, ids, e.prompt().length, lab.length);
+                int[] in = java.util.Arrays.copyOf(ids, ids.length - 1), tg = new int[in.length];
+                java.util.Arrays.fill(tg, io.sparklora.model.TokenBatch.IGNORE);
+                for (int i = e.prompt().length - 1; i < in.length; i++) tg[i] = ids[i + 1];
+                nll[l] = local.loss(io.sparklora.model.TokenBatch.of(new int[][]{in}, new int[][]{tg})).sumLoss();
+            }
+            assertArrayEquals(nll, EvalTask.labelNll(local, e.prompt(), examples.labelTokens()), 1e-4, "one batched pass = one pass per label");
+            if ((nll[0] < nll[1] ? 0 : 1) == e.label()) correct++;
+            // acc_norm divides by the bytes of " a" (2) and " bcdef" (6)
+            if ((nll[0] / 2 < nll[1] / 6 ? 0 : 1) == e.label()) correctNorm++;
+        }
         assertEquals(correct / 3.0, f.get("adapted").accuracy(), 1e-12);
+        assertEquals(correctNorm / 3.0, f.get("adapted").accuracyNorm(), 1e-12);
         assertEquals(3, f.get("base").examples());
+        assertArrayEquals(new long[]{1, 2}, f.examplesPerLabel());
+        assertEquals(2.0 / 3, f.majorityClassAccuracy(), 1e-12);
         // the executors' shared base weights were not touched by merging
         TransformerLM again = BaseModelCache.model(base, sc.hadoopConfiguration());
         assertEquals(TransformerLM.randomInit(CFG, 3).stateDict().get("transformer.h.0.attn.c_attn.weight"),

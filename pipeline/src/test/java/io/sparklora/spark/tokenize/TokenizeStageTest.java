@@ -11,6 +11,7 @@ import io.sparklora.data.Document;
 import io.sparklora.data.DocumentEncoder;
 import io.sparklora.data.EncodedDocument;
 import io.sparklora.data.ShardManifest;
+import io.sparklora.data.TrainingObjective;
 import io.sparklora.data.ValidationExample;
 import io.sparklora.tokenize.TextTokenizer;
 import io.sparklora.train.TokenBlocks;
@@ -117,8 +118,14 @@ class TokenizeStageTest {
         return manifest;
     }
 
+    /** The language-model objective: every document packed, as these tests check the packing. */
     private static TokenizeSpec spec(Path manifest, Path out, double validation, int partitions) {
-        return TokenizeSpec.of(manifest.toString(), tokenizerUri, SEQ, validation, partitions, out.toString());
+        return spec(manifest, out, validation, partitions, TrainingObjective.LANGUAGE_MODEL);
+    }
+
+    private static TokenizeSpec spec(Path manifest, Path out, double validation, int partitions, TrainingObjective objective) {
+        return new TokenizeSpec(manifest.toString(), tokenizerUri, SEQ, validation, partitions, out.toString(),
+                CorpusReader.DEFAULT_MAX_LINE_BYTES, 0L, objective);
     }
 
     private static List<Document> documents(Path manifest) throws IOException {
@@ -170,27 +177,75 @@ class TokenizeStageTest {
             }
         }
 
-        // validation examples: each labelled validation document, in shard order, as its prompt (the tokens
-        // before the label, left-truncated to leave room for the longest label) and its label
+        // validation examples: each labelled validation document, in shard order, as its prompt (the start of
+        // its text, cut to leave room for the label prompt and the longest label in one block) and its label
         int longest = Math.max(m.labels().get(0).ids().length, m.labels().get(1).ids().length);
+        int[] suffix = tokenizer.encode("\nLabel:");
         List<String> expectedExamples = new ArrayList<>();
         for (ShardManifest.Shard s : m.split("validation")) {
             for (int[] doc : splitDocuments(ArrowShardReader.readBlocks(conf, out.toString(), m, s), m.eosTokenId())) {
                 String text = tokenizer.decode(doc);
                 int label = text.endsWith("\nLabel: spam") ? 1 : text.endsWith("\nLabel: ham") ? 0 : -1;
                 if (label < 0) continue;
-                int[] prompt = Arrays.copyOf(doc, doc.length - m.labels().get(label).ids().length);
-                int keep = Math.min(prompt.length, SEQ - longest);
-                expectedExamples.add(Arrays.toString(Arrays.copyOfRange(prompt, prompt.length - keep, prompt.length)) + " -> " + label);
+                int textLen = doc.length - m.labels().get(label).ids().length - suffix.length;
+                int keep = Math.min(textLen, SEQ + 1 - longest - suffix.length);
+                int[] prompt = Arrays.copyOf(doc, keep + suffix.length);
+                System.arraycopy(suffix, 0, prompt, keep, suffix.length);
+                expectedExamples.add(Arrays.toString(prompt) + " -> " + label);
             }
         }
         List<ValidationExample> examples = ArrowShardReader.readValidationExamples(conf, out.toString(), m);
         assertEquals(expectedExamples, examples.stream().map(e -> Arrays.toString(e.promptIds()) + " -> " + e.label()).toList());
         assertEquals(examples.size(), m.rows("validation-examples"));
         assertTrue(examples.stream().anyMatch(e -> e.label() == 1) && examples.stream().anyMatch(e -> e.label() == 0));
-        assertTrue(examples.stream().anyMatch(e -> e.promptIds().length == SEQ - longest), "some prompts were truncated");
+        assertTrue(examples.stream().anyMatch(e -> e.promptIds().length == SEQ + 1 - longest), "some prompts were truncated");
         for (ValidationExample e : examples) assertTrue(tokenizer.decode(e.promptIds()).endsWith("\nLabel:"));
         assertArrayEquals(tokenizer.encode(" spam"), m.labels().get(1).ids());
+    }
+
+    @Test
+    void labelObjectiveGivesEachLabelledDocumentOneBlockWhoseOnlyTargetsAreItsLabel() throws IOException {
+        Path manifestPath = mixedCorpus(shared.resolve("mixed-label"));
+        Path out = dir.resolve("label");
+        ShardManifest m = TokenizeStage.run(sc, spec(manifestPath, out, 0.25, 2, TrainingObjective.AUTO));
+        assertEquals("label", m.objective(), "a labelled dataset trains text -> label by default");
+        int[] suffix = tokenizer.encode("\nLabel:");
+        int[][] labelIds = {tokenizer.encode(" ham"), tokenizer.encode(" spam")};
+        List<ValidationExample> examples = ArrowShardReader.readValidationExamples(conf, out.toString(), m);
+        List<String> validationPrompts = new ArrayList<>();
+        int labelBlocks = 0, truncated = 0;
+        for (String split : List.of("train", "validation")) {
+            for (ShardManifest.Shard s : m.split(split)) {
+                TokenBlocks blocks = ArrowShardReader.readBlocks(conf, out.toString(), m, s);
+                for (int b = 0; b < blocks.size(); b++) {
+                    int[] block = blocks.block(b);
+                    boolean[] mask = blocks.mask(b);
+                    int first = -1, last = -1;
+                    for (int i = 0; i <= SEQ; i++) if (mask[i]) { if (first < 0) first = i; last = i; }
+                    if (first < 0) continue;
+                    int[] targets = Arrays.copyOfRange(block, first, last + 1);
+                    int label = Arrays.equals(targets, labelIds[0]) ? 0 : Arrays.equals(targets, labelIds[1]) ? 1 : -1;
+                    if (label < 0) continue; // a packed block of unlabelled text (books, question/answer)
+                    labelBlocks++;
+                    // the targets are exactly the label, right after the label prompt; the rest is padding
+                    assertArrayEquals(suffix, Arrays.copyOfRange(block, first - suffix.length, first), s.file() + " block " + b);
+                    for (int i = last + 1; i <= SEQ; i++) assertEquals(m.padTokenId(), block[i]);
+                    if (last == SEQ) truncated++;
+                    if (split.equals("validation")) validationPrompts.add(Arrays.toString(Arrays.copyOf(block, first)) + " -> " + label);
+                }
+            }
+        }
+        // 40 ham.jsonl documents and 10 + 10 in the labelled directory
+        assertEquals(60, labelBlocks);
+        assertTrue(truncated > 0, "long documents are cut to their start");
+        // evaluation scores the labels after exactly the prompts training saw
+        assertEquals(validationPrompts, examples.stream().map(e -> Arrays.toString(e.promptIds()) + " -> " + e.label()).toList());
+
+        ShardManifest lm = TokenizeStage.run(sc, spec(manifestPath, dir.resolve("lm"), 0.25, 2, TrainingObjective.LANGUAGE_MODEL));
+        assertEquals("language_model", lm.objective());
+        long labelTargets = m.split("train").stream().mapToLong(ShardManifest.Shard::targets).sum();
+        long lmTargets = lm.split("train").stream().mapToLong(ShardManifest.Shard::targets).sum();
+        assertTrue(labelTargets < lmTargets, "the labelled documents' text is no longer a target: " + labelTargets + " vs " + lmTargets);
     }
 
     @Test
