@@ -28,6 +28,14 @@ public record AdapterConfig(String method, int r, double alpha, double dropout, 
                             boolean rslora, String bias, String init, SortedMap<String, String> options) implements java.io.Serializable {
 
     public static final List<String> BIAS_MODES = List.of("none", "all", "lora_only");
+    /**
+     * PEFT's {@code trainable_token_indices}: token ids whose embedding rows train beside the adapter
+     * ({@link io.sparklora.model.TokenRows}), e.g. {@code 12+40} inline or {@code [12, 40]} in YAML; empty = none.
+     * The pipeline also takes {@code labels}: the tokens of the dataset's label prompt and labels.
+     */
+    public static final String TRAINABLE_TOKENS = "trainable_token_indices";
+    /** Settings every method has, with their defaults (they sit in {@code options} beside the method's own). */
+    public static final Map<String, String> COMMON_OPTIONS = Map.of(TRAINABLE_TOKENS, "");
     public static final List<String> INIT_MODES = List.of("kaiming", "gaussian");
 
     public AdapterConfig {
@@ -58,10 +66,16 @@ public record AdapterConfig(String method, int r, double alpha, double dropout, 
     /** The method this config selects. */
     public AdapterMethod adapterMethod() { return AdapterMethods.get(method); }
 
+    /** Whether {@code key} is a setting of {@code method}: its own, or one every method has. */
+    public static boolean hasSetting(AdapterMethod method, String key) {
+        return COMMON_OPTIONS.containsKey(key) || method.optionDefaults().containsKey(key);
+    }
+
     /** An option's value, or the method's default for it. */
     public String option(String key) {
         String v = options.get(key);
         if (v != null) return v;
+        if (COMMON_OPTIONS.containsKey(key)) return COMMON_OPTIONS.get(key);
         String d = adapterMethod().optionDefaults().get(key);
         if (d == null) throw new IllegalArgumentException("adapter type '" + method + "' has no setting '" + key + "'");
         return d;
@@ -89,6 +103,37 @@ public record AdapterConfig(String method, int r, double alpha, double dropout, 
         String v = option(key).toLowerCase(Locale.ROOT);
         if (!v.equals("true") && !v.equals("false")) throw new IllegalArgumentException("adapter setting " + key + " must be true or false, got '" + v + "'");
         return v.equals("true");
+    }
+
+    /** The token ids of {@link #TRAINABLE_TOKENS} (distinct, non-negative), empty when none. */
+    public int[] trainableTokenIndices() {
+        String v = option(TRAINABLE_TOKENS).replace("[", " ").replace("]", " ").trim();
+        if (v.isEmpty()) return new int[0];
+        if (v.equals("labels")) {
+            throw new IllegalArgumentException(TRAINABLE_TOKENS + ": 'labels' names a dataset's label tokens; the pipeline resolves it, "
+                    + "elsewhere give the token ids");
+        }
+        String[] parts = v.split("[,+\\s]+");
+        int[] ids = new int[parts.length];
+        java.util.Set<Integer> seen = new java.util.HashSet<>();
+        for (int i = 0; i < parts.length; i++) {
+            try {
+                ids[i] = Integer.parseInt(parts[i]);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(TRAINABLE_TOKENS + " must list token ids, got '" + parts[i] + "' in '" + option(TRAINABLE_TOKENS) + "'");
+            }
+            if (ids[i] < 0) throw new IllegalArgumentException(TRAINABLE_TOKENS + ": token id " + ids[i] + " is negative");
+            if (!seen.add(ids[i])) throw new IllegalArgumentException(TRAINABLE_TOKENS + ": token id " + ids[i] + " is listed twice");
+        }
+        return ids;
+    }
+
+    /** This config with {@link #TRAINABLE_TOKENS} set to {@code ids} (none: removed). */
+    public AdapterConfig withTrainableTokens(int[] ids) {
+        TreeMap<String, String> o = new TreeMap<>(options);
+        if (ids.length == 0) o.remove(TRAINABLE_TOKENS);
+        else o.put(TRAINABLE_TOKENS, java.util.Arrays.stream(ids).mapToObj(Integer::toString).collect(java.util.stream.Collectors.joining(",")));
+        return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, bias, init, o);
     }
 
     public AdapterConfig withMethod(String m) {

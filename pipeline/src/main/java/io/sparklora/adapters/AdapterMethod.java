@@ -54,7 +54,7 @@ public interface AdapterMethod {
      */
     default void validate(AdapterConfig config) {
         for (String k : config.options().keySet()) {
-            if (!optionDefaults().containsKey(k)) {
+            if (!AdapterConfig.hasSetting(this, k)) {
                 throw new IllegalArgumentException("adapter type '" + config.method() + "' has no setting '" + k + "' (its settings: "
                         + String.join(", ", settingNames()) + ")");
             }
@@ -63,7 +63,7 @@ public interface AdapterMethod {
 
     /** Every setting a config of this method may carry: the shared ones, then the method's own. */
     default List<String> settingNames() {
-        List<String> l = new java.util.ArrayList<>(List.of("r", "alpha", "dropout", "targets", "rslora", "bias", "init"));
+        List<String> l = new java.util.ArrayList<>(List.of("r", "alpha", "dropout", "targets", "rslora", "bias", "init", AdapterConfig.TRAINABLE_TOKENS));
         l.addAll(new java.util.TreeSet<>(optionDefaults().keySet()));
         return l;
     }

@@ -49,7 +49,7 @@ public final class AdapterSpecs {
         for (Map.Entry<String, String> e : kv.entrySet()) {
             String key = e.getKey();
             if (SHARED_KEYS.contains(key) || METHOD_FLAGS.containsKey(key)) continue;
-            if (!method.optionDefaults().containsKey(key)) {
+            if (!AdapterConfig.hasSetting(method, key)) {
                 throw new IllegalArgumentException("unknown adapter spec key '" + key + "' for type " + type + " (known: "
                         + "type, " + String.join(", ", method.settingNames()) + ")");
             }

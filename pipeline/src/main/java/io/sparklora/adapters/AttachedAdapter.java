@@ -3,6 +3,8 @@ package io.sparklora.adapters;
 import io.sparklora.model.Linear;
 import io.sparklora.model.ModelConfig;
 import io.sparklora.model.Parameter;
+import io.sparklora.model.TokenRows;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.optim.ParamGroup;
 
@@ -26,10 +28,12 @@ public final class AttachedAdapter {
     private final Map<String, Adapter> layers;
     private final Map<String, Parameter> shared;
     private final List<Parameter> trainableBiases;
+    private final TokenRows tokenRows;            // PEFT's trainable tokens, or null
+    private INDArray mergedOriginalRows;          // the frozen rows a merge replaced, for unmerge
     private TrainingHooks hooks;
 
     private AttachedAdapter(String name, AdapterConfig config, TransformerLM model, AdapterMethod.Layers built,
-                            List<Parameter> trainableBiases) {
+                            List<Parameter> trainableBiases, TokenRows tokenRows) {
         this.name = name;
         this.config = config;
         this.method = config.adapterMethod();
@@ -37,6 +41,7 @@ public final class AttachedAdapter {
         this.layers = built.layers();
         this.shared = built.shared();
         this.trainableBiases = trainableBiases;
+        this.tokenRows = tokenRows;
     }
 
     /**
@@ -72,7 +77,23 @@ public final class AttachedAdapter {
         }
         // a bias that trains gets a private copy first if its array is shared (Parameter's copy-on-write)
         for (Parameter p : biases) p.setTrainable(true);
-        AttachedAdapter a = new AttachedAdapter(name, config, model, built, biases);
+        TokenRows rows = null;
+        int[] tokens = config.trainableTokenIndices();
+        if (tokens.length > 0) {
+            // PEFT starts the rows at the frozen rows' values: attaching changes nothing until they train
+            Parameter emb = model.tokenEmbedding();
+            for (int id : tokens) {
+                if (id >= emb.value().size(0)) {
+                    built.layers().forEach((m, x) -> model.linears().get(m).detach(name));
+                    throw new IllegalArgumentException(AdapterConfig.TRAINABLE_TOKENS + ": token id " + id + " is outside the vocabulary of "
+                            + emb.value().size(0));
+                }
+            }
+            INDArray init = emb.value().getRows(tokens).dup();
+            rows = new TokenRows(tokens, new Parameter(TOKEN_ROWS_KEY, init, true, "adapter"));
+            model.attachTokenRows(rows);
+        }
+        AttachedAdapter a = new AttachedAdapter(name, config, model, built, biases, rows);
         a.hooks = method.hooks(a);
         return a;
     }
@@ -95,6 +116,12 @@ public final class AttachedAdapter {
         return out;
     }
 
+    /** Key of the trainable token rows under the embedding module, as PEFT saves them. */
+    public static final String TOKEN_ROWS_KEY = "token_adapter.trainable_tokens_delta";
+
+    /** The trainable token rows ({@link AdapterConfig#TRAINABLE_TOKENS}), or null. */
+    public TokenRows tokenRows() { return tokenRows; }
+
     public String name() { return name; }
     public AdapterConfig config() { return config; }
     public AdapterMethod method() { return method; }
@@ -110,6 +137,7 @@ public final class AttachedAdapter {
     public List<Parameter> adapterTensors() {
         LinkedHashSet<Parameter> l = new LinkedHashSet<>(shared.values());
         for (Adapter a : layers.values()) l.addAll(a.parameters());
+        if (tokenRows != null) l.add(tokenRows.rows());
         return new ArrayList<>(l);
     }
 
@@ -153,13 +181,47 @@ public final class AttachedAdapter {
         for (Linear l : model.linears().values()) l.setActive(List.of(name));
     }
 
-    public void merge() { layers.keySet().forEach(m -> model.linears().get(m).merge(name)); }
+    /**
+     * Folds the adapter into the base weights: every layer's delta, and the trainable token rows written over
+     * their embedding rows (a private copy of the embedding; the tied head reads them too). The rows stay
+     * attached, which changes nothing: they replace the embedding rows with the values now in them.
+     */
+    public void merge() {
+        layers.keySet().forEach(m -> model.linears().get(m).merge(name));
+        if (tokenRows != null && mergedOriginalRows == null) {
+            INDArray emb = model.tokenEmbedding().mutableValue();
+            mergedOriginalRows = emb.getRows(tokenRows.indices()).dup();
+            writeRows(emb, tokenRows.rows().value());
+        }
+    }
 
-    public void unmerge() { layers.keySet().forEach(m -> model.linears().get(m).unmerge(name)); }
+    public void unmerge() {
+        layers.keySet().forEach(m -> model.linears().get(m).unmerge(name));
+        if (mergedOriginalRows != null) {
+            writeRows(model.tokenEmbedding().mutableValue(), mergedOriginalRows);
+            mergedOriginalRows = null;
+        }
+    }
+
+    private void writeRows(INDArray emb, INDArray rows) {
+        int[] idx = tokenRows.indices();
+        for (int j = 0; j < idx.length; j++) emb.putRow(idx[j], rows.getRow(j));
+    }
 
     /** After {@link #merge()}: removes the adapter but keeps its change in the base weights (for saving a merged model). */
-    public void detachMerged() { layers.keySet().forEach(m -> model.linears().get(m).forgetMerged(name)); }
+    public void detachMerged() {
+        layers.keySet().forEach(m -> model.linears().get(m).forgetMerged(name));
+        if (tokenRows != null) model.detachTokenRows();
+        mergedOriginalRows = null;
+    }
 
     /** Removes the adapter from the model (unmerging first if merged). */
-    public void detach() { layers.keySet().forEach(m -> model.linears().get(m).detach(name)); }
+    public void detach() {
+        layers.keySet().forEach(m -> model.linears().get(m).detach(name));
+        if (mergedOriginalRows != null) {
+            writeRows(model.tokenEmbedding().mutableValue(), mergedOriginalRows);
+            mergedOriginalRows = null;
+        }
+        if (tokenRows != null) model.detachTokenRows();
+    }
 }

@@ -45,7 +45,8 @@ public final class ParameterCounter {
         Map<String, long[]> all = TransformerLM.expectedShapes(config);
         long biases = 0;
         for (String n : AttachedAdapter.trainedBaseTensors(config, adapter)) biases += all.get(n)[0];
-        return new ParameterReport(trainable + biases, TransformerLM.parameterCount(config) + trainable + frozen);
+        long tokenRows = (long) adapter.trainableTokenIndices().length * config.hiddenSize();
+        return new ParameterReport(trainable + biases + tokenRows, TransformerLM.parameterCount(config) + trainable + frozen + tokenRows);
     }
 
     /** Rejects a rank above a layer's smaller dimension, naming the layer (methods whose r is bounded so). */

@@ -33,7 +33,9 @@ import java.util.TreeSet;
  *       under {@code base_model.model.<module>.<key>} (the adapter name is not part of saved names: e.g.
  *       {@code lora_A.weight} [r, in], {@code lora_B.weight} [out, r], {@code lora_magnitude_vector} [out]),
  *       tensors shared by all layers under {@code base_model.<key>} (VeRA's {@code vera_A}, {@code vera_B}),
- *       and trained biases under {@code base_model.model.<module>.bias};</li>
+ *       trained biases under {@code base_model.model.<module>.bias}, and trainable token rows under
+ *       {@code base_model.model.<embedding>.token_adapter.trainable_tokens_delta} [n, C] (the rows' new values,
+ *       as PEFT stores them; the ids are the config's {@code trainable_token_indices});</li>
  *   <li>{@code spark_lora.json}, a sidecar with what PEFT has no key for: spark-lora's method name (LoRA-FA
  *       and LoRA+ are stored as plain LoRA), its settings, and provenance. PEFT ignores the file.</li>
  * </ul>
@@ -75,6 +77,20 @@ public final class PeftAdapterFormat {
         else tm.forEach(n -> targets.add(n.asText()));
         AdapterConfig base = new AdapterConfig(reader.name(), 8, 8, 0, targets, false, root.path("bias").asText("none"), "kaiming");
         AdapterConfig config = reader.readPeftConfig(root, where, base);
+        JsonNode tt = root.get(AdapterConfig.TRAINABLE_TOKENS);
+        if (tt != null && !tt.isNull()) {
+            if (!tt.isArray()) {
+                throw new IllegalArgumentException(where + ": " + AdapterConfig.TRAINABLE_TOKENS + " per layer (a mapping) is not supported; "
+                        + "give a list of token ids, which applies to the token embedding (and a tied head)");
+            }
+            int[] ids = new int[tt.size()];
+            for (int i = 0; i < ids.length; i++) {
+                if (!tt.get(i).isIntegralNumber()) throw new IllegalArgumentException(where + ": " + AdapterConfig.TRAINABLE_TOKENS + "[" + i + "] is not a token id");
+                ids[i] = tt.get(i).asInt();
+            }
+            config = config.withTrainableTokens(ids);
+            config.trainableTokenIndices();
+        }
         Optional<JsonNode> sidecar = readSidecar(file.resolveSibling(SIDECAR_FILE));
         if (sidecar.isPresent()) {
             JsonNode s = sidecar.get();
@@ -126,6 +142,12 @@ public final class PeftAdapterFormat {
         o.putNull("modules_to_save");
         o.putNull("layers_to_transform");
         o.putNull("layers_pattern");
+        int[] tokens = c.trainableTokenIndices();
+        if (tokens.length == 0) o.putNull(AdapterConfig.TRAINABLE_TOKENS);
+        else {
+            ArrayNode ids = o.putArray(AdapterConfig.TRAINABLE_TOKENS);
+            for (int id : tokens) ids.add(id);
+        }
         m.writePeftConfig(o, c);
         return o;
     }
@@ -137,7 +159,8 @@ public final class PeftAdapterFormat {
         o.put("written_by", "spark-lora");
         o.put("method", c.method());
         ObjectNode opts = o.putObject("options");
-        c.options().forEach(opts::put);
+        // the token ids are in adapter_config.json already, as PEFT spells them
+        c.options().forEach((k, v) -> { if (!k.equals(AdapterConfig.TRAINABLE_TOKENS)) opts.put(k, v); });
         o.put("base_model", baseModel);
         return o;
     }
@@ -150,7 +173,14 @@ public final class PeftAdapterFormat {
         }
         adapter.layers().forEach((module, a) -> a.stateDict().forEach((k, v) -> t.put(PREFIX + module + "." + k, v)));
         for (Parameter b : adapter.trainableBiases()) t.put(PREFIX + b.name(), b.value());
+        if (adapter.tokenRows() != null) t.put(tokenRowsKey(adapter), adapter.tokenRows().rows().value());
         return t;
+    }
+
+    /** PEFT's name of the trainable token rows: under the token embedding module. */
+    static String tokenRowsKey(AttachedAdapter adapter) {
+        String emb = adapter.model().tokenEmbedding().name();
+        return PREFIX + emb.substring(0, emb.length() - ".weight".length()) + "." + AttachedAdapter.TOKEN_ROWS_KEY;
     }
 
     /** Writes the adapter directory atomically (it appears complete or not at all). */
@@ -236,6 +266,14 @@ public final class PeftAdapterFormat {
             String name = PREFIX + b.name();
             if (!peft.containsKey(name)) throw new IllegalArgumentException(where + ": bias=" + adapter.config().bias() + " but tensor " + name + " is missing");
             b.set(peft.get(name).castTo(b.value().dataType()));
+            used.add(name);
+        }
+        if (adapter.tokenRows() != null) {
+            String name = tokenRowsKey(adapter);
+            if (!peft.containsKey(name)) {
+                throw new IllegalArgumentException(where + ": " + AdapterConfig.TRAINABLE_TOKENS + " is set but tensor " + name + " is missing");
+            }
+            Adapter.load(adapter.tokenRows().rows(), peft.get(name), "token embedding", AttachedAdapter.TOKEN_ROWS_KEY, where);
             used.add(name);
         }
         return used;

@@ -39,6 +39,7 @@ public final class TransformerLM {
     private final Map<String, Linear> linears;         // by module name, e.g. transformer.h.0.attn.c_attn
     private boolean activationCheckpointing;
     private int lossChunkRows;                         // 0: pick from the vocabulary size
+    private TokenRows tokenRows;                       // trainable replacements of some embedding rows, or null
 
     /** Everything forward saved for backward. */
     /**
@@ -293,6 +294,16 @@ public final class TransformerLM {
         }
         INDArray ids = batch.inputs().reshape((long) b * t).castTo(DataType.INT);
         INDArray h = OPS.gather(tokenEmbedding.value(), ids, 0);                         // [N,C]
+        if (tokenRows != null) {
+            int[][] at = replacedPositions(ids);
+            if (at[0].length > 0) {
+                // h[p] = rows[slot] at every position p holding a replaced token
+                INDArray upd = OPS.gather(tokenRows.rows().value(), Nd4j.createFromArray(at[1]), 0);
+                Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_upd")
+                        .addInputs(h, Nd4j.createFromArray(at[0]), upd).addOutputs(h).build());
+                Tensors.release(upd);
+            }
+        }
         if (positionEmbedding != null) {
             INDArray pos = positionEmbedding.value().get(NDArrayIndex.interval(0, t), NDArrayIndex.all());
             h.reshape(b, t, config.hiddenSize()).addi(pos);                                  // broadcast over B
@@ -336,7 +347,8 @@ public final class TransformerLM {
         Linear.Cache logits = null;
         if (withHead) {
             logits = head.forward(fn.out(), ctx);
-            if (!head.needsInput()) Tensors.release(fn.out());
+            if (headUsesTokenRows()) replaceRowLogits(fn.out(), logits.out());
+            else if (!head.needsInput()) Tensors.release(fn.out());
         }
         resumeStream(ctx, dropoutSeed);
         return new Forward(batch, ctx, dropoutSeed, caches, inputs, fn, logits);
@@ -354,8 +366,86 @@ public final class TransformerLM {
 
     /** Backward from dL/dlogits; accumulates gradients into trainable parameters and returns dL/dh0 [N, C]. */
     public INDArray backward(Forward f, INDArray dLogits) {
-        return backwardFromHidden(f, head.backward(f.head(), dLogits));
+        return backwardFromHidden(f, headBackward(f.head(), f.finalNorm().out(), dLogits));
     }
+
+    /** The head's backward, plus the replaced rows' share when the tied head reads them. */
+    private INDArray headBackward(Linear.Cache c, INDArray x, INDArray dLogits) {
+        INDArray dx = head.backward(c, dLogits);
+        if (!headUsesTokenRows()) return dx;
+        // logits[:, idx_j] = x · rows_j: dRows = dL[:, idx]ᵀ · x, and dx swaps the frozen rows' share for the replacements'
+        INDArray idx = tokenRows.indexArray();
+        INDArray g = OPS.gather(dLogits, idx, 1);                                         // [N,n]
+        Parameter rows = tokenRows.rows();
+        if (rows.trainable()) {
+            INDArray dRows = g.transpose().mmul(x);                                       // [n,C]
+            rows.accumulate(dRows);
+            Tensors.release(dRows);
+        }
+        INDArray frozen = OPS.gather(tokenEmbedding.value(), idx, 0);                     // [n,C]
+        INDArray diff = rows.value().sub(frozen);
+        INDArray corr = g.mmul(diff);                                                     // [N,C]
+        dx.addi(corr);
+        Tensors.release(idx, g, frozen, diff, corr);
+        return dx;
+    }
+
+    /** Overwrites the replaced tokens' columns of {@code logits} [N, V] with {@code x · rows_jᵀ} (x [N, C]). */
+    private void replaceRowLogits(INDArray x, INDArray logits) {
+        INDArray s = x.mmul(tokenRows.rows().value().transpose());                        // [N,n]
+        int[] idx = tokenRows.indices();
+        for (int j = 0; j < idx.length; j++) logits.getColumn(idx[j]).assign(s.getColumn(j));
+        Tensors.release(s);
+    }
+
+    /** Positions (in the flattened batch) holding a replaced token, and each one's row: {positions, slots}. */
+    private int[][] replacedPositions(INDArray ids) {
+        int[] all = ids.toIntVector();
+        int k = 0;
+        for (int id : all) if (tokenRows.slot(id) >= 0) k++;
+        int[] pos = new int[k], slot = new int[k];
+        k = 0;
+        for (int p = 0; p < all.length; p++) {
+            int s = tokenRows.slot(all[p]);
+            if (s >= 0) {
+                pos[k] = p;
+                slot[k++] = s;
+            }
+        }
+        return new int[][]{pos, slot};
+    }
+
+    private boolean headUsesTokenRows() {
+        return tokenRows != null && head.weight() == tokenEmbedding;
+    }
+
+    /**
+     * Reads {@code rows} in place of the frozen embedding rows of their tokens (and in the tied head). The
+     * token embedding itself must not be training: full fine-tuning trains every row already.
+     */
+    public void attachTokenRows(TokenRows rows) {
+        if (tokenRows != null) throw new IllegalStateException("the model already has trainable token rows");
+        if (tokenEmbedding.trainable()) throw new IllegalStateException("the token embedding trains whole; trainable token rows would be ignored");
+        long c = config.hiddenSize();
+        if (rows.rows().value().size(1) != c) {
+            throw new IllegalArgumentException("trainable tokens: rows have " + rows.rows().value().size(1) + " columns, the model's hidden size is " + c);
+        }
+        for (int id : rows.indices()) {
+            if (id >= config.vocabSize()) {
+                throw new IllegalArgumentException("trainable tokens: token index " + id + " is outside the vocabulary of " + config.vocabSize());
+            }
+        }
+        tokenRows = rows;
+    }
+
+    /** Goes back to the frozen rows. */
+    public void detachTokenRows() { tokenRows = null; }
+
+    /** The attached trainable token rows, or null. */
+    public TokenRows tokenRows() { return tokenRows; }
+
+    /** The token embedding [V, C] (the tied head's weight too, for GPT-2 and tied Llama). */
+    public Parameter tokenEmbedding() { return tokenEmbedding; }
 
     /** Backward from dL/d(final hidden state) [N, C], the head's input; frees it. */
     private INDArray backwardFromHidden(Forward f, INDArray dHead) {
@@ -388,6 +478,16 @@ public final class TransformerLM {
             INDArray grad = tokenEmbedding.grad();
             Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_add")
                     .addInputs(grad, ids, dh0).addOutputs(grad).build());
+        }
+        if (tokenRows != null && tokenRows.rows().trainable()) {
+            int[][] at = replacedPositions(batch.inputs().reshape((long) b * t).castTo(DataType.INT));
+            if (at[0].length > 0) {
+                INDArray g = OPS.gather(dh0, Nd4j.createFromArray(at[0]), 0);                // [k,C]
+                INDArray grad = tokenRows.rows().grad();
+                Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_add")
+                        .addInputs(grad, Nd4j.createFromArray(at[1]), g).addOutputs(grad).build());
+                Tensors.release(g);
+            }
         }
         if (positionEmbedding != null && positionEmbedding.trainable()) {
             INDArray dPos = dh0.reshape(b, t, config.hiddenSize()).sum(0);                 // [T,C]
@@ -427,11 +527,12 @@ public final class TransformerLM {
             long r1 = Math.min(n, r0 + rows);
             INDArray x = hidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).dup('c');
             Linear.Cache c = head.forward(x, ctx);
+            if (headUsesTokenRows()) replaceRowLogits(x, c.out());
             CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(c.out(), flatTargets.get(NDArrayIndex.interval(r0, r1)),
                     dHidden != null, total / gradScale);
             sum += r.sumLoss();
             if (dHidden != null) {
-                INDArray dx = head.backward(c, r.dLogits());
+                INDArray dx = headBackward(c, x, r.dLogits());
                 dHidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).assign(dx);
                 Tensors.release(dx);
             }

@@ -144,6 +144,7 @@ public final class PipelineConfig {
     private static void requireSomeMethodHas(String section, String key, Class<?> sectionClass) {
         java.util.TreeSet<String> methodKeys = new java.util.TreeSet<>();
         for (String m : io.sparklora.adapters.AdapterMethods.names()) methodKeys.addAll(io.sparklora.adapters.AdapterMethods.get(m).optionDefaults().keySet());
+        if (section.equals("adapter")) methodKeys.addAll(io.sparklora.adapters.AdapterConfig.COMMON_OPTIONS.keySet());
         if (methodKeys.contains(key)) return;
         java.util.TreeSet<String> known = new java.util.TreeSet<>(methodKeys);
         for (java.lang.reflect.Field f : sectionClass.getFields()) {
@@ -265,7 +266,7 @@ public final class PipelineConfig {
         Map<String, String> options = new LinkedHashMap<>();
         for (Map.Entry<String, String> e : a.settings.entrySet()) {
             if (io.sparklora.adapters.AdapterSpecs.isMethodFlag(e.getKey())) continue;
-            if (!method.optionDefaults().containsKey(e.getKey())) {
+            if (!io.sparklora.adapters.AdapterConfig.hasSetting(method, e.getKey())) {
                 throw new IllegalArgumentException(where + ": unknown key 'adapter." + e.getKey() + "' for adapter type " + type
                         + "; known keys here: type, " + String.join(", ", method.settingNames()));
             }
@@ -281,6 +282,8 @@ public final class PipelineConfig {
         try {
             var c = new io.sparklora.adapters.AdapterConfig(type, a.r, a.alpha, a.dropout, a.targets, a.rslora, a.bias, a.init).withOptions(options);
             method.validate(c);
+            // the token ids are checked here unless they are the dataset's labels, which the runner resolves
+            if (!c.option(io.sparklora.adapters.AdapterConfig.TRAINABLE_TOKENS).equals("labels")) c.trainableTokenIndices();
             return c;
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": adapter: " + e.getMessage());

@@ -286,7 +286,32 @@ public final class PipelineRunner {
         HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, tokenizerDir));
     }
 
-    private AdapterConfig adapterConfig() { return cfg.adapterConfig(); }
+    private AdapterConfig resolvedAdapter;
+
+    /**
+     * The adapter config; {@code trainable_token_indices: labels} becomes the ids of the adapt dataset's
+     * label prompt and label tokens (read from its shard manifest, so every stage resolves it alike).
+     */
+    private AdapterConfig adapterConfig() {
+        if (resolvedAdapter != null) return resolvedAdapter;
+        AdapterConfig c = cfg.adapterConfig();
+        if (c.option(AdapterConfig.TRAINABLE_TOKENS).equals("labels")) {
+            try {
+                ShardManifest m = manifest("adapt");
+                if (!m.labelled()) {
+                    throw new IllegalArgumentException("adapter.trainable_token_indices is 'labels' but dataset '" + m.dataset() + "' has no labels");
+                }
+                java.util.LinkedHashSet<Integer> ids = new java.util.LinkedHashSet<>();
+                for (int id : TokenizerCache.load(conf, tokenizerUri()).encode(m.labelPrompt())) ids.add(id);
+                for (ShardManifest.Label l : m.labels()) for (int id : l.ids()) ids.add(id);
+                c = c.withTrainableTokens(ids.stream().mapToInt(Integer::intValue).toArray());
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e.getMessage(), e);
+            }
+        }
+        resolvedAdapter = c;
+        return c;
+    }
 
     private TrainSpec trainSpec(BaseModelRef base) {
         var t = cfg.train;
@@ -307,6 +332,7 @@ public final class PipelineRunner {
         TrainSpec spec = trainSpec(base);
         DistributedTrainer.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
         res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
+                .put("trainable_token_indices", spec.adapter().option(AdapterConfig.TRAINABLE_TOKENS))
                 .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size());
         console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes)%n",
                 res.trainableParams(), res.totalParams(), res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes());
