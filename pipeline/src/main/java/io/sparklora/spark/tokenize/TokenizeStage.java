@@ -38,8 +38,8 @@ import java.util.stream.IntStream;
  *       validation, and to one of {@code partitions} shards, by a hash of its content
  *       ({@link SplitAssignment}).</li>
  *   <li>{@code repartitionAndSortWithinPartitions} brings each shard's documents together in input order
- *       ({@link TokenizeKey}; a Spark source's documents in content-hash order), spilling to disk as Spark's sort does, and each partition streams its shard
- *       ({@link TokenizeWriteShards}).</li>
+ *       ({@link TokenizeKey}; a Spark source's documents in content-hash order), spilling to disk as
+ *       Spark's sort does, and each partition streams its shard ({@link TokenizeWriteShards}).</li>
  *   <li>The driver writes {@code manifest.json} from the collected per-shard counts, renames the hidden
  *       temporary directory to the output and writes {@code _SUCCESS}.</li>
  * </ol>

@@ -33,6 +33,7 @@ import java.util.stream.Stream;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -43,7 +44,7 @@ class TokenizeTablesTest {
             "miller", "daughter", "story", "field", "market", "price", "offer", "free", "winner");
     private static final StructType EVENTS = new StructType()
             .add("text", DataTypes.StringType).add("label", DataTypes.StringType)
-            .add("n", DataTypes.IntegerType).add("lang", DataTypes.StringType);
+            .add("n", DataTypes.IntegerType).add("k", DataTypes.IntegerType).add("lang", DataTypes.StringType);
     /** Rows of {@link #events}: 60, of which 3 have an empty text (null, "", blanks) and 1 a null label. */
     private static final int EVENT_ROWS = 60, EMPTY = 3, NO_LABEL = 1;
 
@@ -52,6 +53,8 @@ class TokenizeTablesTest {
     private static Configuration conf;
     private static String tokenizerUri;
     private static TextTokenizer tokenizer;
+    /** {@link #events()} as Parquet partitioned by lang, in 3 files per language, shared by the tests (read only). */
+    private static Path events;
 
     @TempDir
     static Path shared;
@@ -62,11 +65,12 @@ class TokenizeTablesTest {
     @BeforeAll
     static void start() throws Exception {
         sc = SparkSetup.context("tables-test", "local[2]", Map.of("spark.sql.warehouse.dir", shared.resolve("warehouse").toString(),
-                "spark.sql.shuffle.partitions", "4"));
+                "spark.sql.shuffle.partitions", "2", "spark.sql.codegen.wholeStage", "false", "spark.sql.adaptive.enabled", "false"));
         spark = TokenizeTables.session(sc);
         conf = sc.hadoopConfiguration();
         tokenizerUri = Path.of(TokenizeTablesTest.class.getResource("/tokenizers/tiny-bpe/tokenizer.json").toURI()).toString();
         tokenizer = TokenizerCache.load(conf, tokenizerUri);
+        events = writeEvents(shared.resolve("events"), events(), 3);
     }
 
     @AfterAll
@@ -80,7 +84,7 @@ class TokenizeTablesTest {
         return s.append('.').toString();
     }
 
-    /** 60 rows: even ids lang=en, odd lang=fr; ids 5, 10, 15 have null, "" and "  \n" texts; id 7 a null label. */
+    /** 60 rows (id n, k = n % 3): even ids lang=en, odd lang=fr; ids 5, 10, 15 have null, "" and "  \n" texts; id 7 a null label. */
     private static List<Row> events() {
         List<Row> rows = new ArrayList<>();
         for (int i = 0; i < EVENT_ROWS; i++) {
@@ -91,7 +95,7 @@ class TokenizeTablesTest {
                 default -> sentence(i, 4 + i % 7);
             };
             String label = i == 7 ? null : i % 3 == 0 ? "spam" : "ham";
-            rows.add(RowFactory.create(text, label, i, i % 2 == 0 ? "en" : "fr"));
+            rows.add(RowFactory.create(text, label, i, i % 3, i % 2 == 0 ? "en" : "fr"));
         }
         return rows;
     }
@@ -158,11 +162,10 @@ class TokenizeTablesTest {
 
     @Test
     void partitionedParquetSkipsEmptyCellsCountsThemAndMatchesTheSameDocumentsReadAsJsonl() throws IOException {
-        Path events = writeEvents(dir.resolve("data/events"), events(), 3);
         // a glob below the table root: lang must still be a column (basePath), so the filter on it works
         Path manifest = manifest(dir.resolve("data/m.yaml"), "[ham, spam]", """
-                  - {name: events, uri: "events/lang=*/*.parquet", format: parquet, text_field: text, label_field: label}
-                """);
+                  - {name: events, uri: "%s/lang=*/*.parquet", format: parquet, text_field: text, label_field: label, filter: "lang <> 'de'"}
+                """.formatted(events.toUri()));
         Path out = dir.resolve("out");
         ShardManifest m = run(manifest, out, 0.25, 3);
         int kept = EVENT_ROWS - EMPTY - NO_LABEL;
@@ -195,23 +198,22 @@ class TokenizeTablesTest {
         assertSameFiles(first, files(again));
         List<Row> shuffled = new ArrayList<>(events());
         java.util.Collections.rotate(shuffled, 17);
-        Path other = dir.resolve("data-7");
-        writeEvents(other.resolve("events"), shuffled, 7);
-        try (Stream<Path> parts = Files.walk(other.resolve("events"))) {
+        Path other = writeEvents(dir.resolve("events-7"), shuffled, 7);
+        try (Stream<Path> parts = Files.walk(other)) {
             assertTrue(parts.filter(p -> p.toString().endsWith(".parquet")).count() > 7, "more files than the first input's");
         }
-        Files.copy(manifest, other.resolve("m.yaml"));
-        run(other.resolve("m.yaml"), dir.resolve("out-7"), 0.25, 3);
+        Path otherManifest = dir.resolve("m7.yaml");
+        Files.writeString(otherManifest, Files.readString(manifest).replace(events.toUri().toString(), other.toUri().toString()));
+        assertNotEquals(Files.readString(manifest), Files.readString(otherManifest));
+        run(otherManifest, dir.resolve("out-7"), 0.25, 3);
         assertSameFiles(first, files(dir.resolve("out-7")));
     }
 
     @Test
     void filterOnAPartitionColumnAndALabelColumnOfIntegers() throws IOException {
-        spark.createDataFrame(events(), EVENTS).selectExpr("text", "label", "n", "n % 3 AS k", "lang")
-                .write().partitionBy("lang").parquet(dir.resolve("filter/events").toString());
         Path manifest = manifest(dir.resolve("filter/m.yaml"), "['0', '1', '2']", """
-                  - {name: en, uri: events, format: parquet, filter: "lang = 'en' AND n >= 0", label_field: k}
-                """);
+                  - {name: en, uri: "%s", format: parquet, filter: "lang = 'en' AND n >= 0", label_field: k}
+                """.formatted(events.toUri()));
         Path out = dir.resolve("out");
         ShardManifest m = run(manifest, out, 0.0, 1);
         // en = the 30 even ids, of which 10 has an empty text (5 and 15 are odd); k is never null
@@ -233,10 +235,11 @@ class TokenizeTablesTest {
         }
         rows.add(RowFactory.create("Question: none", null));
         rows.add(RowFactory.create(null, " an answer"));
-        spark.createDataFrame(rows, schema).write().parquet(dir.resolve("qa/pairs").toString());
+        spark.createDataFrame(rows, schema).createOrReplaceTempView("qa_pairs");
+        Files.createDirectories(dir.resolve("qa"));
         Files.writeString(dir.resolve("qa/pairs.jsonl"), jsonl);
         Path manifest = manifest(dir.resolve("qa/m.yaml"), null, """
-                  - {name: qa, uri: pairs, format: parquet, prompt_field: q, response_field: a}
+                  - {name: qa, table: qa_pairs, prompt_field: q, response_field: a}
                 """);
         Path files = manifest(dir.resolve("qa/f.yaml"), null, """
                   - {name: qa, uri: pairs.jsonl, format: jsonl, prompt_field: q, response_field: a}
@@ -298,7 +301,14 @@ class TokenizeTablesTest {
     void orcCsvAndJsonSources() throws IOException {
         Dataset<Row> df = spark.createDataFrame(events(), EVENTS).where("n < 10");
         df.write().orc(dir.resolve("o/orc").toString());
-        df.write().json(dir.resolve("o/json").toString());
+        // JSON Lines by hand, as another tool would write it (n < 5 are ids 0..4, the json source's filter keeps them all)
+        StringBuilder json = new StringBuilder();
+        for (Row r : events().subList(0, 10)) {
+            json.append("{\"n\": ").append(r.getInt(2)).append(r.isNullAt(0) ? "" : ", \"text\": \"" + r.getString(0).replace("\n", "\\n") + "\"")
+                    .append("}\n");
+        }
+        Files.createDirectories(dir.resolve("o/json"));
+        Files.writeString(dir.resolve("o/json/part-0.json"), json);
         // CSV by hand, RFC 4180: a quoted cell with a comma, doubled quotes and a line break; an empty cell
         Files.createDirectories(dir.resolve("o/csv"));
         Files.writeString(dir.resolve("o/csv/part-0.csv"), """
@@ -328,7 +338,6 @@ class TokenizeTablesTest {
 
     @Test
     void wrongColumnsTypesLabelsAndFiltersAreErrorsNamingThemAndLeaveNothing() throws IOException {
-        writeEvents(dir.resolve("e/events"), events(), 1);
         Path out = dir.resolve("out");
         String[][] cases = {
                 {"{name: ev, uri: events, format: parquet, text_field: body}", "text_field column 'body' does not exist"},
@@ -339,12 +348,12 @@ class TokenizeTablesTest {
                 {"{name: ev, table: no_such_table}", "cannot read table 'no_such_table'"},
         };
         for (String[] c : cases) {
-            Path manifest = manifest(dir.resolve("e/m.yaml"), "[ham, spam]", "  - " + c[0] + "\n");
+            Path manifest = manifest(dir.resolve("e/m.yaml"), "[ham, spam]", "  - " + c[0].replace("uri: events", "uri: " + events.toUri()) + "\n");
             IOException e = assertThrows(IOException.class, () -> run(manifest, out, 0.0, 1), c[0]);
             assertTrue(e.getMessage().contains(c[1]), e.getMessage());
             assertTrue(e.getMessage().contains("source 'ev'") && e.getMessage().contains(manifest.toString()), e.getMessage());
             if (!c[0].contains("missing") && !c[0].contains("table")) {
-                assertTrue(e.getMessage().contains("[text string, label string, n int, lang string]") || c[1].startsWith("label"), e.getMessage());
+                assertTrue(e.getMessage().contains("[text string, label string, n int, k int, lang string]") || c[1].startsWith("label"), e.getMessage());
             }
             assertFalse(Files.exists(out), "nothing is written");
         }
