@@ -94,7 +94,8 @@ public final class CorpusReader implements Iterator<Document>, Closeable {
             if (s.format().spark()) {
                 throw new IOException("dataset manifest " + manifest.uri() + ": source '" + s.name() + "' is a "
                         + s.format().name().toLowerCase(java.util.Locale.ROOT) + " source, which only the Spark tokenize stage reads;"
-                        + " reading documents on one machine (learning a tokenizer, local runs) takes text, jsonl and labelled_dir sources");
+                        + " reading documents on the driver (as learning a tokenizer does) takes text, jsonl and labelled_dir sources;"
+                        + " give the run a tokenizer (tokenizer.path or base.path)");
             }
         }
         List<SourceFile> files = SourceFile.list(conf, manifest);
