@@ -88,9 +88,9 @@ public record DatasetManifest(String uri, String name, String description, Strin
      * One source of documents.
      *
      * @param uri fully qualified file, directory or glob URI; null for a {@code table} source
-     * @param textField jsonl: the configured text field (Spark sources: column), or null. With neither {@code text_field} nor
-     *                  {@code prompt_field}/{@code response_field} configured, each record is read from
-     *                  {@code text}, or else from {@code prompt} and {@code response}
+     * @param textField jsonl: the configured text field (Spark sources: column), or null. With neither
+     *                  {@code text_field} nor {@code prompt_field}/{@code response_field} configured, each record
+     *                  is read from {@code text}, or else from {@code prompt} and {@code response}
      * @param promptField jsonl: the prompt field when the source is configured as prompt/response pairs, else null
      * @param label fixed label of every document, or null
      * @param labelField jsonl: field holding each record's label, or null
