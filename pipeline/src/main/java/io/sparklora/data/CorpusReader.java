@@ -86,9 +86,18 @@ public final class CorpusReader implements Iterator<Document>, Closeable {
 
     /**
      * Every document of the manifest, file after file, for the driver (for example to learn a tokenizer).
-     * Close the stream (try-with-resources) when stopping early.
+     * Close the stream (try-with-resources) when stopping early. A manifest with a Spark source (parquet,
+     * orc, csv, json, table) is an error: those are read by the Spark tokenize stage only.
      */
     public static Stream<Document> documents(Configuration conf, DatasetManifest manifest, long maxLineBytes) throws IOException {
+        for (DatasetManifest.Source s : manifest.sources()) {
+            if (s.format().spark()) {
+                throw new IOException("dataset manifest " + manifest.uri() + ": source '" + s.name() + "' is a "
+                        + s.format().name().toLowerCase(java.util.Locale.ROOT) + " source, which only the Spark tokenize stage reads;"
+                        + " reading documents on the driver (as learning a tokenizer does) takes text, jsonl and labelled_dir sources;"
+                        + " give the run a tokenizer (tokenizer.path or base.path)");
+            }
+        }
         List<SourceFile> files = SourceFile.list(conf, manifest);
         return files.stream().flatMap(f -> {
             CorpusReader r;
@@ -165,6 +174,8 @@ public final class CorpusReader implements Iterator<Document>, Closeable {
             case TEXT -> nextParagraph();
             case JSONL -> nextJsonRecord();
             case LABELLED_DIR -> wholeFile();
+            default -> throw new IllegalStateException("source '" + source.name() + "' is a " + source.format()
+                    + " source, which Spark reads (spark.tokenize.TokenizeTables), not CorpusReader");
         };
     }
 

@@ -36,6 +36,13 @@ import java.util.Set;
  *     label_field: label               # jsonl: each record's label (must be in labels)
  *     label: ham                       # optional fixed label for every document of the source
  *     sha256: 1cfc...                  # optional; a single file's content is verified while it is read
+ *   - name: events                     # a Spark source: read as a DataFrame on the executors
+ *     uri: events                      # file, directory or glob; Hive-style folders (lang=en/) become columns
+ *     format: parquet                  # parquet | orc | csv | json (csv: csv_header, default true)
+ *     text_field: body                 # a column; or prompt_field/response_field; label_field a label column
+ *     filter: "lang = 'en'"            # optional Spark SQL condition on any column
+ *   - name: curated
+ *     table: db.curated                # instead of uri and format: a table or view of the session catalog
  * </pre>
  *
  * Unknown keys are errors (a misspelt {@code lable:} would otherwise silently drop the labels).
@@ -51,7 +58,7 @@ public record DatasetManifest(String uri, String name, String description, Strin
 
     private static final Set<String> TOP_KEYS = Set.of("name", "description", "licence", "labels", "label_prompt", "sources");
     private static final Set<String> SOURCE_KEYS = Set.of("name", "uri", "format", "text_field", "prompt_field",
-            "response_field", "label_field", "label", "sha256");
+            "response_field", "label_field", "label", "sha256", "table", "filter", "csv_header");
 
     public enum Format {
         /** UTF-8 text; documents are separated by blank lines. */
@@ -59,23 +66,42 @@ public record DatasetManifest(String uri, String name, String description, Strin
         /** JSON Lines: one object per line. */
         JSONL,
         /** A directory whose immediate subfolders are label names, each holding text files (one document per file). */
-        LABELLED_DIR
+        LABELLED_DIR,
+        /** Spark sources, read as DataFrames ({@code spark.read().format(...)}): Apache Parquet. */
+        PARQUET,
+        /** Apache ORC. */
+        ORC,
+        /** CSV with RFC 4180 quoting; a header row unless {@code csv_header: false}. */
+        CSV,
+        /** JSON Lines read by Spark's JSON reader (schema inferred), unlike {@link #JSONL}. */
+        JSON,
+        /** A table or view of the Spark session catalog ({@code table:} instead of {@code uri:}). */
+        TABLE;
+
+        /** True for the formats Spark reads as DataFrames (see {@code spark.tokenize.TokenizeTables}). */
+        public boolean spark() {
+            return this == PARQUET || this == ORC || this == CSV || this == JSON || this == TABLE;
+        }
     }
 
     /**
      * One source of documents.
      *
-     * @param uri fully qualified file or directory URI
-     * @param textField jsonl: the configured text field, or null. With neither {@code text_field} nor
-     *                  {@code prompt_field}/{@code response_field} configured, each record is read from
-     *                  {@code text}, or else from {@code prompt} and {@code response}
+     * @param uri fully qualified file, directory or glob URI; null for a {@code table} source
+     * @param textField jsonl: the configured text field (Spark sources: column), or null. With neither
+     *                  {@code text_field} nor {@code prompt_field}/{@code response_field} configured, each record
+     *                  is read from {@code text}, or else from {@code prompt} and {@code response}
      * @param promptField jsonl: the prompt field when the source is configured as prompt/response pairs, else null
      * @param label fixed label of every document, or null
      * @param labelField jsonl: field holding each record's label, or null
      * @param sha256 expected lower-case hex SHA-256 of the (single) file, or null
+     * @param table {@link Format#TABLE}: the catalog name ({@code db.name} or a view), else null
+     * @param filter Spark sources: a Spark SQL condition rows must meet, or null
+     * @param csvHeader {@link Format#CSV}: whether the first line of each file names the columns
      */
     public record Source(String name, String uri, Format format, String textField, String promptField,
-                         String responseField, String labelField, String label, String sha256) implements Serializable {
+                         String responseField, String labelField, String label, String sha256,
+                         String table, String filter, boolean csvHeader) implements Serializable {
 
         /** True when the source's jsonl records are prompt/response pairs by configuration. */
         public boolean promptResponse() {
@@ -162,14 +188,34 @@ public record DatasetManifest(String uri, String name, String description, Strin
         checkKeys(node, SOURCE_KEYS, at + ".", where);
         String name = requiredString(node, "name", at + ".", where);
         String at2 = "source '" + name + "'";
-        String rawUri = requiredString(node, "uri", at + ".", where);
-        String formatName = requiredString(node, "format", at + ".", where);
+        String table = optionalString(node, "table", at + ".", where);
+        if (table != null && (node.has("uri") || node.has("format"))) {
+            throw new IOException("dataset manifest " + where + ": " + at2 + ": give either table, or uri and format, not both");
+        }
+        if (table != null && table.isBlank()) throw new IOException("dataset manifest " + where + ": " + at2 + ": 'table' is blank");
+        String rawUri = table != null ? null : requiredString(node, "uri", at + ".", where);
+        String formatName = table != null ? "table" : requiredString(node, "format", at + ".", where);
         Format format;
         try {
             format = Format.valueOf(formatName.toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {
+            format = null;
+        }
+        if (format == null || (format == Format.TABLE && table == null)) {
             throw new IOException("dataset manifest " + where + ": " + at2 + " has format '" + formatName
-                    + "'; expected text, jsonl or labelled_dir");
+                    + "'; expected text, jsonl, labelled_dir, parquet, orc, csv or json (or 'table:' instead of uri and format)");
+        }
+        String filter = optionalString(node, "filter", at + ".", where);
+        String csvHeader = optionalString(node, "csv_header", at + ".", where);
+        if (filter != null && !format.spark()) {
+            throw new IOException("dataset manifest " + where + ": " + at2 + ": filter applies to parquet, orc, csv, json and table sources only");
+        }
+        if (filter != null && filter.isBlank()) throw new IOException("dataset manifest " + where + ": " + at2 + ": 'filter' is blank");
+        if (csvHeader != null && format != Format.CSV) {
+            throw new IOException("dataset manifest " + where + ": " + at2 + ": csv_header applies to the csv format only");
+        }
+        if (csvHeader != null && !csvHeader.equals("true") && !csvHeader.equals("false")) {
+            throw new IOException("dataset manifest " + where + ": " + at2 + ": csv_header must be true or false, not '" + csvHeader + "'");
         }
         String textField = optionalString(node, "text_field", at + ".", where);
         String promptField = optionalString(node, "prompt_field", at + ".", where);
@@ -178,9 +224,9 @@ public record DatasetManifest(String uri, String name, String description, Strin
         String label = optionalString(node, "label", at + ".", where);
         String sha256 = optionalString(node, "sha256", at + ".", where);
 
-        if (format != Format.JSONL && (textField != null || promptField != null || responseField != null || labelField != null)) {
+        if (format != Format.JSONL && !format.spark() && (textField != null || promptField != null || responseField != null || labelField != null)) {
             throw new IOException("dataset manifest " + where + ": " + at2 + ": text_field, prompt_field, response_field"
-                    + " and label_field apply to the jsonl format only");
+                    + " and label_field apply to jsonl and Spark (parquet, orc, csv, json, table) sources only");
         }
         if (textField != null && (promptField != null || responseField != null)) {
             throw new IOException("dataset manifest " + where + ": " + at2 + ": give either text_field or prompt_field/response_field, not both");
@@ -207,6 +253,9 @@ public record DatasetManifest(String uri, String name, String description, Strin
             if (label != null) throw new IOException("dataset manifest " + where + ": " + at2 + ": labelled_dir takes its labels from folder names, not 'label'");
             if (sha256 != null) throw new IOException("dataset manifest " + where + ": " + at2 + ": sha256 applies to a single file, not a labelled_dir");
         }
+        if (format.spark() && sha256 != null) {
+            throw new IOException("dataset manifest " + where + ": " + at2 + ": sha256 applies to text and jsonl files, not to " + formatName + " sources");
+        }
         if (sha256 != null) {
             sha256 = sha256.toLowerCase(Locale.ROOT);
             if (!sha256.matches("[0-9a-f]{64}")) {
@@ -214,8 +263,9 @@ public record DatasetManifest(String uri, String name, String description, Strin
             }
         }
         // Hadoop's Path(parent, child) keeps a child with a scheme as it is and puts a relative one under parent
-        String uri = new Path(dir, rawUri).toString();
-        return new Source(name, uri, format, textField, promptField, responseField, labelField, label, sha256);
+        String uri = rawUri == null ? null : new Path(dir, rawUri).toString();
+        return new Source(name, uri, format, textField, promptField, responseField, labelField, label, sha256,
+                table, filter, !"false".equals(csvHeader));
     }
 
     private static void checkKeys(JsonNode node, Set<String> allowed, String prefix, String where) throws IOException {

@@ -1,12 +1,16 @@
 package io.sparklora.data;
 
+import com.fasterxml.jackson.annotation.JsonCreator;
+import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.util.DefaultIndenter;
 import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
 import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
 
@@ -30,15 +34,19 @@ import java.util.Map;
  *   "labels": [ {"name": "ham", "ids": [12, 40]}, ... ],  (ids: tokens of " " + name)
  *   "splits": { "train": [ {"file": "train/part-00000.arrow", "rows": 12, "documents": 30,
  *                           "tokens": 1500, "targets": 1490, "sha256": "..."}, ... ],
- *               "validation": [...], "validation-examples": [...] } }
+ *               "validation": [...], "validation-examples": [...] },
+ *   "sources": [ {"name": "events", "documents": 998, "skipped_empty": 2, "skipped_no_label": 0} ] }
  * </pre>
  *
  * {@code rows} is the number of Arrow rows (blocks, or examples); {@code tokens} the document tokens packed,
- * end-of-text tokens included; {@code targets} the positions that count in the loss. There are no
+ * end-of-text tokens included; {@code targets} the positions that count in the loss. {@code sources} lists
+ * the Spark sources (parquet, orc, csv, json, table) with the rows that passed their filter and became
+ * documents, and the rows skipped for an empty text or a missing label; it is left out when the dataset
+ * has none, and read as empty when absent. There are no
  * timestamps, so the same inputs give the same bytes.
  */
 @JsonPropertyOrder({"schema_version", "dataset", "tokenizer_fingerprint", "vocab_size", "eos_token_id", "pad_token_id",
-        "seq_len", "validation_fraction", "seed", "label_prompt", "objective", "labels", "splits"})
+        "seq_len", "validation_fraction", "seed", "label_prompt", "objective", "labels", "splits", "sources"})
 public record ShardManifest(
         @JsonProperty(value = "schema_version", required = true) int schemaVersion,
         @JsonProperty(value = "dataset", required = true) String dataset,
@@ -52,6 +60,7 @@ public record ShardManifest(
         @JsonProperty(value = "label_prompt", required = true) String labelPrompt,
         @JsonProperty(value = "labels", required = true) List<Label> labels,
         @JsonProperty(value = "splits", required = true) Map<String, List<Shard>> splits,
+        @JsonProperty(value = "sources", required = true) @JsonInclude(JsonInclude.Include.NON_EMPTY) List<SourceCounts> sources,
         @JsonProperty(value = "objective") String objective) implements Serializable {
 
     public static final String FILE_NAME = "manifest.json";
@@ -77,15 +86,26 @@ public record ShardManifest(
                         @JsonProperty(value = "targets", required = true) long targets,
                         @JsonProperty(value = "sha256", required = true) String sha256) implements Serializable {}
 
-    /** Shards of a plain corpus or of the language-model objective. */
+    /**
+     * Rows of one Spark source: {@code documents} passed its filter and were tokenized; {@code skippedEmpty}
+     * had a null, empty or whitespace-only text (or a null prompt, or a null or blank response);
+     * {@code skippedNoLabel} had a null label cell.
+     */
+    @JsonPropertyOrder({"name", "documents", "skipped_empty", "skipped_no_label"})
+    public record SourceCounts(@JsonProperty(value = "name", required = true) String name,
+                               @JsonProperty(value = "documents", required = true) long documents,
+                               @JsonProperty(value = "skipped_empty", required = true) long skippedEmpty,
+                               @JsonProperty(value = "skipped_no_label", required = true) long skippedNoLabel) implements Serializable {}
+
+    /** A manifest without Spark-source counts, of a plain corpus or of the language-model objective. */
     public ShardManifest(int schemaVersion, String dataset, String tokenizerFingerprint, int vocabSize, int eosTokenId, int padTokenId,
                          int seqLen, double validationFraction, long seed, String labelPrompt, List<Label> labels,
                          Map<String, List<Shard>> splits) {
         this(schemaVersion, dataset, tokenizerFingerprint, vocabSize, eosTokenId, padTokenId, seqLen, validationFraction, seed,
-                labelPrompt, labels, splits, TrainingObjective.LANGUAGE_MODEL.configName());
+                labelPrompt, labels, splits, List.of(), TrainingObjective.LANGUAGE_MODEL.configName());
     }
 
-    @com.fasterxml.jackson.annotation.JsonCreator
+    @JsonCreator
     public ShardManifest {
         // manifests written before the objective existed were language-modelled
         if (objective == null) objective = TrainingObjective.LANGUAGE_MODEL.configName();
@@ -95,6 +115,7 @@ public record ShardManifest(
         for (Map.Entry<String, List<Shard>> e : splits.entrySet()) ordered.putIfAbsent(e.getKey(), List.copyOf(e.getValue()));
         splits = ordered;
         labels = List.copyOf(labels);
+        sources = sources == null ? List.of() : List.copyOf(sources);
     }
 
     /** The shards of {@code split}, or an empty list. */
@@ -144,7 +165,12 @@ public record ShardManifest(
         if (!HadoopFiles.exists(conf, uri)) throw new FileNotFoundException("no token shards at " + dirUri + " (" + uri + " does not exist)");
         ShardManifest m;
         try {
-            m = JSON.readValue(HadoopFiles.readBytes(conf, uri), ShardManifest.class);
+            JsonNode tree = JSON.readTree(HadoopFiles.readBytes(conf, uri));
+            // written without "sources" when the dataset has no Spark source (and by versions before them)
+            if (tree instanceof ObjectNode o && !o.has("sources")) o.putArray("sources");
+            // written before the objective was recorded: those shards were language-modelled
+            if (tree instanceof ObjectNode o && !o.has("objective")) o.put("objective", TrainingObjective.LANGUAGE_MODEL.configName());
+            m = JSON.treeToValue(tree, ShardManifest.class);
         } catch (JsonProcessingException e) {
             String line = e.getLocation() == null ? "" : ":" + e.getLocation().getLineNr();
             throw new IOException("shard manifest " + uri + line + ": " + e.getOriginalMessage(), e);

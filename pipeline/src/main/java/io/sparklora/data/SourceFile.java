@@ -25,13 +25,15 @@ import java.util.List;
 public record SourceFile(int index, int sourceIndex, String uri, int label) implements Serializable {
 
     /**
-     * Every file of every source, in manifest order and sorted by path within a source. Hidden files and
+     * Every file of every text, jsonl and labelled_dir source (Spark sources are not listed here), in
+     * manifest order and sorted by path within a source. Hidden files and
      * folders (names starting with '.' or '_', such as {@code _SUCCESS} or {@code .crc} files) are skipped.
      */
     public static List<SourceFile> list(Configuration conf, DatasetManifest manifest) throws IOException {
         List<SourceFile> files = new ArrayList<>();
         for (int s = 0; s < manifest.sources().size(); s++) {
             DatasetManifest.Source source = manifest.source(s);
+            if (source.format().spark()) continue; // read as a DataFrame (spark.tokenize.TokenizeTables), not file by file
             Path root = new Path(source.uri());
             FileSystem fs = HadoopFiles.fs(root, conf);
             String what = "dataset manifest " + manifest.uri() + ": source '" + source.name() + "'";

@@ -37,7 +37,11 @@ public final class SplitAssignment implements Serializable {
 
     /** {@code split * shards + shard}: the index of the document's output partition. */
     public int partition(Document d) {
-        byte[] h = hash(d);
+        return partition(hash(d));
+    }
+
+    /** {@link #partition(Document)} of the document whose {@link #hash} is {@code h}. */
+    public int partition(byte[] h) {
         ByteBuffer b = ByteBuffer.wrap(h);
         double fraction = (b.getLong(0) >>> 11) * 0x1.0p-53;
         int split = fraction < validationFraction ? VALIDATION : TRAIN;
@@ -49,7 +53,8 @@ public final class SplitAssignment implements Serializable {
         return shards;
     }
 
-    private byte[] hash(Document d) {
+    /** The document's 32-byte content hash (SHA-256 over the seed, kind, text or prompt and response, label name). */
+    public byte[] hash(Document d) {
         MessageDigest md = CorpusReader.sha256();
         md.update(ByteBuffer.allocate(8).putLong(seed).array());
         if (d.isPromptResponse()) {

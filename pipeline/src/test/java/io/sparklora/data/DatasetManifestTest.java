@@ -109,8 +109,8 @@ class DatasetManifestTest {
                 """, "source name 's' is used twice");
         assertRejected("""
                 name: x
-                sources: [{name: s, uri: s.txt, format: csv}]
-                """, "format 'csv'");
+                sources: [{name: s, uri: s.txt, format: avro}]
+                """, "format 'avro'");
         assertRejected("""
                 name: x
                 sources: [{name: s, uri: d, format: labelled_dir}]
@@ -179,6 +179,51 @@ class DatasetManifestTest {
         e = assertThrows(IOException.class, () -> SourceFile.list(CONF, DatasetManifest.read(CONF, uri2)));
         assertTrue(e.getMessage().contains("source 'gone'") && e.getMessage().contains("gone.txt") && e.getMessage().contains("does not exist"), e.getMessage());
         assertFalse(e.getMessage().contains("\n"));
+    }
+
+    @Test
+    void readsSparkSourcesAndKeepsThemOutOfTheFileListing() throws IOException {
+        write("m/data/a.txt", "one");
+        String uri = write("m/s.yaml", """
+                name: s
+                labels: [ham, spam]
+                sources:
+                  - {name: events, uri: "events/lang=*/*.parquet", format: parquet, label_field: label, filter: "lang = 'en'"}
+                  - {name: tab, table: db.curated, text_field: body, label: ham}
+                  - {name: sheet, uri: s.csv, format: csv, csv_header: false, prompt_field: _c0, response_field: _c1}
+                  - {name: files, uri: data, format: text}
+                """);
+        DatasetManifest m = DatasetManifest.read(CONF, uri);
+        DatasetManifest.Source events = m.source(0), tab = m.source(1), sheet = m.source(2);
+        assertEquals(DatasetManifest.Format.PARQUET, events.format());
+        assertTrue(events.uri().endsWith("/m/events/lang=*/*.parquet"), events.uri());
+        assertEquals("lang = 'en'", events.filter());
+        assertEquals("label", events.labelField());
+        assertEquals(DatasetManifest.Format.TABLE, tab.format());
+        assertEquals("db.curated", tab.table());
+        assertNull(tab.uri());
+        assertEquals("body", tab.textField());
+        assertTrue(!sheet.csvHeader() && sheet.promptResponse() && events.csvHeader());
+        assertTrue(events.format().spark() && tab.format().spark() && !m.source(3).format().spark());
+        List<SourceFile> files = SourceFile.list(CONF, m);
+        assertEquals(1, files.size());
+        assertEquals(3, files.get(0).sourceIndex());
+        IOException e = assertThrows(IOException.class, () -> CorpusReader.documents(CONF, m, 1024));
+        assertTrue(e.getMessage().contains("source 'events'") && e.getMessage().contains("only the Spark tokenize stage"), e.getMessage());
+    }
+
+    @Test
+    void rejectsInconsistentSparkSources() throws IOException {
+        assertRejected("name: x\nsources: [{name: a, table: t, format: parquet}]", "give either table, or uri and format");
+        assertRejected("name: x\nsources: [{name: a, table: t, uri: u}]", "give either table, or uri and format");
+        assertRejected("name: x\nsources: [{name: a, uri: u, format: table}]", "has format 'table'");
+        assertRejected("name: x\nsources: [{name: a, uri: u, format: avro}]", "parquet, orc, csv or json");
+        assertRejected("name: x\nsources: [{name: a, uri: u, format: jsonl, filter: \"x = 1\"}]", "filter applies to parquet");
+        assertRejected("name: x\nsources: [{name: a, uri: u, format: parquet, csv_header: false}]", "csv_header applies to the csv format only");
+        assertRejected("name: x\nsources: [{name: a, uri: u, format: csv, csv_header: maybe}]", "csv_header must be true or false");
+        assertRejected("name: x\nsources: [{name: a, uri: u, format: orc, sha256: %s}]".formatted("a".repeat(64)), "sha256 applies to text and jsonl");
+        assertRejected("name: x\nsources: [{name: a, table: t, label_field: l}]", "has label_field but the manifest has no labels");
+        assertRejected("name: x\nlabels: [a]\nsources: [{name: a, table: t, label: b}]", "has label 'b', which is not in labels");
     }
 
     private void assertRejected(String yaml, String expected) throws IOException {

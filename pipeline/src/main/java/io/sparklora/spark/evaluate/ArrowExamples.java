@@ -29,7 +29,7 @@ public final class ArrowExamples implements ExampleSource {
         ShardManifest.Shard shard = manifest.split(ShardManifest.VALIDATION_EXAMPLES).get(partition);
         ShardManifest one = new ShardManifest(manifest.schemaVersion(), manifest.dataset(), manifest.tokenizerFingerprint(),
                 manifest.vocabSize(), manifest.eosTokenId(), manifest.padTokenId(), manifest.seqLen(), manifest.validationFraction(),
-                manifest.seed(), manifest.labelPrompt(), manifest.labels(), Map.of(ShardManifest.VALIDATION_EXAMPLES, List.of(shard)), manifest.objective());
+                manifest.seed(), manifest.labelPrompt(), manifest.labels(), Map.of(ShardManifest.VALIDATION_EXAMPLES, List.of(shard)), manifest.sources(), manifest.objective());
         try {
             List<LabelledExample> out = new ArrayList<>();
             for (ValidationExample e : ArrowShardReader.readValidationExamples(conf, dirUri, one)) out.add(new LabelledExample(e.promptIds(), e.label()));

@@ -5,6 +5,7 @@ import io.sparklora.spark.TokenizerCache;
 
 import io.sparklora.data.DatasetManifest;
 import io.sparklora.data.DocumentEncoder;
+import io.sparklora.data.EncodedDocument;
 import io.sparklora.data.ShardManifest;
 import io.sparklora.data.SourceFile;
 import io.sparklora.data.SplitAssignment;
@@ -14,6 +15,7 @@ import io.sparklora.storage.SerializableConfiguration;
 import io.sparklora.tokenize.TextTokenizer;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaPairRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 
 import java.io.IOException;
@@ -29,13 +31,16 @@ import java.util.stream.IntStream;
  *
  * <ol>
  *   <li>The driver lists the source files (sorted) and loads the tokenizer only for its facts (end-of-text
- *       id, label tokens, fingerprint).</li>
- *   <li>Executors read and tokenize the files ({@link TokenizeReadFiles}); each document goes to train or
+ *       id, label tokens, fingerprint). Spark sources (parquet, orc, csv, json, table) become DataFrames
+ *       whose columns are checked against their schemas, and whose kept and skipped rows are counted
+ *       ({@link TokenizeTables}).</li>
+ *   <li>Executors read and tokenize the files ({@link TokenizeReadFiles}) and the DataFrames' rows
+ *       ({@link TokenizeReadTables}); each document goes to train or
  *       validation, and to one of {@code partitions} shards, by a hash of its content
  *       ({@link SplitAssignment}).</li>
  *   <li>{@code repartitionAndSortWithinPartitions} brings each shard's documents together in input order
- *       ({@link TokenizeKey}), spilling to disk as Spark's sort does, and each partition streams its shard
- *       ({@link TokenizeWriteShards}).</li>
+ *       ({@link TokenizeKey}; a Spark source's documents in content-hash order), spilling to disk as
+ *       Spark's sort does, and each partition streams its shard ({@link TokenizeWriteShards}).</li>
  *   <li>The driver writes {@code manifest.json} from the collected per-shard counts, renames the hidden
  *       temporary directory to the output and writes {@code _SUCCESS}.</li>
  * </ol>
@@ -59,6 +64,7 @@ public final class TokenizeStage {
         Configuration conf = sc.hadoopConfiguration();
         DatasetManifest dataset = DatasetManifest.read(conf, spec.datasetManifestUri());
         List<SourceFile> files = SourceFile.list(conf, dataset);
+        TokenizeTables tables = TokenizeTables.prepare(sc, dataset);
         TextTokenizer tokenizer = TokenizerCache.load(conf, spec.tokenizerUri());
         int eos = tokenizer.eosTokenId();
         DocumentEncoder encoder = new DocumentEncoder(tokenizer, dataset.labels(), dataset.labelPrompt());
@@ -85,12 +91,14 @@ public final class TokenizeStage {
                 if (!split.equals(ShardManifest.VALIDATION_EXAMPLES) || dataset.labelled()) fs.mkdirs(new Path(tmp, split));
             }
             List<TokenizeShardResult> results;
+            List<ShardManifest.SourceCounts> counts = tables.count();
             try {
-                results = sc.parallelize(IntStream.range(0, files.size()).boxed().toList(),
+                JavaPairRDD<TokenizeKey, EncodedDocument> docs = sc.parallelize(IntStream.range(0, files.size()).boxed().toList(),
                                 Math.max(1, Math.min(files.size(), 4 * sc.defaultParallelism())))
                         .mapPartitionsToPair(new TokenizeReadFiles(sconf, dataset, files, spec.tokenizerUri(),
-                                tokenizer.fingerprint(), spec.maxLineBytes(), assignment))
-                        .repartitionAndSortWithinPartitions(new TokenizePartitioner(spec.partitions()))
+                                tokenizer.fingerprint(), spec.maxLineBytes(), assignment));
+                if (!tables.isEmpty()) docs = docs.union(tables.read(sconf, spec.tokenizerUri(), tokenizer.fingerprint(), assignment));
+                results = docs.repartitionAndSortWithinPartitions(new TokenizePartitioner(spec.partitions()))
                         .mapPartitionsWithIndex(new TokenizeWriteShards(sconf, tmp.toString(), spec.partitions(), spec.seqLen(),
                                 eos, eos, dataset.labelled(), objective == TrainingObjective.LABEL, maxPromptTokens), false)
                         .collect();
@@ -99,10 +107,11 @@ public final class TokenizeStage {
             }
             ShardManifest manifest = new ShardManifest(1, dataset.name(), tokenizer.fingerprint(), tokenizer.vocabSize(), eos, eos,
                     spec.seqLen(), spec.validationFraction(), spec.seed(), dataset.labelled() ? dataset.labelPrompt() : null,
-                    labels, splits(results), objective.configName());
+                    labels, splits(results), counts, objective.configName());
             long documents = manifest.documents(ShardManifest.TRAIN) + manifest.documents(ShardManifest.VALIDATION);
             if (documents == 0) {
-                throw new IOException("dataset manifest " + dataset.uri() + ": its " + files.size() + " source files hold no documents");
+                throw new IOException("dataset manifest " + dataset.uri() + ": its " + dataset.sources().size() + " sources ("
+                        + files.size() + " files) hold no documents");
             }
             if (manifest.rows(ShardManifest.TRAIN) == 0) {
                 throw new IOException("dataset manifest " + dataset.uri() + ": no training blocks (all " + documents
