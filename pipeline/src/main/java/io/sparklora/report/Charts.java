@@ -114,6 +114,7 @@ public final class Charts {
         chart.setYAxisTitle(yTitle);
         style(chart.getStyler());
         chart.getStyler().setLegendPosition(Styler.LegendPosition.InsideNE);
+        chart.getStyler().setXAxisMaxLabelCount(10);
         int i = 0;
         for (MetricSeries.Series s : series.values()) {
             if (s.points().isEmpty()) continue;
@@ -143,16 +144,19 @@ public final class Charts {
     public static CategoryChart importance(JsonNode report) {
         LoraDropLayers drop = LoraDropLayers.of(report);
         if (drop.isEmpty()) return null;
+        List<String> full = new ArrayList<>();
+        for (LoraDropLayers.Layer l : drop.layers()) full.add(l.name());
+        String prefix = commonPrefix(full);
         List<String> names = new ArrayList<>();
-        for (LoraDropLayers.Layer l : drop.layers()) names.add(l.name());
-        CategoryChart chart = new CategoryChart(WIDTH, HEIGHT + 60);
+        for (String n : full) names.add(n.substring(prefix.length()));
+        CategoryChart chart = new CategoryChart(WIDTH, HEIGHT + 100);
         chart.setTitle("LoRA-drop: importance per layer");
-        chart.setXAxisTitle("layer (largest importance first)");
+        chart.setXAxisTitle("layer" + (prefix.isEmpty() ? "" : " (" + prefix + "…)") + ", largest importance first");
         chart.setYAxisTitle("importance");
         style(chart.getStyler());
         chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideS);
         chart.getStyler().setLegendLayout(Styler.LegendLayout.Horizontal);
-        chart.getStyler().setXAxisLabelRotation(names.size() > 4 ? 30 : 0);
+        chart.getStyler().setXAxisLabelRotation(names.size() > 4 ? 60 : 0);
         chart.getStyler().setOverlapped(true);
         chart.getStyler().setAvailableSpaceFill(0.7);
         chart.getStyler().setYAxisMin(0, 0.0);
@@ -305,6 +309,24 @@ public final class Charts {
             case "full", "full_finetune" -> "full fine-tuning";
             default -> method;
         };
+    }
+
+    /**
+     * The longest prefix, ending with a dot, that every name shares and that leaves each name non-empty
+     * ({@code transformer.} for GPT-2's layers): the bar labels leave it out.
+     */
+    static String commonPrefix(List<String> names) {
+        if (names.size() < 2) return "";
+        String p = names.get(0);
+        for (String n : names) {
+            int k = 0;
+            while (k < p.length() && k < n.length() && p.charAt(k) == n.charAt(k)) k++;
+            p = p.substring(0, k);
+        }
+        int dot = p.lastIndexOf('.');
+        p = dot < 0 ? "" : p.substring(0, dot + 1);
+        for (String n : names) if (n.length() == p.length()) return "";
+        return p;
     }
 
     private static void bars(CategoryChart chart, String name, List<String> names, LoraDropLayers drop,

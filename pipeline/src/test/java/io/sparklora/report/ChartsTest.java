@@ -63,7 +63,8 @@ class ChartsTest {
         assertNull(chart.getSeries("role not recorded"), "no role-less layer, no such series");
         List<Object> categories = new ArrayList<>();
         kept.getXData().forEach(categories::add);
-        assertEquals(List.of("transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"), categories, "largest first");
+        assertEquals(List.of("h.0.attn.c_attn", "h.1.attn.c_attn"), categories, "largest first, shared prefix left out");
+        assertEquals("layer (transformer.…), largest importance first", chart.getXAxisTitle());
         assertArrayEquals(new double[] {0.31, 0}, kept.getYData());
         assertArrayEquals(new double[] {0, 0.12}, shared.getYData());
         assertEquals(Charts.KEPT, kept.getFillColor());
@@ -103,6 +104,15 @@ class ChartsTest {
         List<Path> written = RenderReport.writePngs(run, out);
         assertEquals(List.of(out.resolve("demo-loss-curves.png"), out.resolve("demo-lora-drop-importance.png")), written);
         for (Path p : written) assertNotNull(ImageIO.read(p.toFile()), p.toString());
+    }
+
+    @Test
+    void commonPrefixEndsAtADotAndLeavesEveryNameNonEmpty() {
+        assertEquals("transformer.", Charts.commonPrefix(List.of("transformer.h.0.mlp.c_fc", "transformer.h.1.attn.c_attn")));
+        assertEquals("transformer.h.", Charts.commonPrefix(List.of("transformer.h.0", "transformer.h.1")));
+        assertEquals("", Charts.commonPrefix(List.of("a.b", "a.")), "a name would become empty");
+        assertEquals("", Charts.commonPrefix(List.of("only.one")));
+        assertEquals("", Charts.commonPrefix(List.of("ab.c", "ax.c")));
     }
 
     @Test
