@@ -31,7 +31,7 @@ cp="$scala_dir/scala-compiler-2.12.18.jar:$root/jobs/target/spark-lora-jobs.jar:
 for note in notebooks/*.zpln; do
   log="$work/$(basename "$note").log"
   # shellcheck disable=SC2046
-  (cd "$work" && java $("$root/bin/jvm-flags.sh") -Djava.awt.headless=true -cp "$cp" \
+  (cd "$work" && SPARK_LORA_HOME="$root" java $("$root/bin/jvm-flags.sh") -Djava.awt.headless=true -cp "$cp" \
       "$root/notebooks/tools/ZeppelinNoteRunner.java" "$root/$note") > "$log" 2>&1 \
     || { tail -40 "$log" >&2; echo "FAIL $note (log: $log)" >&2; exit 1; }
   loss="$(grep -o 'LOSS first=[^ ]* last=[^ ]*' "$log" || true)"

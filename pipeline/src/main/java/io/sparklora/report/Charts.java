@@ -114,8 +114,9 @@ public final class Charts {
         chart.setYAxisTitle(yTitle);
         style(chart.getStyler());
         chart.getStyler().setLegendPosition(Styler.LegendPosition.InsideNE);
-        chart.getStyler().setXAxisMaxLabelCount(10);
         int i = 0;
+        double maxX = 0;
+        double minX = Double.POSITIVE_INFINITY;
         for (MetricSeries.Series s : series.values()) {
             if (s.points().isEmpty()) continue;
             double[] x = new double[s.points().size()];
@@ -124,6 +125,10 @@ public final class Charts {
                 x[k] = s.points().get(k).x();
                 y[k] = s.points().get(k).y();
             }
+            for (double v : x) {
+                maxX = Math.max(maxX, Math.abs(v));
+                minX = Math.min(minX, v);
+            }
             XYSeries line = chart.addSeries(uniqueName(chart, names.apply(s.stage())), x, y);
             line.setLineColor(SERIES[i % SERIES.length]);
             line.setLineWidth(2f);
@@ -131,7 +136,27 @@ public final class Charts {
             line.setMarkerColor(SERIES[i % SERIES.length]);
             i++;
         }
+        // XChart labels every tick it places (one per step on short runs); label only multiples of a
+        // round stride, about 8 of them, which keeps the axis readable and the SVG small.
+        double stride = labelStride(maxX / 8);
+        if (minX >= 0) chart.getStyler().setXAxisMin(0.0); // ticks from 0, so that round multiples are ticks
+        chart.getStyler().setXAxisTickLabelsFormattingFunction(v -> {
+            double k = v / stride;
+            if (Math.abs(k - Math.rint(k)) > 1e-9) return "";
+            double d = v;
+            return d == Math.rint(d) ? Long.toString((long) d) : Fmt.number(d);
+        });
         return chart;
+    }
+
+    /** The smallest of 1, 2, 5 times a power of ten that is at least {@code atLeast} (1 when that is not positive). */
+    static double labelStride(double atLeast) {
+        if (!(atLeast > 0) || !Double.isFinite(atLeast)) return 1;
+        double p = Math.pow(10, Math.floor(Math.log10(atLeast)));
+        for (double m : new double[] {1, 2, 5, 10}) {
+            if (m * p >= atLeast * (1 - 1e-12)) return m * p;
+        }
+        return 10 * p;
     }
 
     /**
@@ -156,7 +181,7 @@ public final class Charts {
         style(chart.getStyler());
         chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideS);
         chart.getStyler().setLegendLayout(Styler.LegendLayout.Horizontal);
-        chart.getStyler().setXAxisLabelRotation(names.size() > 4 ? 60 : 0);
+        chart.getStyler().setXAxisLabelRotation(names.size() > 4 ? 90 : 0);
         chart.getStyler().setOverlapped(true);
         chart.getStyler().setAvailableSpaceFill(0.7);
         chart.getStyler().setYAxisMin(0, 0.0);
@@ -312,20 +337,15 @@ public final class Charts {
     }
 
     /**
-     * The longest prefix, ending with a dot, that every name shares and that leaves each name non-empty
-     * ({@code transformer.} for GPT-2's layers): the bar labels leave it out.
+     * The first dotted element of the names, dot included, when every name starts with it and goes on
+     * after it ({@code transformer.} for GPT-2's layers), else {@code ""}: the bar labels leave it out.
      */
     static String commonPrefix(List<String> names) {
         if (names.size() < 2) return "";
-        String p = names.get(0);
-        for (String n : names) {
-            int k = 0;
-            while (k < p.length() && k < n.length() && p.charAt(k) == n.charAt(k)) k++;
-            p = p.substring(0, k);
-        }
-        int dot = p.lastIndexOf('.');
-        p = dot < 0 ? "" : p.substring(0, dot + 1);
-        for (String n : names) if (n.length() == p.length()) return "";
+        int dot = names.get(0).indexOf('.');
+        if (dot < 0) return "";
+        String p = names.get(0).substring(0, dot + 1);
+        for (String n : names) if (!n.startsWith(p) || n.length() == p.length()) return "";
         return p;
     }
 
@@ -349,6 +369,10 @@ public final class Charts {
         styler.setPlotBackgroundColor(Color.WHITE);
         styler.setPlotBorderVisible(false);
         styler.setPlotGridLinesColor(new Color(0xE4E7EB));
+        // Solid horizontal grid lines only: XChart's dashed ones are written as one small rectangle per
+        // dash, which made the vertical grid of a 60-step run most of a chart's SVG.
+        styler.setPlotGridLinesStroke(new BasicStroke(1f));
+        styler.setPlotGridVerticalLinesVisible(false);
         styler.setLegendBorderColor(new Color(0xD9E2EC));
         styler.setChartTitleBoxVisible(false);
         styler.setAntiAlias(true);

@@ -107,12 +107,24 @@ class ChartsTest {
     }
 
     @Test
-    void commonPrefixEndsAtADotAndLeavesEveryNameNonEmpty() {
+    void commonPrefixIsTheSharedFirstElement() {
         assertEquals("transformer.", Charts.commonPrefix(List.of("transformer.h.0.mlp.c_fc", "transformer.h.1.attn.c_attn")));
-        assertEquals("transformer.h.", Charts.commonPrefix(List.of("transformer.h.0", "transformer.h.1")));
+        assertEquals("transformer.", Charts.commonPrefix(List.of("transformer.h.0", "transformer.h.1")));
         assertEquals("", Charts.commonPrefix(List.of("a.b", "a.")), "a name would become empty");
         assertEquals("", Charts.commonPrefix(List.of("only.one")));
         assertEquals("", Charts.commonPrefix(List.of("ab.c", "ax.c")));
+    }
+
+    @Test
+    void xLabelsAreRoundMultiples() {
+        assertEquals(0.5, Charts.labelStride(0.4));
+        assertEquals(2, Charts.labelStride(1.5));
+        assertEquals(10, Charts.labelStride(7.5), "60 steps / 8 → every 10th");
+        assertEquals(20, Charts.labelStride(18.75), "150 steps / 8 → every 20th");
+        assertEquals(1, Charts.labelStride(0));
+        XYChart chart = Charts.lossCurves(lines(FULL_METRICS));
+        assertEquals("1", chart.getStyler().getxAxisTickLabelsFormattingFunction().apply(1.0));
+        assertEquals("", chart.getStyler().getxAxisTickLabelsFormattingFunction().apply(1.5));
     }
 
     @Test
