@@ -1,5 +1,6 @@
 package io.sparklora.jobs;
 
+import io.sparklora.api.SparkLora;
 import io.sparklora.spark.SparkSetup;
 
 import io.sparklora.runner.PipelineConfig;
@@ -8,10 +9,6 @@ import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.api.java.JavaSparkContext;
 
-import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
-import java.util.List;
-import java.util.Map;
 import java.util.Set;
 
 /**
@@ -21,16 +18,6 @@ import java.util.Set;
  */
 final class StageCommand {
     static final String USAGE = "pipeline|tokenize|train|lora-drop|evaluate [--config conf/demo.yaml] [--output URI] [--master local[2]] [--fresh]";
-
-    /** CLI stage → the runner stages it runs (prerequisites first; complete ones are skipped). */
-    static final Map<String, List<String>> STAGES = new LinkedHashMap<>();
-    static {
-        STAGES.put("pipeline", List.of());
-        STAGES.put("tokenize", List.of("tokenizer", "tokenize"));
-        STAGES.put("train", List.of("tokenizer", "tokenize", "pretrain", "train"));
-        STAGES.put("lora-drop", List.of("tokenizer", "tokenize", "pretrain", "train", "lora_drop"));
-        STAGES.put("evaluate", List.of("tokenizer", "tokenize", "pretrain", "train", "full_finetune", "evaluate"));
-    }
 
     private StageCommand() {}
 
@@ -45,7 +32,8 @@ final class StageCommand {
         JavaSparkContext sc = SparkSetup.context("spark-lora " + stage + " (" + cfg.name + ")", master, cfg.spark.conf);
         try {
             if (a.flag("fresh")) HadoopFiles.delete(sc.hadoopConfiguration(), cfg.output);
-            new PipelineRunner(sc, cfg, System.out).run(new LinkedHashSet<>(STAGES.get(stage)));
+            // one implementation: the public API runs the stage and the earlier ones it needs
+            SparkLora.on(sc).progressTo(System.out).run(cfg, stage);
             System.out.println("report: " + HadoopFiles.resolve(HadoopFiles.path(cfg.output).toString(), "report.html"));
             return 0;
         } catch (PipelineRunner.StageFailedException e) {

@@ -22,7 +22,11 @@ public final class MetricSeries {
      * One stage's points; {@code xAxis} names what x counts ({@code "step"}, {@code "round"} or
      * {@code "line"}), after the stage's first point.
      */
-    public record Series(String stage, String xAxis, List<SvgLineChart.Point> points) {
+    public record Series(String stage, String xAxis, List<Point> points) {
+    }
+
+    /** One point of a series. */
+    public record Point(double x, double y) {
     }
 
     private MetricSeries() {
@@ -51,7 +55,7 @@ public final class MetricSeries {
             }
             String axis = xAxis;
             series.computeIfAbsent(stage, k -> new Series(stage, axis, new ArrayList<>()))
-                    .points().add(new SvgLineChart.Point(x, y));
+                    .points().add(new Point(x, y));
         }
         return series;
     }

@@ -1,6 +1,10 @@
 package io.sparklora.report;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import org.knowm.xchart.CategoryChart;
+import org.knowm.xchart.XYChart;
+
+import java.io.IOException;
 
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -29,9 +33,9 @@ import java.util.Set;
 public final class ReportHtml {
 
     /** Colour of the bars of layers that keep their own LoRA adapter. */
-    public static final String KEPT_COLOUR = Palette.KEPT;
+    public static final String KEPT_COLOUR = hex(Charts.KEPT);
     /** Colour of the bars of layers that share one LoRA adapter. */
-    public static final String SHARED_COLOUR = Palette.SHARED;
+    public static final String SHARED_COLOUR = hex(Charts.SHARED);
 
     private static final String DASH = "—";
 
@@ -96,6 +100,8 @@ public final class ReportHtml {
         private final JsonNode report;
         private final List<JsonNode> metrics;
         private final StringBuilder out = new StringBuilder(32_768);
+        /** Charts drawn so far: numbers their SVG element ids apart. */
+        private int charts;
         /** Canonical stage name to its object in the report, in page order. */
         private final Map<String, JsonNode> stages = new LinkedHashMap<>();
 
@@ -309,8 +315,7 @@ public final class ReportHtml {
                 String s = e.getKey();
                 if (s.startsWith("pretrain")) {
                     pretrain.put(s, e.getValue());
-                } else if (s.equals("train") || s.equals("train_lora") || s.startsWith("lora_drop")
-                        || s.startsWith("full_finetune")) {
+                } else if (Charts.isAdapterStage(s)) {
                     adapter.put(s, e.getValue());
                 } else {
                     other.put(s, e.getValue());
@@ -329,28 +334,26 @@ public final class ReportHtml {
 
         private void chart(String title, Map<String, MetricSeries.Series> series, String caption) {
             if (series.isEmpty()) return;
-            SvgLineChart chart = new SvgLineChart(title).yLabel("loss");
-            List<String> axes = new ArrayList<>();
-            for (MetricSeries.Series s : series.values()) {
-                chart.series(seriesTitle(s.stage()), s.points());
-                if (!axes.contains(s.xAxis())) axes.add(s.xAxis());
-            }
-            if (chart.isEmpty()) return;
-            chart.xLabel(String.join(" / ", axes));
+            XYChart chart = Charts.lineChart(title, series, "loss", this::seriesTitle);
+            if (chart == null) return;
+            figure(title, caption, chart);
+        }
+
+        /** A figure with the chart as inline SVG; a chart XChart cannot draw becomes a note, never a failed page. */
+        private void figure(String title, String caption, org.knowm.xchart.internal.chartpart.Chart<?, ?> chart) {
             out.append("<figure>\n<figcaption>").append(Xml.escape(title));
             if (caption != null) out.append(" <span class=\"note\">(").append(Xml.escape(caption)).append(")</span>");
-            out.append("</figcaption>\n").append(chart.toSvg()).append("\n</figure>\n");
+            out.append("</figcaption>\n");
+            try {
+                out.append(Charts.inlineSvg(chart, "chart" + (++charts)));
+            } catch (IOException | RuntimeException e) {
+                out.append("<p class=\"note\">chart not drawn: ").append(Xml.escape(e.toString())).append("</p>");
+            }
+            out.append("\n</figure>\n");
         }
 
         private String seriesTitle(String stage) {
-            return switch (stage) {
-                case "pretrain", "pretrain_base" -> "pretraining";
-                case "train", "train_lora" -> methodTitle(JsonFields.text(stage("train"), "method").orElse("adapter"));
-                case "lora_drop.warmup" -> "LoRA-drop warm-up (all layers)";
-                case "lora_drop.train" -> "LoRA-drop (kept + shared)";
-                case "full_finetune" -> "full fine-tuning";
-                default -> stage.startsWith("lora_drop.") ? "LoRA-drop " + stage.substring("lora_drop.".length()) : stage;
-            };
+            return Charts.seriesTitle(stage, JsonFields.text(stage("train"), "method").orElse("adapter"));
         }
 
         private void trainFigures(JsonNode train) {
@@ -436,41 +439,12 @@ public final class ReportHtml {
 
         // ------------------------------------------------------------------------------------------ LoRA-drop
 
-        private record Layer(String name, double importance, String role) {
-        }
-
         private void loraDrop() {
             JsonNode drop = stage("lora_drop");
             if (drop == null) return;
             List<String> kept = JsonFields.strings(drop, "kept");
             List<String> shared = JsonFields.strings(drop, "shared");
-            Set<String> keptSet = new HashSet<>(kept);
-            Set<String> sharedSet = new HashSet<>(shared);
-            List<Layer> layers = new ArrayList<>();
-            JsonFields.object(drop, "importance").ifPresent(imp -> {
-                for (Iterator<Map.Entry<String, JsonNode>> it = imp.fields(); it.hasNext(); ) {
-                    String layer = it.next().getKey();
-                    String role = keptSet.contains(layer) ? "kept" : sharedSet.contains(layer) ? "shared" : "";
-                    layers.add(new Layer(layer, JsonFields.number(imp, layer), role));
-                }
-            });
-            // Descending; NaN last; ties keep the report's order.
-            layers.sort((a, b) -> {
-                boolean an = Double.isNaN(a.importance()), bn = Double.isNaN(b.importance());
-                if (an || bn) return Boolean.compare(an, bn);
-                return Double.compare(b.importance(), a.importance());
-            });
-            double total = 0;
-            for (Layer l : layers) {
-                if (Double.isFinite(l.importance()) && l.importance() > 0) total += l.importance();
-            }
-            double[] cumulative = new double[layers.size()];
-            double running = 0;
-            for (int i = 0; i < layers.size(); i++) {
-                double v = layers.get(i).importance();
-                if (Double.isFinite(v) && v > 0) running += v;
-                cumulative[i] = total > 0 ? running / total : Double.NaN;
-            }
+            List<LoraDropLayers.Layer> layers = LoraDropLayers.of(drop).layers();
             double threshold = JsonFields.number(drop, "threshold");
 
             List<String[]> rows = new ArrayList<>();
@@ -518,30 +492,8 @@ public final class ReportHtml {
                         .append("</p>\n");
             }
             if (!layers.isEmpty()) {
-                SvgBarChart chart = new SvgBarChart("LoRA-drop: importance per layer").yLabel("importance");
-                boolean anyKept = false, anyShared = false, anyOther = false;
-                for (Layer l : layers) {
-                    String colour = switch (l.role()) {
-                        case "kept" -> KEPT_COLOUR;
-                        case "shared" -> SHARED_COLOUR;
-                        default -> Palette.NEUTRAL;
-                    };
-                    anyKept |= l.role().equals("kept");
-                    anyShared |= l.role().equals("shared");
-                    anyOther |= l.role().isEmpty();
-                    chart.bar(l.name(), l.importance(), colour);
-                }
-                if (anyKept) chart.legend("kept (own LoRA)", KEPT_COLOUR);
-                if (anyShared) chart.legend("shared LoRA", SHARED_COLOUR);
-                if (anyOther) chart.legend("role not recorded", Palette.NEUTRAL);
-                if (total > 0) {
-                    chart.overlay("cumulative share of importance", cumulative);
-                    if (threshold >= 0 && threshold <= 1) chart.threshold(threshold, "threshold " + Fmt.percent(threshold));
-                }
-                if (!chart.isEmpty()) {
-                    out.append("<figure>\n<figcaption>Importance per layer, largest first</figcaption>\n")
-                            .append(chart.toSvg()).append("\n</figure>\n");
-                }
+                CategoryChart chart = Charts.importance(drop);
+                if (chart != null) figure("Importance per layer, largest first", null, chart);
             }
             if (!rows.isEmpty()) figures(rows);
             if (!layers.isEmpty()) {
@@ -549,18 +501,18 @@ public final class ReportHtml {
                         .append("<th class=\"num\">importance</th><th class=\"num\">share</th>")
                         .append("<th class=\"num\">cumulative</th><th>LoRA</th></tr></thead>\n<tbody>\n");
                 for (int i = 0; i < layers.size(); i++) {
-                    Layer l = layers.get(i);
-                    double share = total > 0 && Double.isFinite(l.importance()) ? l.importance() / total : Double.NaN;
+                    LoraDropLayers.Layer l = layers.get(i);
+                    double share = l.share();
                     out.append("<tr><td class=\"num\">").append(i + 1).append("</td><td><code>").append(Xml.escape(l.name()))
                             .append("</code></td><td class=\"num\">").append(Xml.escape(Fmt.number(l.importance())))
                             .append("</td><td class=\"num\">").append(Double.isFinite(share) ? Xml.escape(Fmt.percent(share)) : DASH)
                             .append("</td><td class=\"num\">")
-                            .append(Double.isFinite(cumulative[i]) ? Xml.escape(Fmt.percent(cumulative[i])) : DASH)
+                            .append(Double.isFinite(l.cumulative()) ? Xml.escape(Fmt.percent(l.cumulative())) : DASH)
                             .append("</td><td>");
                     switch (l.role()) {
-                        case "kept" -> out.append("<span class=\"swatch\" style=\"background:").append(KEPT_COLOUR)
+                        case KEPT -> out.append("<span class=\"swatch\" style=\"background:").append(KEPT_COLOUR)
                                 .append("\"></span>kept");
-                        case "shared" -> out.append("<span class=\"swatch\" style=\"background:").append(SHARED_COLOUR)
+                        case SHARED -> out.append("<span class=\"swatch\" style=\"background:").append(SHARED_COLOUR)
                                 .append("\"></span>shared");
                         default -> out.append(DASH);
                     }
@@ -737,12 +689,11 @@ public final class ReportHtml {
     }
 
     private static String methodTitle(String method) {
-        return switch (method.toLowerCase(java.util.Locale.ROOT)) {
-            case "lora" -> "LoRA";
-            case "lora_drop", "lora-drop" -> "LoRA-drop";
-            case "full", "full_finetune" -> "full fine-tuning";
-            default -> method;
-        };
+        return Charts.methodTitle(method);
+    }
+
+    private static String hex(java.awt.Color c) {
+        return String.format(java.util.Locale.ROOT, "#%02X%02X%02X", c.getRed(), c.getGreen(), c.getBlue());
     }
 
     private static String firstLine(String text) {

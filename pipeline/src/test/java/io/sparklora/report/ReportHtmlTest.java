@@ -120,12 +120,18 @@ class ReportHtmlTest {
         for (String section : List.of("id=\"stages\"", "id=\"training\"", "id=\"lora-drop\"", "id=\"evaluation\"")) {
             assertTrue(html.contains(section), section);
         }
-        // The adapter chart carries the extra series.
-        String adapterChart = svgs(html).get(1);
-        for (String series : List.of("LoRA", "LoRA-drop warm-up (all layers)", "LoRA-drop (kept + shared)", "full fine-tuning")) {
-            assertTrue(adapterChart.contains(">" + series + "<"), series);
+        // Each chart names itself and its series (XChart draws letters as paths: these are its only text).
+        assertTrue(svgs(html).get(0).contains("<title>Pretraining loss</title><desc>series: pretraining</desc>"));
+        assertTrue(svgs(html).get(1).contains("<title>Adapter training loss</title><desc>series: LoRA; "
+                + "LoRA-drop warm-up (all layers); LoRA-drop (kept + shared); full fine-tuning</desc>"), svgs(html).get(1));
+        assertTrue(svgs(html).get(2).contains("<title>LoRA-drop: importance per layer</title>"));
+        // Every chart scales with the page and has ids of its own.
+        for (int i = 0; i < 3; i++) {
+            String svg = svgs(html).get(i);
+            assertTrue(svg.startsWith("<svg class=\"chart\""), svg.substring(0, 200));
+            assertTrue(svg.contains("viewBox=\""));
+            assertTrue(svg.contains("id=\"chart" + (i + 1) + "-1\""), "ids renumbered per chart");
         }
-        assertEquals(4, count(adapterChart, "<g class=\"series\">"));
         // Title: run name and total time.
         assertTrue(html.contains("<title>spark-lora · demo · 2 min 30 s</title>"), html);
         assertTrue(html.contains("<span class=\"run\">demo</span>"));
@@ -139,27 +145,33 @@ class ReportHtmlTest {
         assertEquals(3, doc.getElementsByTagName("svg").getLength());
         assertTrue(html.startsWith("<!DOCTYPE html>"));
         // Self-contained: nothing is loaded from elsewhere.
-        for (String external : List.of("<script", "<link", "src=", "@import", "url(", "http://", "https://")) {
-            String withoutSvgNamespace = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
-            assertFalse(withoutSvgNamespace.contains(external), external);
+        String withoutNamespaces = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "")
+                .replace("xmlns:xlink=\"http://www.w3.org/1999/xlink\"", "");
+        for (String external : List.of("<script", "<link", "<image", "<img", "src=", "@import", "http://", "https://")) {
+            assertFalse(withoutNamespaces.contains(external), external);
         }
+        // url(...) only for the charts' own clip paths.
+        assertEquals(count(html, "url("), count(html, "url(#chart"));
+        assertEquals(html, ReportHtml.render(json(FULL_REPORT), lines(FULL_METRICS)), "the same page on every render");
+        assertTrue(html.length() < 400_000, "three charts stay under 400 KB: " + html.length());
     }
 
     @Test
     void keptAndSharedLayersHaveTheirColours() {
         String html = ReportHtml.render(json(FULL_REPORT), lines(FULL_METRICS));
         String bars = svgs(html).get(2);
-        assertTrue(bars.contains("fill=\"" + ReportHtml.KEPT_COLOUR + "\""), bars);
-        assertTrue(bars.contains("fill=\"" + ReportHtml.SHARED_COLOUR + "\""), bars);
-        assertFalse(ReportHtml.KEPT_COLOUR.equalsIgnoreCase(ReportHtml.SHARED_COLOUR));
-        // Sorted descending: h.0 (0.31, kept) comes before h.1 (0.12, shared), though the report lists h.1 first.
-        int kept = bars.indexOf("fill=\"" + ReportHtml.KEPT_COLOUR + "\"><title>transformer.h.0.attn.c_attn");
-        int shared = bars.indexOf("fill=\"" + ReportHtml.SHARED_COLOUR + "\"><title>transformer.h.1.attn.c_attn");
-        assertTrue(kept > 0 && shared > kept, bars);
-        // Cumulative importance and the threshold line.
-        assertTrue(bars.contains("cumulative share of importance"));
-        assertTrue(bars.contains("threshold 90.0%"));
-        assertTrue(bars.contains("class=\"threshold\""));
+        assertTrue(bars.contains("fill:rgb(0,114,178)"), "kept bars in the kept colour");
+        assertTrue(bars.contains("fill:rgb(230,159,0)"), "shared bars in the shared colour");
+        assertTrue(bars.contains("<desc>series: kept (own LoRA); shared LoRA; cumulative share; threshold 90.0%</desc>"), bars);
+        assertEquals("#0072B2", ReportHtml.KEPT_COLOUR);
+        assertEquals("#E69F00", ReportHtml.SHARED_COLOUR);
+        // The layer table, largest first: h.0 (0.31, kept) before h.1 (0.12, shared), though the report lists h.1 first.
+        int table = html.indexOf("<table class=\"layers\">");
+        int kept = html.indexOf("<code>transformer.h.0.attn.c_attn</code>", table);
+        int shared = html.indexOf("<code>transformer.h.1.attn.c_attn</code>", table);
+        assertTrue(table > 0 && kept > table && shared > kept, html);
+        assertTrue(html.indexOf("</span>kept</td>", kept) < shared, "h.0 marked kept");
+        assertTrue(html.indexOf("</span>shared</td>", shared) > shared, "h.1 marked shared");
         // Cumulative share: 0.31 / 0.43 then 100%.
         assertTrue(html.contains("72.1%"), html);
     }
@@ -182,7 +194,7 @@ class ReportHtmlTest {
         assertTrue(html.contains("a &amp; b &lt; c &gt; d &quot;quoted&quot; \uFFFDbell"), "control characters replaced");
         assertTrue(html.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"));
         assertTrue(html.contains("boom &lt;img src=x onerror=alert(1)&gt;"));
-        assertTrue(html.contains("&lt;script&gt;evil&lt;/script&gt;"), "unknown stage's series named, escaped");
+        assertTrue(html.contains("<desc>series: &lt;script&gt;evil&lt;/script&gt;</desc>"), "unknown stage's series named, escaped");
         assertEquals(4, count(html, "</svg>"), "the unknown stage gets a chart of its own");
         parseXml(html);
     }
