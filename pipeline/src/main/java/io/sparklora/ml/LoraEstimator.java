@@ -61,8 +61,11 @@ import static org.apache.spark.sql.functions.col;
  * round) trains the adapter with the base frozen and cached per executor. The base and adapted models'
  * losses on the held-out rows go into the model's {@link LoraModel#summary()}. The work directory is removed
  * afterwards.
+ *
+ * <p>{@code write().save(path)} writes the params as {@code path/params.json} (so a {@code Pipeline} holding
+ * the estimator can be saved); {@link #load} reads them back.
  */
-public final class LoraEstimator extends Estimator<LoraModel> implements LoraParams {
+public final class LoraEstimator extends Estimator<LoraModel> implements LoraParams, org.apache.spark.ml.util.MLWritable {
     private static final long serialVersionUID = 1L;
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -232,5 +235,47 @@ public final class LoraEstimator extends Estimator<LoraModel> implements LoraPar
     @Override
     public LoraEstimator copy(ParamMap extra) {
         return copyValues(new LoraEstimator(uid), extra);
+    }
+
+    @Override
+    public org.apache.spark.ml.util.MLWriter write() {
+        LoraEstimator self = this;
+        return new org.apache.spark.ml.util.MLWriter() {
+            @Override
+            public void saveImpl(String path) {
+                Configuration conf = SparkSession.active().sparkContext().hadoopConfiguration();
+                try {
+                    HadoopFiles.writeString(conf, HadoopFiles.resolve(path, ParamsJson.FILE), ParamsJson.write(ParamsJson.encode(self, LoraEstimator.class)));
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot save " + uid + " to " + path + ": " + e.getMessage(), e);
+                }
+            }
+        };
+    }
+
+    /** Reads an estimator that {@code write().save(path)} wrote. */
+    public static LoraEstimator load(String path) {
+        return read().load(path);
+    }
+
+    public static org.apache.spark.ml.util.MLReader<LoraEstimator> read() {
+        return new org.apache.spark.ml.util.MLReader<>() {
+            @Override
+            public LoraEstimator load(String path) {
+                Configuration conf = SparkSession.active().sparkContext().hadoopConfiguration();
+                try {
+                    var o = ParamsJson.read(conf, path, LoraEstimator.class);
+                    LoraEstimator e = new LoraEstimator(o.path("uid").asText(Identifiable.randomUID("loraEstimator")));
+                    ParamsJson.decode(o, e, e::setValue, path);
+                    return e;
+                } catch (IOException ex) {
+                    throw new UncheckedIOException("cannot load a LoraEstimator from " + path + ": " + ex.getMessage(), ex);
+                }
+            }
+        };
+    }
+
+    private void setValue(Param<Object> p, Object value) {
+        set(p, value);
     }
 }

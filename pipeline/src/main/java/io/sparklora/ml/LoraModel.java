@@ -1,7 +1,6 @@
 package io.sparklora.ml;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.AdapterConfig;
@@ -58,9 +57,8 @@ import java.util.List;
  */
 public final class LoraModel extends Model<LoraModel> implements LoraParams, MLWritable {
     private static final long serialVersionUID = 1L;
-    private static final ObjectMapper JSON = new ObjectMapper();
     /** The params file of a saved model. */
-    public static final String PARAMS_FILE = "params.json";
+    public static final String PARAMS_FILE = ParamsJson.FILE;
     /** The adapter directory of a saved model. */
     public static final String ADAPTER_DIR = "adapter";
 
@@ -160,10 +158,10 @@ public final class LoraModel extends Model<LoraModel> implements LoraParams, MLW
             TransformerLM model = BaseModelCache.model(base, conf);
             AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig, 0);
             tensors.copyInto(a.stateTensors());
-            String json = JSON.writerWithDefaultPrettyPrinter().writeValueAsString(paramsJson());
+            String json = ParamsJson.write(paramsJson());
             HadoopFiles.writeDirectoryFromLocal(conf, path, local -> {
                 Files.createDirectories(local);
-                Files.writeString(local.resolve(PARAMS_FILE), json);
+                Files.writeString(local.resolve(ParamsJson.FILE), json);
                 PeftAdapterFormat.save(a, local.resolve(ADAPTER_DIR), base.uri());
             });
         } catch (IOException e) {
@@ -172,23 +170,13 @@ public final class LoraModel extends Model<LoraModel> implements LoraParams, MLW
     }
 
     private ObjectNode paramsJson() throws IOException {
-        ObjectNode o = JSON.createObjectNode();
-        o.put("class", LoraModel.class.getName()).put("format_version", 1).put("uid", uid);
-        ObjectNode p = o.putObject("params");
-        for (Param<?> param : params()) {
-            if (isSet(param) || hasDefault(param)) p.set(param.name(), JSON.readTree(jsonEncode(param)));
-        }
+        ObjectNode o = ParamsJson.encode(this, LoraModel.class);
         ObjectNode s = o.putObject("summary");
         ArrayNode tl = s.putArray("train_loss");
         for (double v : summary.trainLoss()) tl.add(v);
         s.put("base_validation_loss", summary.baseValidationLoss()).put("adapted_validation_loss", summary.adaptedValidationLoss())
                 .put("validation_tokens", summary.validationTokens()).put("trainable_parameters", summary.trainableParameters());
         return o;
-    }
-
-    @SuppressWarnings("unchecked")
-    private <T> String jsonEncode(Param<T> p) {
-        return p.jsonEncode(getOrDefault(p));
     }
 
     private static Configuration conf() {
@@ -211,20 +199,12 @@ public final class LoraModel extends Model<LoraModel> implements LoraParams, MLW
 
     private static LoraModel readFrom(String path) {
         Configuration conf = conf();
-        String paramsUri = HadoopFiles.resolve(path, PARAMS_FILE);
         try {
-            if (!HadoopFiles.exists(conf, paramsUri)) throw new IllegalArgumentException(path + ": no " + PARAMS_FILE + " (not a saved LoraModel)");
-            JsonNode o = JSON.readTree(HadoopFiles.readString(conf, paramsUri));
-            if (!LoraModel.class.getName().equals(o.path("class").asText())) {
-                throw new IllegalArgumentException(paramsUri + ": class is '" + o.path("class").asText() + "', expected " + LoraModel.class.getName());
-            }
+            JsonNode o = ParamsJson.read(conf, path, LoraModel.class);
             String adapterUri = HadoopFiles.resolve(path, ADAPTER_DIR);
             // a bare shell first, to decode the params (their types come from the param objects)
             LoraModel shell = new LoraModel(o.path("uid").asText(Identifiable.randomUID("loraModel")), null, null, LoraTrainingSummary.none());
-            o.path("params").fields().forEachRemaining(e -> {
-                if (!shell.hasParam(e.getKey())) throw new IllegalArgumentException(paramsUri + ": unknown param '" + e.getKey() + "'");
-                shell.setParamJson(shell.getParam(e.getKey()), e.getValue().toString());
-            });
+            ParamsJson.decode(o, shell, shell::setValue, path);
             TransformerLM model = BaseModelCache.model(BaseModelRef.of(conf, shell.getBasePath()), conf);
             AttachedAdapter a = AdapterDirectory.attach(conf, adapterUri, model);
             JsonNode s = o.path("summary");
@@ -240,10 +220,8 @@ public final class LoraModel extends Model<LoraModel> implements LoraParams, MLW
         }
     }
 
-    @SuppressWarnings("unchecked")
-    private void setParamJson(Param<?> p, String json) {
-        Param<Object> q = (Param<Object>) p;
-        set(q, q.jsonDecode(json));
+    private void setValue(Param<Object> p, Object value) {
+        set(p, value);
     }
 
     @Override

@@ -165,4 +165,20 @@ class LoraEstimatorTest {
         assertTrue(noBase.getMessage().contains("basePath"));
         assertThrows(IllegalArgumentException.class, () -> e.setRounds(0), "validators refuse bad values");
     }
+
+    @Test
+    void estimatorParamsSaveAndLoad() throws Exception {
+        LoraEstimator e = new LoraEstimator().setBasePath(base.toString()).setRounds(7).setLabels(new String[]{"ham", "spam"}).setLr(0.5);
+        String path = tmp.resolve("saved-estimator").toString();
+        e.write().save(path);
+        LoraEstimator back = LoraEstimator.load(path);
+        assertEquals(e.uid(), back.uid());
+        assertEquals(7, back.getRounds());
+        assertEquals(0.5, back.getLr());
+        assertArrayEquals(new String[]{"ham", "spam"}, back.getLabels());
+        assertEquals(base.toString(), back.getBasePath());
+        assertEquals("text", back.getInputCol());
+        IllegalArgumentException wrong = assertThrows(IllegalArgumentException.class, () -> LoraModel.load(path));
+        assertTrue(wrong.getMessage().contains("expected io.sparklora.ml.LoraModel"), wrong.getMessage());
+    }
 }
