@@ -39,7 +39,7 @@ public final class Args {
 
         boolean isFlag() { return arg == null; }
 
-        /** "(required)", "(default: X)", "(default: off)" for flags, or "" for an optional value without default. */
+        /** "(required)", "(default: X)", "(default: off)" for flags, or "(default: none)" for an optional value without one. */
         String defaultText() {
             if (required) return "(required)";
             if (isFlag()) return "(default: off)";
@@ -129,6 +129,11 @@ public final class Args {
                 }
             } else {
                 positional.add(a);
+            }
+        }
+        for (Option o : spec.options) {
+            if (o.required() && !values.containsKey(o.name())) {
+                throw new UsageException(spec.command + ": missing required option --" + o.name() + " " + o.arg() + "\nusage: spark-lora " + spec.synopsis());
             }
         }
     }
