@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * bin/spark-lora is quiet by default (conf/log4j2.properties: warnings only; SLF4J finds Spark's Log4j 2
  * binding, so no "SLF4J: Failed to load class" line) and {@code --verbose} shows INFO logs, ND4J's backend
  * banner among them. Each run is its own JVM, as a user runs it. The Spark stages' quiet and verbose runs
- * are checked by {@link ScheduledStagesTest}.
+ * are checked by {@link ScheduledStagesIT}.
  */
 class CliLoggingTest {
 
