@@ -58,6 +58,7 @@ final class StageCommand {
         String master = a.has("master") ? a.get("master") : System.getProperty("spark.master") != null ? null : cfg.spark.master;
         JavaSparkContext sc = SparkSetup.context("spark-lora " + stage + " (" + cfg.name + ")", master, cfg.spark.conf);
         try {
+            ClusterOffer.requireFit(sc.getConf());   // a standalone cluster no executor fits on would wait forever
             if (a.flag("fresh")) HadoopFiles.delete(sc.hadoopConfiguration(), cfg.output);
             new PipelineRunner(sc, cfg, System.out).run(new LinkedHashSet<>(STAGES.get(stage)));
             System.out.println("report: " + HadoopFiles.resolve(HadoopFiles.path(cfg.output).toString(), "report.html"));

@@ -38,8 +38,10 @@ final class CliProcess {
 
     /** A started run whose output goes to {@code <dir>/<name>.out|.err}. */
     record Started(Process process, Path out, Path err) {
+        /** Waits for the end (killing the process and its children after {@code seconds}) and reads its output. */
         Result await(long seconds) throws Exception {
             if (!process.waitFor(seconds, TimeUnit.SECONDS)) {
+                process.descendants().forEach(ProcessHandle::destroyForcibly);
                 process.destroyForcibly().waitFor();
                 throw new AssertionError("spark-lora did not finish within " + seconds + " s; stderr:\n" + Files.readString(err));
             }
