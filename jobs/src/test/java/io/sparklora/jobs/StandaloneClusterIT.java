@@ -135,6 +135,9 @@ class StandaloneClusterIT {
     private static final String FITTING = "--conf spark.executor.cores=2 --conf spark.task.cpus=2 --conf spark.executorEnv.OMP_NUM_THREADS=2 "
             + "--conf spark.executor.memory=1g --conf spark.driver.memory=1g --conf spark.driver.cores=1";
 
+    private static final String FITTING_BESIDE_DRIVER = "--conf spark.executor.cores=1 --conf spark.task.cpus=1 --conf spark.executorEnv.OMP_NUM_THREADS=1 "
+            + "--conf spark.executor.memory=1g --conf spark.driver.memory=1g --conf spark.driver.cores=1";
+
     private static void assertRanOnTheCluster(Path out, CliProcess.Result r) throws Exception {
         assertEquals(0, r.code(), r.err());
         JsonNode report = JSON.readTree(out.resolve("report.json").toFile());
@@ -163,7 +166,8 @@ class StandaloneClusterIT {
     @Test
     void clusterModeRunsTheDriverOnTheWorker(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("run");   // a local path: driver and executors share this machine
-        CliProcess.Result r = submit(tmp.resolve("logs"), "cluster", 1500, Map.of("SPARK_LORA_SUBMIT_ARGS", FITTING),
+        // the driver takes 1 core and 1g of the worker's 2 cores and 3g: executors of 1 core and 1g beside it
+        CliProcess.Result r = submit(tmp.resolve("logs"), "cluster", 1500, Map.of("SPARK_LORA_SUBMIT_ARGS", FITTING_BESIDE_DRIVER),
                 "--deploy-mode", "cluster", "pipeline", "--config", config(tmp, out).toString());
         assertRanOnTheCluster(out, r);
         assertFalse(r.out().contains("[train]"), "the driver's progress lines are on the worker, not here");
