@@ -9,26 +9,31 @@ import io.sparklora.train.TokenBlocks;
 
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.Set;
 
 /** {@code spark-lora evaluate --local}: mean token loss and perplexity of a model, with or without an adapter. */
 final class EvaluateLocalCommand {
-    static final String USAGE = "evaluate --local --model DIR --data FILES [--adapter DIR] [--seq 256 --batch 4]";
+    static final Args.Spec SPEC = new Args.Spec("evaluate --local", "Mean token loss and perplexity of a model, with or without an adapter, in this process.",
+            Args.Option.flag("local", "run in this process without Spark (without it: the pipeline's evaluate stage)"),
+            Args.Option.required("model", "DIR", "Hugging Face model directory"),
+            Args.Option.required("data", "FILES", "comma-separated text files or directories (every file inside)"),
+            Args.Option.value("adapter", "DIR", null, "adapter directory in PEFT layout to apply first"),
+            Args.Option.value("seq", "N", "256", "tokens per block (capped at the model's n_positions)"),
+            Args.Option.value("batch", "N", "4", "blocks per forward pass"));
 
     private EvaluateLocalCommand() {}
 
     static int run(String[] argv) throws Exception {
-        Args a = new Args("evaluate", argv, Set.of("model", "data", "adapter", "seq", "batch"), Set.of("local"));
+        Args a = SPEC.parse(argv);
         if (!a.flag("local")) throw new Args.UsageException("evaluate: distributed evaluation is the Spark pipeline's; pass --local");
         Path modelDir = Path.of(a.require("model"));
         TransformerLM model = HfModelDirectory.load(modelDir);
-        if (a.get("adapter", null) != null) PeftAdapterFormat.load(model, Path.of(a.get("adapter", null)), "default");
-        int seq = Math.min(a.getInt("seq", 256), model.config().maxPositions());
+        if (a.get("adapter") != null) PeftAdapterFormat.load(model, Path.of(a.get("adapter")), "default");
+        int seq = Math.min(a.getInt("seq"), model.config().maxPositions());
         TokenBlocks data;
         try (TextTokenizer tok = TextTokenizer.fromModelDir(modelDir)) {
             data = LocalRun.blocks(a.require("data"), tok, seq);
         }
-        Evaluator.Result r = Evaluator.evaluate(model, data, a.getInt("batch", 4));
+        Evaluator.Result r = Evaluator.evaluate(model, data, a.getInt("batch"));
         System.out.printf(Locale.ROOT, "loss %.4f | perplexity %.3f | %d tokens%n", r.loss(), r.perplexity(), r.tokens());
         return 0;
     }

@@ -7,18 +7,21 @@ import io.sparklora.model.TransformerLM;
 import org.nd4j.linalg.api.buffer.DataType;
 
 import java.nio.file.Path;
-import java.util.Set;
 
 /** {@code spark-lora merge}: W0 + ΔW written as a plain Hugging Face checkpoint (tokenizer copied along). */
 final class MergeCommand {
-    static final String USAGE = "merge --model DIR --adapter DIR --out DIR [--dtype float32|float16|bfloat16]";
+    static final Args.Spec SPEC = new Args.Spec("merge", "Writes W0 + ΔW as a plain Hugging Face checkpoint (tokenizer files copied along).",
+            Args.Option.required("model", "DIR", "Hugging Face base model directory"),
+            Args.Option.required("adapter", "DIR", "adapter directory in PEFT layout (adapter_config.json, adapter_model.safetensors)"),
+            Args.Option.required("out", "DIR", "where the merged checkpoint is written"),
+            Args.Option.value("dtype", "TYPE", "float32", "storage type of the merged weights: float32, float16 or bfloat16"));
 
     private MergeCommand() {}
 
     static int run(String[] argv) {
-        Args a = new Args("merge", argv, Set.of("model", "adapter", "out", "dtype"), Set.of());
+        Args a = SPEC.parse(argv);
         Path modelDir = Path.of(a.require("model"));
-        DataType storeAs = switch (a.get("dtype", "float32")) {
+        DataType storeAs = switch (a.get("dtype")) {
             case "float32" -> DataType.FLOAT;
             case "float16" -> DataType.HALF;
             case "bfloat16" -> DataType.BFLOAT16;

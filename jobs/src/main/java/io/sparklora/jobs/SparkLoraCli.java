@@ -1,6 +1,7 @@
 package io.sparklora.jobs;
 
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * The {@code spark-lora} command: one entry point for every job, dispatched by subcommand.
@@ -11,12 +12,28 @@ public final class SparkLoraCli {
     private SparkLoraCli() {}
 
     static final String USAGE = String.join(System.lineSeparator(),
-            "usage: spark-lora <command> [options]",
-            "  " + StageCommand.USAGE,
-            "  " + TrainLocalCommand.USAGE,
-            "  " + EvaluateLocalCommand.USAGE,
-            "  " + InspectCommand.USAGE,
-            "  " + MergeCommand.USAGE);
+            "usage: spark-lora <command> [options]        (spark-lora <command> --help: its options and defaults)",
+            "  " + StageCommand.spec("pipeline").synopsis() + "     also: tokenize, train, lora-drop, evaluate",
+            "  " + TrainLocalCommand.SPEC.synopsis(),
+            "  " + EvaluateLocalCommand.SPEC.synopsis(),
+            "  " + InspectCommand.SPEC.synopsis(),
+            "  " + MergeCommand.SPEC.synopsis(),
+            "every command also takes --verbose (Spark's, Hadoop's and ND4J's INFO logs) and --help");
+
+    /** The --help text of a command as typed ({@code train} and {@code evaluate} have a Spark and a --local form). */
+    static String help(String command, List<String> rest) {
+        boolean local = rest.contains("--local");
+        return switch (command) {
+            case "pipeline", "tokenize", "lora-drop" -> StageCommand.spec(command).help();
+            case "train" -> local ? TrainLocalCommand.SPEC.help()
+                    : StageCommand.spec("train").help() + System.lineSeparator() + System.lineSeparator() + TrainLocalCommand.SPEC.help();
+            case "evaluate" -> local ? EvaluateLocalCommand.SPEC.help()
+                    : StageCommand.spec("evaluate").help() + System.lineSeparator() + System.lineSeparator() + EvaluateLocalCommand.SPEC.help();
+            case "inspect" -> InspectCommand.SPEC.help();
+            case "merge" -> MergeCommand.SPEC.help();
+            default -> throw new Args.UsageException("unknown command '" + command + "'\n" + USAGE);
+        };
+    }
 
     public static void main(String[] argv) {
         System.exit(run(argv));
@@ -28,12 +45,18 @@ public final class SparkLoraCli {
             return argv.length == 0 ? 2 : 0;
         }
         String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
+        List<String> restList = Arrays.asList(rest);
         try {
+            if (restList.contains("--help") || restList.contains("-h")) {
+                System.out.println(help(argv[0], restList));
+                return 0;
+            }
+            if (restList.contains("--verbose")) CliLogging.verbose();
             return switch (argv[0]) {
                 case "pipeline", "tokenize", "lora-drop" -> StageCommand.run(argv[0], rest);
                 // --local: the one-process commands (no Spark); otherwise the distributed stage
-                case "train" -> Arrays.asList(rest).contains("--local") ? TrainLocalCommand.run(rest) : StageCommand.run("train", rest);
-                case "evaluate" -> Arrays.asList(rest).contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
+                case "train" -> restList.contains("--local") ? TrainLocalCommand.run(rest) : StageCommand.run("train", rest);
+                case "evaluate" -> restList.contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'\n" + USAGE);

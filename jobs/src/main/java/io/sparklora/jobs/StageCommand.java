@@ -9,7 +9,7 @@ import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.api.java.JavaSparkContext;
 
-import java.util.Set;
+import java.util.Map;
 
 /**
  * {@code spark-lora pipeline|tokenize|train|lora-drop|evaluate --config conf/x.yaml}: runs one stage (with
@@ -17,20 +17,36 @@ import java.util.Set;
  * master that spark-submit set, or else the one given by {@code --master} or the config.
  */
 final class StageCommand {
-    static final String USAGE = "pipeline|tokenize|train|lora-drop|evaluate [--config conf/demo.yaml] [--output URI] [--master local[2]] [--fresh]";
+    /** What each CLI stage does, for its --help. */
+    private static final Map<String, String> SUMMARIES = Map.of(
+            "pipeline", "Runs every stage of the pipeline config and writes report.json and report.html; complete stages are skipped.",
+            "tokenize", "Learns or loads the tokenizer and writes the token shards (skipped when complete).",
+            "train", "Trains the adapter on Spark, after the stages it needs (complete ones are skipped; training resumes from its last checkpoint).",
+            "lora-drop", "LoRA-drop: ranks the adapted layers by importance and keeps those that matter, after the stages it needs.",
+            "evaluate", "Evaluates base, adapted, merged and fully fine-tuned models and writes the report, after the stages it needs.");
+
+    /** The options every stage takes: one table per stage, which parses and prints --help. */
+    static Args.Spec spec(String stage) {
+        return new Args.Spec(stage, SUMMARIES.get(stage),
+                Args.Option.value("config", "URI", "conf/demo.yaml", "the pipeline YAML (a path or any Hadoop URI)"),
+                Args.Option.value("output", "URI", "the config's output", "the run's output directory"),
+                Args.Option.value("master", "URL", "spark-submit's master, else the config's spark.master", "Spark master"),
+                Args.Option.flag("fresh", "delete the run's output first (nothing is skipped)"));
+    }
 
     private StageCommand() {}
 
     static int run(String stage, String[] argv) throws Exception {
-        Args a = new Args(stage, argv, Set.of("config", "output", "master"), Set.of("fresh"));
-        if (!a.positional().isEmpty()) throw new Args.UsageException(stage + ": unexpected argument '" + a.positional().get(0) + "'\nusage: spark-lora " + USAGE);
-        String configUri = a.get("config", "conf/demo.yaml");
+        Args a = spec(stage).parse(argv);
+        if (!a.positional().isEmpty()) throw new Args.UsageException(stage + ": unexpected argument '" + a.positional().get(0) + "'\nusage: spark-lora " + spec(stage).synopsis());
+        String configUri = a.get("config");
         PipelineConfig cfg = PipelineConfig.read(new Configuration(), configUri);
-        if (a.get("output", null) != null) cfg.output = a.get("output", null);
+        if (a.has("output")) cfg.output = a.get("output");
         // spark-submit passes its master as a system property; only without one does the CLI or config choose
-        String master = a.get("master", System.getProperty("spark.master") != null ? null : cfg.spark.master);
+        String master = a.has("master") ? a.get("master") : System.getProperty("spark.master") != null ? null : cfg.spark.master;
         JavaSparkContext sc = SparkSetup.context("spark-lora " + stage + " (" + cfg.name + ")", master, cfg.spark.conf);
         try {
+            ClusterOffer.requireFit(sc.getConf());   // a standalone cluster no executor fits on would wait forever
             if (a.flag("fresh")) HadoopFiles.delete(sc.hadoopConfiguration(), cfg.output);
             // one implementation: the public API runs the stage and the earlier ones it needs
             SparkLora.on(sc).progressTo(System.out).run(cfg, stage);

@@ -21,38 +21,52 @@ import java.io.BufferedWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Set;
 
 /**
  * {@code spark-lora train --local}: fine-tunes an adapter on one machine and writes it in PEFT layout,
  * with {@code metrics.jsonl} (one line per step) and {@code summary.json} beside it.
  */
 final class TrainLocalCommand {
-    static final String USAGE = "train --local --model DIR --data FILES --adapter SPEC --out DIR [--steps 100 --batch 4 --accum 1 "
-            + "--seq 256 --lr 2e-4 --weight-decay 0 --warmup 10 --schedule cosine --clip 1.0 --seed 42 --eval-every-k 10 "
-            + "--activation-checkpointing]";
+    static final Args.Spec SPEC = new Args.Spec("train --local",
+            "Fine-tunes an adapter in this process and writes it in PEFT layout with metrics.jsonl and summary.json.",
+            Args.Option.flag("local", "train in this process without Spark (without it: the pipeline's train stage)"),
+            Args.Option.required("model", "DIR", "Hugging Face base model directory"),
+            Args.Option.required("data", "FILES", "comma-separated text files or directories (every file inside)"),
+            Args.Option.required("adapter", "SPEC", "adapter_config.json path, or type=lora,r=8,alpha=16,targets=c_attn"),
+            Args.Option.required("out", "DIR", "output directory: adapter/, metrics.jsonl, summary.json"),
+            Args.Option.value("steps", "N", "100", "optimizer steps"),
+            Args.Option.value("batch", "N", "4", "blocks per micro-batch"),
+            Args.Option.value("accum", "N", "1", "micro-batches accumulated per step"),
+            Args.Option.value("seq", "N", "256", "tokens per block (capped at the model's n_positions)"),
+            Args.Option.value("lr", "X", "2e-4", "peak learning rate"),
+            Args.Option.value("weight-decay", "X", "0", "AdamW weight decay"),
+            Args.Option.value("warmup", "N", "min(10, steps/10)", "warmup steps"),
+            Args.Option.value("schedule", "NAME", "cosine", "learning-rate schedule after warmup: cosine, linear or constant"),
+            Args.Option.value("clip", "X", "1.0", "gradient norm clip"),
+            Args.Option.value("seed", "N", "42", "seed of the adapter's initialisation and the data order"),
+            Args.Option.value("eval-every-k", "K", "10", "every K-th block is held out for evaluation"),
+            Args.Option.flag("activation-checkpointing", "recompute activations in the backward pass (less memory, more time)"));
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private TrainLocalCommand() {}
 
     static int run(String[] argv) throws Exception {
-        Args a = new Args("train", argv, Set.of("model", "data", "adapter", "out", "steps", "batch", "accum", "seq", "lr",
-                "weight-decay", "warmup", "schedule", "clip", "seed", "eval-every-k"), Set.of("local", "activation-checkpointing"));
+        Args a = SPEC.parse(argv);
         if (!a.flag("local")) throw new Args.UsageException("train: distributed training is the Spark pipeline's; pass --local to train in this process");
         Path modelDir = Path.of(a.require("model"));
         Path out = Path.of(a.require("out"));
         TransformerLM model = HfModelDirectory.load(modelDir);
         model.setActivationCheckpointing(a.flag("activation-checkpointing"));
         AdapterConfig cfg = AdapterSpecs.parse(a.require("adapter"), model.config().architecture());
-        int steps = a.getInt("steps", 100);
-        TrainingOptions opts = new TrainingOptions(steps, a.getInt("batch", 4), a.getInt("accum", 1), a.getDouble("lr", 2e-4),
-                a.getDouble("weight-decay", 0.0), a.getInt("warmup", Math.min(10, steps / 10)), a.get("schedule", "cosine"), 0.0,
-                a.getDouble("clip", 1.0), a.getInt("seed", 42));
-        int seq = Math.min(a.getInt("seq", 256), model.config().maxPositions());
+        int steps = a.getInt("steps");
+        int warmup = a.has("warmup") ? a.getInt("warmup") : Math.min(10, steps / 10);
+        TrainingOptions opts = new TrainingOptions(steps, a.getInt("batch"), a.getInt("accum"), a.getDouble("lr"),
+                a.getDouble("weight-decay"), warmup, a.get("schedule"), 0.0, a.getDouble("clip"), a.getInt("seed"));
+        int seq = Math.min(a.getInt("seq"), model.config().maxPositions());
         TokenBlocks train, held;
         try (TextTokenizer tok = TextTokenizer.fromModelDir(modelDir)) {
             TokenBlocks all = LocalRun.blocks(a.require("data"), tok, seq);
-            int k = a.getInt("eval-every-k", 10);
+            int k = a.getInt("eval-every-k");
             TokenBlocks[] split = all.size() >= k ? all.splitEvery(k) : new TokenBlocks[]{all, all};
             train = split[0];
             held = split[1];

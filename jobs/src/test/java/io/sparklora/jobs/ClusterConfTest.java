@@ -161,6 +161,7 @@ class ClusterConfTest {
         e.put("SPARK_SUBMIT", fake.toString());
         e.putIfAbsent("SPARK_LORA_JAR", dir.resolve("app.jar").toString());
         e.put("SPARK_DRIVER_HOST", "driver.example.com");
+        e.putIfAbsent("SPARK_LORA_CHECK_FIT", "0");   // no master to ask (StandaloneClusterIT checks it on a real one)
         List<String> cmd = new ArrayList<>(List.of(ROOT.resolve("jobs/scripts").resolve(script).toString()));
         cmd.addAll(List.of(args));
         return run(e, cmd.toArray(String[]::new));
@@ -217,7 +218,7 @@ class ClusterConfTest {
         List<String> gpuYarn = lines(submit(dir, "submit-gpu.sh", Map.of("SPARK_MASTER", "yarn", "HADOOP_CONF_DIR", "/etc/hadoop/conf"),
                 "train", "--config", "hdfs:///r.yaml"));
         assertOption(gpuYarn, "--properties-file", ROOT.resolve("conf/spark-gpu.conf").toString());
-        assertOption(gpuYarn, "--files", ROOT.resolve("conf/gpu/discover-gpus.sh").toString());
+        assertOption(gpuYarn, "--files", ROOT.resolve("conf/log4j2.properties") + "," + ROOT.resolve("conf/gpu/discover-gpus.sh"));
         assertOption(gpuYarn, "--conf", "spark.executor.resource.gpu.discoveryScript=./discover-gpus.sh");
         assertOption(gpuYarn, "--class", "io.sparklora.jobs.TrainJob");
 
@@ -225,6 +226,46 @@ class ClusterConfTest {
                 "SPARK_LORA_JAR", "local:///opt/spark-lora/spark-lora-jobs.jar"), "pipeline", "--config", "hdfs:///r.yaml"));
         assertOption(gpuK8s, "--conf", "spark.executor.resource.gpu.discoveryScript=/opt/spark-lora/conf/gpu/discover-gpus.sh");
         assertTrue(gpuK8s.contains("local:///opt/spark-lora/spark-lora-jobs.jar"), gpuK8s.toString());
+    }
+
+    /**
+     * The scripts pass conf/log4j2.properties: shipped with --files, and appended to the properties file's Java
+     * options (which stay equal to conf/jvm.options in the file, as the test above checks). Executors on YARN and
+     * Kubernetes read the shipped copy in their working directory; on standalone they start before files arrive
+     * and read the checkout's path, as the driver does.
+     */
+    @Test
+    void submitScriptsPassTheLog4jFileToDriverAndExecutors(@TempDir Path dir) throws Exception {
+        String jvm = String.join(" ", Files.readAllLines(ROOT.resolve("conf/jvm.options")).stream()
+                .map(String::strip).filter(l -> !l.isEmpty() && !l.startsWith("#")).toList());
+        String log4j = ROOT.resolve("conf/log4j2.properties").toString();
+        List<String> standalone = lines(submit(dir, "submit-standalone.sh", Map.of(), "train", "--config", "x.yaml"));
+        assertOption(standalone, "--files", log4j);
+        assertOption(standalone, "--conf", "spark.driver.extraJavaOptions=" + jvm + " -Dlog4j2.configurationFile=file:" + log4j);
+        assertOption(standalone, "--conf", "spark.executor.extraJavaOptions=" + jvm + " -Dlog4j2.configurationFile=file:" + log4j);
+        List<String> yarn = lines(submit(dir, "submit-yarn.sh", Map.of("HADOOP_CONF_DIR", "/etc/hadoop/conf"), "train", "--config", "x.yaml"));
+        assertOption(yarn, "--files", log4j);
+        assertOption(yarn, "--conf", "spark.executor.extraJavaOptions=" + jvm + " -Dlog4j2.configurationFile=log4j2.properties");
+        assertEquals(1, yarn.stream().filter("--files"::equals).count(), "one --files: spark-submit keeps only the last");
+    }
+
+    @Test
+    void standaloneScriptSubmitsInClusterDeployModeOnRequest(@TempDir Path dir) throws Exception {
+        List<String> client = lines(submit(dir, "submit-standalone.sh", Map.of("SPARK_MASTER", "spark://m:7077"), "train", "--config", "x.yaml"));
+        assertOption(client, "--deploy-mode", "client");
+        assertOption(client, "--conf", "spark.driver.host=driver.example.com");
+        assertOption(client, "--conf", "spark.lora.masterWebUi=http://m:8080");
+        for (Run r : List.of(submit(dir, "submit-standalone.sh", Map.of("SPARK_MASTER", "spark://m:7077"), "--deploy-mode", "cluster", "train", "--config", "x.yaml"),
+                submit(dir, "submit-standalone.sh", Map.of("SPARK_MASTER", "spark://m:7077", "SPARK_DEPLOY_MODE", "cluster"), "train", "--config", "x.yaml"))) {
+            List<String> cluster = lines(r);
+            assertOption(cluster, "--deploy-mode", "cluster");
+            assertOption(cluster, "--conf", "spark.standalone.submit.waitAppCompletion=true");
+            assertTrue(cluster.stream().noneMatch(a -> a.startsWith("spark.driver.host=")), "the driver runs on a worker: " + cluster);
+            assertEquals(List.of("--config", "x.yaml"), cluster.subList(cluster.size() - 2, cluster.size()));
+        }
+        Run bad = submit(dir, "submit-standalone.sh", Map.of(), "--deploy-mode", "yarn", "train", "--config", "x.yaml");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("--deploy-mode must be client or cluster"), bad.err());
     }
 
     @Test
