@@ -205,7 +205,7 @@ public final class LoraEstimator extends Estimator<LoraModel> implements LoraPar
         double baseLoss = Double.NaN, adaptedLoss = Double.NaN;
         long valTokens = 0;
         if (m.rows(ShardManifest.VALIDATION) > 0) {
-            Map<String, EvaluateStage.Figures> f = EvaluateStage.run(sc, List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
+            EvaluateStage.Result f = EvaluateStage.run(sc, List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
                             new EvalTarget("adapted", base, EvalTarget.Mode.ADAPTED)), adapterConfig, Map.of(), tensors,
                     new ArrowShards(shards, m, ShardManifest.VALIDATION), null, getBatchSize());
             baseLoss = f.get("base").loss();
