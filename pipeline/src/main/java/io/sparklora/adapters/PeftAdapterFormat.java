@@ -143,8 +143,8 @@ public final class PeftAdapterFormat {
         o.putNull("layers_to_transform");
         o.putNull("layers_pattern");
         int[] tokens = c.trainableTokenIndices();
-        if (tokens.length == 0) o.putNull(AdapterConfig.TRAINABLE_TOKENS);
-        else {
+        // only when set: PEFT's LoraConfig has the key, VeraConfig (for one) does not
+        if (tokens.length > 0) {
             ArrayNode ids = o.putArray(AdapterConfig.TRAINABLE_TOKENS);
             for (int id : tokens) ids.add(id);
         }
