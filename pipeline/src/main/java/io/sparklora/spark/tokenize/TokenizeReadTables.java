@@ -13,11 +13,8 @@ import scala.Tuple2;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.NoSuchElementException;
 
 /**
  * Executor side of the tokenize stage for one Spark source: turns the rows of the source's prepared
@@ -83,48 +80,28 @@ public final class TokenizeReadTables implements PairFlatMapFunction<Iterator<Ro
         return Document.text(row.getString(0), label, where);
     }
 
-    private final class Batches implements Iterator<Tuple2<TokenizeKey, EncodedDocument>> {
+    private final class Batches extends EncodingBatches {
         private final Iterator<Row> rows;
-        private final DocumentEncoder encoder;
-        private final ArrayDeque<Tuple2<TokenizeKey, EncodedDocument>> ready = new ArrayDeque<>();
 
         Batches(Iterator<Row> rows, DocumentEncoder encoder) {
+            super(encoder);
             this.rows = rows;
-            this.encoder = encoder;
         }
 
         @Override
-        public boolean hasNext() {
-            if (ready.isEmpty()) fill();
-            return !ready.isEmpty();
-        }
-
-        @Override
-        public Tuple2<TokenizeKey, EncodedDocument> next() {
-            if (!hasNext()) throw new NoSuchElementException();
-            return ready.poll();
-        }
-
-        private void fill() {
-            List<Document> docs = new ArrayList<>();
-            List<TokenizeKey> keys = new ArrayList<>();
-            long chars = 0;
-            while (docs.size() < TokenizeReadFiles.BATCH_DOCUMENTS && chars < TokenizeReadFiles.BATCH_CHARS && rows.hasNext()) {
-                Document d;
-                try {
-                    d = document(rows.next());
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e.getMessage(), e);
-                }
-                byte[] hash = assignment.hash(d);
-                int p = assignment.partition(hash);
-                docs.add(d);
-                keys.add(TokenizeKey.ofContent(p / assignment.shards(), p % assignment.shards(), sourceIndex, hash));
-                chars += d.isPromptResponse() ? d.prompt().length() + d.response().length() : d.text().length();
+        protected boolean read(List<Document> docs, List<TokenizeKey> keys) {
+            if (!rows.hasNext()) return false;
+            Document d;
+            try {
+                d = document(rows.next());
+            } catch (IOException e) {
+                throw new UncheckedIOException(e.getMessage(), e);
             }
-            if (docs.isEmpty()) return;
-            List<EncodedDocument> encoded = encoder.encode(docs);
-            for (int i = 0; i < docs.size(); i++) ready.add(new Tuple2<>(keys.get(i), encoded.get(i)));
+            byte[] hash = assignment.hash(d);
+            int p = assignment.partition(hash);
+            docs.add(d);
+            keys.add(TokenizeKey.ofContent(p / assignment.shards(), p % assignment.shards(), sourceIndex, hash));
+            return true;
         }
     }
 }
