@@ -4,8 +4,8 @@ import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.checkpoint.BaseModelRef;
 import io.sparklora.data.DocumentEncoder;
-import io.sparklora.model.TokenBatch;
 import io.sparklora.model.TransformerLM;
+import io.sparklora.spark.evaluate.EvalTask;
 import io.sparklora.spark.BaseModelCache;
 import io.sparklora.spark.GpuBinding;
 import io.sparklora.spark.TokenizerCache;
@@ -132,13 +132,7 @@ final class TransformTask implements FlatMapFunction<Iterator<Row>, Row> {
                 int[] lab = labels[l];
                 int keep = Math.max(1, Math.min(prompt.length, ctx + 1 - lab.length));
                 int[] p = Arrays.copyOfRange(prompt, prompt.length - keep, prompt.length);
-                int[] ids = Arrays.copyOf(p, p.length + lab.length);
-                System.arraycopy(lab, 0, ids, p.length, lab.length);
-                int[] in = Arrays.copyOf(ids, ids.length - 1);
-                int[] tg = new int[in.length];
-                Arrays.fill(tg, TokenBatch.IGNORE);
-                for (int i = p.length - 1; i < in.length; i++) tg[i] = ids[i + 1];
-                ll[l] = -model.loss(TokenBatch.of(new int[][]{in}, new int[][]{tg})).sumLoss();
+                ll[l] = -EvalTask.labelNll(model, p, List.of(lab))[0];
             }
             return ll;
         }
