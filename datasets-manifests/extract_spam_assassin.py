@@ -11,7 +11,7 @@ Headers are dropped (they carry addresses and routing noise); bodies are kept as
 messages that are not valid UTF-8 or are mostly HTML are skipped. Order is the package's file order,
 so the output is deterministic.
 """
-import json, os, sys
+import itertools, json, os, sys
 
 def body(raw: bytes):
     try:
@@ -27,6 +27,15 @@ def body(raw: bytes):
         return None
     return b if len(b) >= 200 else None
 
+def usable_bodies(data, files, dirs):
+    """The usable message bodies of the package's folders `dirs`, in file order."""
+    for rel in files:
+        if rel.split("/")[0] not in dirs:
+            continue
+        b = body(open(os.path.join(data, rel), "rb").read())
+        if b is not None:
+            yield b
+
 def main():
     args = sys.argv[1:]
     pkg, out = args[0], args[1]
@@ -41,19 +50,8 @@ def main():
     if unlabelled:
         picked = {}
         for label, dirs in groups.items():
-            bodies, seen = [], 0
-            for rel in files:
-                if len(bodies) >= per_label:
-                    break
-                if rel.split("/")[0] not in dirs:
-                    continue
-                b = body(open(os.path.join(data, rel), "rb").read())
-                if b is None:
-                    continue
-                seen += 1
-                if seen > skip:
-                    bodies.append(b[:max_chars])
-            picked[label] = bodies
+            bodies = itertools.islice(usable_bodies(data, files, dirs), skip, skip + per_label)
+            picked[label] = [b[:max_chars] for b in bodies]
         path = os.path.join(out, "spam-assassin-unlabelled.jsonl")
         with open(path + ".tmp", "w", encoding="utf-8", newline="\n") as f:
             for i in range(max(len(v) for v in picked.values())):
@@ -67,14 +65,7 @@ def main():
         n = 0
         tmp = os.path.join(out, f"spam-assassin-{label}.jsonl.tmp")
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for rel in files:
-                if n >= per_label:
-                    break
-                if rel.split("/")[0] not in dirs:
-                    continue
-                b = body(open(os.path.join(data, rel), "rb").read())
-                if b is None:
-                    continue
+            for b in itertools.islice(usable_bodies(data, files, dirs), per_label):
                 f.write(json.dumps({"text": b[:max_chars], "label": label}, ensure_ascii=False) + "\n")
                 n += 1
         os.replace(tmp, os.path.join(out, f"spam-assassin-{label}.jsonl"))
