@@ -79,7 +79,8 @@ public final class TokenizeWriteShards
             long exampleDocs = 0, promptTokens = 0;
             while (docs.hasNext()) {
                 EncodedDocument d = docs.next()._2();
-                int[] prompt = d.labelled() ? d.truncatedPrompt(maxPromptTokens, eosId) : null;
+                // the cut prompt feeds a text -> label block and a validation example; neither else
+                int[] prompt = d.labelled() && (labelObjective || examples != null) ? d.truncatedPrompt(maxPromptTokens, eosId) : null;
                 if (labelObjective && d.labelled()) {
                     int[] label = d.labelTokens();
                     int[] block = Arrays.copyOf(prompt, prompt.length + label.length);
