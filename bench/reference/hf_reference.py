@@ -1,6 +1,8 @@
-"""Independent PyTorch reference for GPT2LMHeadModel and LlamaForCausalLM with PEFT LoRA.
+"""Independent PyTorch reference for GPT2LMHeadModel and the Llama family (LlamaForCausalLM with and without
+rope_scaling, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM) with PEFT LoRA.
 
-Generates pipeline/src/test/resources/reference/{gpt2,llama}/, which HuggingFaceReferenceTest loads
+Generates pipeline/src/test/resources/reference/<family>/ (gpt2, llama, llama3, llama-linear, llama-dynamic,
+mistral, qwen2, qwen3, phi3), which HuggingFaceReferenceTest loads
 into io.sparklora.model.TransformerLM and compares against:
 
     config.json                Hugging Face model config
@@ -9,8 +11,9 @@ into io.sparklora.model.TransformerLM and compares against:
     adapter_model.safetensors  float32 LoRA tensors under PEFT names
     expected.json              input_ids, targets, logits, loss and LoRA gradients (float64)
 
-The models are written here from the published architecture definitions (transformers' modeling_gpt2.py
-and modeling_llama.py, PEFT's lora.Linear); nothing is imported from transformers or peft, which this
+The models are written here from the published architecture definitions (transformers' modeling_gpt2.py,
+modeling_llama.py, modeling_mistral.py, modeling_qwen2.py, modeling_qwen3.py, modeling_phi3.py and
+modeling_rope_utils.py; PEFT's lora.Linear); nothing is imported from transformers or peft, which this
 machine does not have. Every computation runs in float64 on the float32-rounded weights, so the Java
 side can be held to ~1e-9.
 
@@ -25,6 +28,12 @@ Conventions reproduced (the points where a re-implementation usually goes wrong)
          rotate_half([x1, x2]) = [-x2, x1]; grouped-query attention where kv head j serves query heads
          j*G .. j*G+G-1 (repeat_kv = repeat_interleave over the head dimension); SwiGLU
          down(silu(gate(x)) * up(x)); untied lm_head.
+  Family Qwen2: q/k/v_proj with bias, o_proj without. Qwen3: RMSNorm (weight [D], rms_norm_eps) over each head
+         of q and k, before the rotation; no biases. Phi-3: qkv_proj rows are [q (H*D) | k (Hkv*D) | v (Hkv*D)],
+         gate_up_proj rows [gate (F) | up (F)]. Mistral: Llama within its sliding window (the batch is
+         shorter than the window). head_dim may differ from hidden/heads (q_proj out = H*D, o_proj in = H*D).
+  Rope   scaling as modeling_rope_utils: linear (inv_freq / factor), dynamic (NTK base from the sequence
+         length, when past max_position_embeddings) and llama3 (per-wavelength divide / keep / smooth).
   LoRA   (PEFT) delta = (dropout(x) @ A.T @ B.T) * lora_alpha / r with A [r, in], B [out, r], also for
          GPT-2's Conv1D (fan_in_fan_out only changes how a merge transposes the delta).
          Every linear layer adds adapter.delta(module, x) (0.0 where the adapter has no tensors), so other
@@ -97,6 +106,43 @@ LLAMA_CONFIG = {
     "torch_dtype": "float32",
 }
 
+def _llama_like(model_type, arch_class, **over):
+    c = dict(LLAMA_CONFIG)
+    c["architectures"] = [arch_class]
+    c["model_type"] = model_type
+    c.update(over)
+    return c
+
+
+# The Llama family's variations, each exercising what its transformers definition adds to Llama's block.
+FAMILY_CONFIGS = {
+    # Llama 3.1/3.2's rope rule, with D = 8 != hidden/heads = 4 and the head tied to the embedding (Llama 3.2 1B).
+    # inv_freq = [1, 0.1, 0.01, 0.001]: wavelengths 6.3 (kept, < 64/4), 62.8 (smoothed), 628 and 6283 (divided).
+    "llama3": _llama_like("llama", "LlamaForCausalLM", head_dim=8, tie_word_embeddings=True, max_position_embeddings=128,
+                          rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+                          bos_token_id=1, eos_token_id=[2, 3]),
+    "llama-linear": _llama_like("llama", "LlamaForCausalLM", rope_scaling={"type": "linear", "factor": 4.0}),
+    # dynamic NTK scaling changes the base only past max_position_embeddings: the 7-token batch is past 4
+    "llama-dynamic": _llama_like("llama", "LlamaForCausalLM", max_position_embeddings=4,
+                                 rope_scaling={"rope_type": "dynamic", "factor": 2.0}),
+    "mistral": _llama_like("mistral", "MistralForCausalLM", sliding_window=16, rope_theta=1000000.0),
+    "qwen2": _llama_like("qwen2", "Qwen2ForCausalLM", tie_word_embeddings=True, use_sliding_window=False,
+                         sliding_window=4, max_window_layers=2, rope_theta=1000000.0),
+    "qwen3": _llama_like("qwen3", "Qwen3ForCausalLM", head_dim=8, tie_word_embeddings=True, attention_bias=False,
+                         use_sliding_window=False, sliding_window=None, rope_theta=1000000.0),
+    "phi3": _llama_like("phi3", "Phi3ForCausalLM", rope_scaling=None, sliding_window=32, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attention_dropout=0.0, original_max_position_embeddings=32),
+}
+for _c in FAMILY_CONFIGS.values():
+    _c.pop("mlp_bias", None) if _c["model_type"] != "llama" else None
+    if _c["model_type"] in ("qwen2", "phi3"):
+        _c.pop("attention_bias", None)
+
+# PEFT's default target modules for each model_type
+DEFAULT_TARGETS = {"llama": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"],
+                   "qwen3": ["q_proj", "v_proj"], "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]}
+
 GPT2_LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"], "fan_in_fan_out": True}
 LLAMA_LORA = {"r": 4, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "fan_in_fan_out": False}
 
@@ -124,21 +170,46 @@ def gpt2_shapes(c):
     return s
 
 
+def head_dim(c):
+    return c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+
+
 def llama_shapes(c):
+    """The Llama family's tensors; Qwen2 adds q/k/v biases, Qwen3 q_norm/k_norm, Phi-3 fuses qkv and gate_up."""
     d, f, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
-    hd = d // c["num_attention_heads"]
+    mt = c["model_type"]
+    hd = head_dim(c)
     qd, kvd = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
     s = {"model.embed_tokens.weight": (v, d)}
     for i in range(c["num_hidden_layers"]):
         h = f"model.layers.{i}."
-        s.update({
-            h + "input_layernorm.weight": (d,),
-            h + "self_attn.q_proj.weight": (qd, d), h + "self_attn.k_proj.weight": (kvd, d),
-            h + "self_attn.v_proj.weight": (kvd, d), h + "self_attn.o_proj.weight": (d, qd),
-            h + "post_attention_layernorm.weight": (d,),
-            h + "mlp.gate_proj.weight": (f, d), h + "mlp.up_proj.weight": (f, d), h + "mlp.down_proj.weight": (d, f),
-        })
-    s.update({"model.norm.weight": (d,), "lm_head.weight": (v, d)})
+        s[h + "input_layernorm.weight"] = (d,)
+        if mt == "phi3":
+            s[h + "self_attn.qkv_proj.weight"] = (qd + 2 * kvd, d)
+        else:
+            s[h + "self_attn.q_proj.weight"] = (qd, d)
+            if mt == "qwen2":
+                s[h + "self_attn.q_proj.bias"] = (qd,)
+            s[h + "self_attn.k_proj.weight"] = (kvd, d)
+            if mt == "qwen2":
+                s[h + "self_attn.k_proj.bias"] = (kvd,)
+            s[h + "self_attn.v_proj.weight"] = (kvd, d)
+            if mt == "qwen2":
+                s[h + "self_attn.v_proj.bias"] = (kvd,)
+        s[h + "self_attn.o_proj.weight"] = (d, qd)
+        if mt == "qwen3":
+            s[h + "self_attn.q_norm.weight"] = (hd,)
+            s[h + "self_attn.k_norm.weight"] = (hd,)
+        s[h + "post_attention_layernorm.weight"] = (d,)
+        if mt == "phi3":
+            s[h + "mlp.gate_up_proj.weight"] = (2 * f, d)
+        else:
+            s[h + "mlp.gate_proj.weight"] = (f, d)
+            s[h + "mlp.up_proj.weight"] = (f, d)
+        s[h + "mlp.down_proj.weight"] = (d, f)
+    s["model.norm.weight"] = (d,)
+    if not c.get("tie_word_embeddings", False):
+        s["lm_head.weight"] = (v, d)
     return s
 
 
@@ -162,14 +233,31 @@ def lora_modules(family, cfg, lora):
         for i in range(cfg["n_layer"]):
             mods.append((f"transformer.h.{i}.attn.c_attn", d, 3 * d))
     else:
-        d = cfg["hidden_size"]
-        hd = d // cfg["num_attention_heads"]
-        dims = {"q_proj": (d, cfg["num_attention_heads"] * hd), "v_proj": (d, cfg["num_key_value_heads"] * hd)}
-        for i in range(cfg["num_hidden_layers"]):
-            for t in ("q_proj", "v_proj"):  # model order: q_proj before v_proj
-                if t in lora["target_modules"]:
-                    mods.append((f"model.layers.{i}.self_attn.{t}",) + dims[t])
+        for module, fin, fout in linear_modules(cfg):
+            if module.rsplit(".", 1)[1] in lora["target_modules"]:
+                mods.append((module, fin, fout))
     return mods
+
+
+def linear_modules(cfg):
+    """(module, in, out) of every linear layer of a Llama-family block, in model order."""
+    d, f = cfg["hidden_size"], cfg["intermediate_size"]
+    hd = head_dim(cfg)
+    qd, kvd = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    out = []
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        if cfg["model_type"] == "phi3":
+            out.append((p + "self_attn.qkv_proj", d, qd + 2 * kvd))
+        else:
+            out += [(p + "self_attn.q_proj", d, qd), (p + "self_attn.k_proj", d, kvd), (p + "self_attn.v_proj", d, kvd)]
+        out.append((p + "self_attn.o_proj", qd, d))
+        if cfg["model_type"] == "phi3":
+            out.append((p + "mlp.gate_up_proj", d, 2 * f))
+        else:
+            out += [(p + "mlp.gate_proj", d, f), (p + "mlp.up_proj", d, f)]
+        out.append((p + "mlp.down_proj", f, d))
+    return out
 
 
 def random_lora(mods, r, seed):
@@ -248,8 +336,44 @@ def rms_norm(x, weight, eps):
     return weight * (x * torch.rsqrt(variance + eps))
 
 
-def rope_tables(head_dim, theta, t, fp32_tables=False):
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))   # float32
+def inv_freq_for(cfg, hd, t):
+    """transformers' rope init functions (modeling_rope_utils), in their float32 order of operations.
+
+    Python's scalar / tensor is tensor.reciprocal() * scalar in torch; it is written the same way here.
+    """
+    theta = cfg.get("rope_theta", 10000.0)
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    exponents = torch.arange(0, hd, 2, dtype=torch.int64).float() / hd
+    if kind == "dynamic":
+        orig = cfg["max_position_embeddings"]
+        seq_len = torch.tensor(t)       # transformers passes max(position_ids) + 1, a tensor
+        if t > orig:
+            base = theta * ((rs["factor"] * seq_len / orig) - (rs["factor"] - 1)) ** (hd / (hd - 2))
+        else:
+            base = theta
+        return 1.0 / (base ** exponents)
+    inv_freq = 1.0 / (theta ** exponents)
+    if kind == "default":
+        return inv_freq
+    if kind == "linear":
+        return inv_freq / rs["factor"]
+    if kind == "llama3":
+        factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old / low, old / high
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        return torch.where(medium, smoothed, scaled)
+    raise ValueError(kind)
+
+
+def rope_tables(head_dim, theta, t, fp32_tables=False, cfg=None):
+    inv_freq = inv_freq_for(cfg or {"rope_theta": theta}, head_dim, t)                                   # float32
+    assert inv_freq.dtype == torch.float32
     pos = torch.arange(t, dtype=torch.int64).float()
     freqs = pos[:, None] @ inv_freq[None, :]                                                            # float32
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -264,34 +388,56 @@ def rotate_half(x):
 
 
 def llama_forward(cfg, w, lora, ids, fp32_rope_tables=False):
+    """LlamaForCausalLM and its variations: MistralForCausalLM (as Llama within the window), Qwen2 (q/k/v biases),
+    Qwen3 (RMSNorm over each head of q and k, before the rotation), Phi3 (fused qkv_proj and gate_up_proj)."""
     bsz, t = ids.shape
     c, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    hd = c // nh
+    mt = cfg["model_type"]
+    hd = head_dim(cfg)
     eps = cfg["rms_norm_eps"]
-    cos, sin = rope_tables(hd, cfg["rope_theta"], t, fp32_rope_tables)   # [T, D], broadcast over B, H
+    window = cfg.get("sliding_window") if mt in ("mistral", "phi3") or cfg.get("use_sliding_window") else None
+    assert window is None or t <= window, "the reference implements full attention only"
+    cos, sin = rope_tables(hd, cfg["rope_theta"], t, fp32_rope_tables, cfg)   # [T, D], broadcast over B, H
+
+    def lin(name, x):
+        y = x @ w[name + ".weight"].T
+        if name + ".bias" in w:
+            y = y + w[name + ".bias"]
+        return y + lora.delta(name, x)
+
     h = w["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         a = rms_norm(h, w[p + "input_layernorm.weight"], eps)
-        q = a @ w[p + "self_attn.q_proj.weight"].T + lora.delta(p + "self_attn.q_proj", a)
-        k = a @ w[p + "self_attn.k_proj.weight"].T + lora.delta(p + "self_attn.k_proj", a)
-        v = a @ w[p + "self_attn.v_proj.weight"].T + lora.delta(p + "self_attn.v_proj", a)
-        q = q.reshape(bsz, t, nh, hd).transpose(1, 2)
-        k = k.reshape(bsz, t, nkv, hd).transpose(1, 2)
+        if mt == "phi3":
+            qkv = lin(p + "self_attn.qkv_proj", a)
+            q, k, v = qkv[..., :nh * hd], qkv[..., nh * hd:(nh + nkv) * hd], qkv[..., (nh + nkv) * hd:]
+        else:
+            q, k, v = lin(p + "self_attn.q_proj", a), lin(p + "self_attn.k_proj", a), lin(p + "self_attn.v_proj", a)
+        q = q.reshape(bsz, t, nh, hd)
+        k = k.reshape(bsz, t, nkv, hd)
+        if mt == "qwen3":
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = v.reshape(bsz, t, nkv, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(nh // nkv, dim=1)
         v = v.repeat_interleave(nh // nkv, dim=1)
         y = attention(q, k, v).transpose(1, 2).reshape(bsz, t, nh * hd)
-        h = h + y @ w[p + "self_attn.o_proj.weight"].T + lora.delta(p + "self_attn.o_proj", y)
+        h = h + lin(p + "self_attn.o_proj", y)
         m = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        g = m @ w[p + "mlp.gate_proj.weight"].T + lora.delta(p + "mlp.gate_proj", m)
-        u = m @ w[p + "mlp.up_proj.weight"].T + lora.delta(p + "mlp.up_proj", m)
+        if mt == "phi3":
+            gu = lin(p + "mlp.gate_up_proj", m)
+            g, u = gu.chunk(2, dim=-1)
+        else:
+            g, u = lin(p + "mlp.gate_proj", m), lin(p + "mlp.up_proj", m)
         z = F.silu(g) * u
-        h = h + z @ w[p + "mlp.down_proj.weight"].T + lora.delta(p + "mlp.down_proj", z)
+        h = h + lin(p + "mlp.down_proj", z)
     h = rms_norm(h, w["model.norm.weight"], eps)
-    return h @ w["lm_head.weight"].T
+    head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
+    return h @ head.T
 
 
 # ---- self-checks of the reference itself --------------------------------------------------------
@@ -368,9 +514,14 @@ def batch(vocab, seed):
 
 
 def build(family, out_root):
-    cfg = GPT2_CONFIG if family == "gpt2" else LLAMA_CONFIG
-    lcfg = GPT2_LORA if family == "gpt2" else LLAMA_LORA
-    seed = 20240 if family == "gpt2" else 20241
+    if family in ("gpt2", "llama"):
+        cfg = GPT2_CONFIG if family == "gpt2" else LLAMA_CONFIG
+        lcfg = GPT2_LORA if family == "gpt2" else LLAMA_LORA
+        seed = 20240 if family == "gpt2" else 20241
+    else:
+        cfg = FAMILY_CONFIGS[family]
+        lcfg = {"r": 4, "lora_alpha": 16, "target_modules": DEFAULT_TARGETS[cfg["model_type"]], "fan_in_fan_out": False}
+        seed = 20250 + 10 * list(FAMILY_CONFIGS).index(family)
     weights32 = random_weights(gpt2_shapes(cfg) if family == "gpt2" else llama_shapes(cfg), seed)
     lora32 = random_lora(lora_modules(family, cfg, lcfg), lcfg["r"], seed + 100)
     ids_np, targets_np = batch(cfg["vocab_size"], seed + 200)
@@ -393,7 +544,7 @@ def build(family, out_root):
     assert lora_effect > 1e-2, f"{family}: LoRA barely changes the logits ({lora_effect})"
     merged_check(family, cfg, w, lora, ids, logits)
     doc_extra = {}
-    if family == "llama":
+    if family != "gpt2":
         with torch.no_grad():
             shift = (llama_forward(cfg, w, lora, ids, fp32_rope_tables=True) - logits).abs().max().item()
         assert shift < 1e-5
@@ -443,7 +594,7 @@ def main():
     out_root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "pipeline", "src", "test", "resources", "reference")
     torch.set_num_threads(1)   # fixed reduction order, so reruns are byte-identical
     self_checks()
-    for family in ("gpt2", "llama"):
+    for family in ["gpt2", "llama"] + list(FAMILY_CONFIGS):
         build(family, out_root)
 
 

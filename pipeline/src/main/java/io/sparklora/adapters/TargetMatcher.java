@@ -16,9 +16,9 @@ import java.util.regex.PatternSyntaxException;
 public final class TargetMatcher {
     private TargetMatcher() {}
 
-    /** PEFT's defaults: GPT-2's fused attention projection, Llama's query and value projections. */
+    /** PEFT's defaults for the model_type: GPT-2's c_attn, q_proj/v_proj for Llama, Mistral and Qwen, Phi-3's fused projections. */
     public static List<String> defaultTargets(Architecture arch) {
-        return arch == Architecture.GPT2 ? List.of("c_attn") : List.of("q_proj", "v_proj");
+        return arch.defaultLoraTargets();
     }
 
     public static boolean matches(String module, String target) {

@@ -139,7 +139,8 @@ public final class Run {
     private Optional<String> modelIfPresent(String u) { return exists(HadoopFiles.resolve(u, "config.json")) ? Optional.of(u) : Optional.empty(); }
 
     /**
-     * Writes base + adapter as one plain Hugging Face checkpoint (float32, tokenizer copied along) to
+     * Writes base + adapter as one plain Hugging Face checkpoint (float32; the base's config.json kept as it was,
+     * its generation config, chat template and tokenizer files copied along) to
      * {@code <run>/merged}, atomically, and returns its URI (what {@code spark-lora merge} does).
      */
     public String merge() {
@@ -151,6 +152,12 @@ public final class Run {
         try {
             java.nio.file.Path tokDir = java.nio.file.Files.createTempDirectory("spark-lora-merge-tok-");
             try {
+                // the base's own companions (generation config, chat template, ...), then the run's tokenizer over them
+                String base = AdapterDirectory.baseModel(conf, adapterDir());
+                for (String f : HfModelDirectory.COMPANION_FILES) {
+                    String src = HadoopFiles.resolve(base, f);
+                    if (HadoopFiles.exists(conf, src)) java.nio.file.Files.write(tokDir.resolve(f), HadoopFiles.readBytes(conf, src));
+                }
                 java.nio.file.Files.write(tokDir.resolve("tokenizer.json"), HadoopFiles.readBytes(conf, tokenizerUri()));
                 HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, tokDir));
             } finally {

@@ -11,16 +11,27 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 
 /**
  * A model in the Hugging Face directory layout: {@code config.json} plus {@code model.safetensors}
- * (or a sharded index), and optionally the tokenizer files, which are copied along on save.
+ * (or a sharded index), and the files that travel with it (tokenizer, generation config, chat template:
+ * {@link #COMPANION_FILES}), which are copied along on save.
+ *
+ * <p>Saving keeps {@code config.json} as it was loaded: keys the engine does not model ({@code bos_token_id},
+ * {@code rope_scaling}, ...) are written back unchanged; only {@code torch_dtype}, whose meaning the save
+ * changes, is updated.
  */
 public final class HfModelDirectory {
     private static final ObjectMapper JSON = new ObjectMapper();
     /** Shard size Hugging Face uses by default when saving. */
     public static final long DEFAULT_SHARD_BYTES = 5L * 1024 * 1024 * 1024;
+
+    /** Files a model directory carries besides config and weights, copied along by {@link #save} when present. */
+    public static final List<String> COMPANION_FILES = List.of(
+            "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+            "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json");
 
     private HfModelDirectory() {}
 
@@ -37,18 +48,19 @@ public final class HfModelDirectory {
 
     /**
      * Writes the model as a Hugging Face checkpoint directory, atomically: the directory appears
-     * complete or not at all. Tokenizer files from {@code tokenizerFrom} (may be null) are copied.
+     * complete or not at all. The {@link #COMPANION_FILES} found in {@code companionsFrom} (may be null;
+     * normally the directory the model was loaded from) are copied.
      */
-    public static void save(TransformerLM model, Path dir, DataType storeAs, Path tokenizerFrom) {
+    public static void save(TransformerLM model, Path dir, DataType storeAs, Path companionsFrom) {
         try {
             AtomicFiles.writeDirectory(dir, tmp -> {
                 Files.writeString(tmp.resolve("config.json"),
                         JSON.writerWithDefaultPrettyPrinter().writeValueAsString(configFor(model, storeAs)));
                 CheckpointFiles.saveWeights(tmp, model.stateDict(), storeAs, DEFAULT_SHARD_BYTES);
-                if (tokenizerFrom != null) {
-                    for (String f : new String[]{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
-                        Path src = tokenizerFrom.resolve(f);
-                        if (Files.exists(src)) Files.copy(src, tmp.resolve(f));
+                if (companionsFrom != null) {
+                    for (String f : COMPANION_FILES) {
+                        Path src = companionsFrom.resolve(f);
+                        if (Files.isRegularFile(src)) Files.copy(src, tmp.resolve(f));
                     }
                 }
             });
@@ -57,13 +69,16 @@ public final class HfModelDirectory {
         }
     }
 
-    private static com.fasterxml.jackson.databind.node.ObjectNode configFor(TransformerLM model, DataType storeAs) {
+    /** The config to write: the loaded one (or the generated one) with torch_dtype set to the stored type. */
+    public static com.fasterxml.jackson.databind.node.ObjectNode configFor(TransformerLM model, DataType storeAs) {
         var json = model.config().toJson();
-        json.put("torch_dtype", switch (storeAs) {
+        String dtype = switch (storeAs) {
             case HALF -> "float16";
             case BFLOAT16 -> "bfloat16";
             default -> "float32";
-        });
+        };
+        if (json.has("dtype") && !json.has("torch_dtype")) json.put("dtype", dtype);   // transformers ≥ 4.56 writes "dtype"
+        else json.put("torch_dtype", dtype);
         return json;
     }
 }

@@ -26,6 +26,11 @@ import java.util.Set;
  * licence: free text                   # optional
  * labels: [ham, spam]                  # optional: a label set (classification); absent = plain LM corpus
  * label_prompt: "\nLabel:"             # optional; between a labelled document and its label
+ * chat_template: tokenizer             # optional: render prompt/response pairs through a chat template: "tokenizer"
+ *                                      #   (tokenizer_config.json / chat_template.jinja beside tokenizer.json) or a
+ *                                      #   .jinja file (relative to the manifest or any Hadoop URI); loss on the
+ *                                      #   assistant's tokens only
+ * system_prompt: "You are ..."         # optional, with chat_template: a system turn before each pair
  * sources:
  *   - name: ham                        # unique within the manifest
  *     uri: demo/spam-assassin-ham.jsonl  # relative to the manifest's directory, or any Hadoop URI; file or directory
@@ -52,11 +57,16 @@ import java.util.Set;
  * @param labels the label set, empty for a plain language-modelling corpus
  */
 public record DatasetManifest(String uri, String name, String description, String licence, List<String> labels,
-                              String labelPrompt, List<Source> sources) implements Serializable {
+                              String labelPrompt, List<Source> sources, String chatTemplate, String systemPrompt)
+        implements Serializable {
+
+    /** {@code chat_template: tokenizer}: the template stored beside the tokenizer. */
+    public static final String CHAT_TEMPLATE_OF_TOKENIZER = "tokenizer";
 
     public static final String DEFAULT_LABEL_PROMPT = "\nLabel:";
 
-    private static final Set<String> TOP_KEYS = Set.of("name", "description", "licence", "labels", "label_prompt", "sources");
+    private static final Set<String> TOP_KEYS = Set.of("name", "description", "licence", "labels", "label_prompt", "sources",
+            "chat_template", "system_prompt");
     private static final Set<String> SOURCE_KEYS = Set.of("name", "uri", "format", "text_field", "prompt_field",
             "response_field", "label_field", "label", "sha256", "table", "filter", "csv_header");
 
@@ -164,7 +174,20 @@ public record DatasetManifest(String uri, String name, String description, Strin
             }
             sources.add(s);
         }
-        return new DatasetManifest(where, name, description, licence, List.copyOf(labels), labelPrompt, List.copyOf(sources));
+        String chatTemplate = optionalString(root, "chat_template", "", where);
+        if (chatTemplate != null && !chatTemplate.equals(CHAT_TEMPLATE_OF_TOKENIZER)) {
+            if (chatTemplate.isBlank()) throw new IOException("dataset manifest " + where + ": 'chat_template' is blank");
+            chatTemplate = new Path(dir, chatTemplate).toString();
+        }
+        String systemPrompt = optionalString(root, "system_prompt", "", where);
+        if (systemPrompt != null && chatTemplate == null) {
+            throw new IOException("dataset manifest " + where + ": system_prompt is given but there is no chat_template");
+        }
+        if (chatTemplate != null && !labels.isEmpty()) {
+            throw new IOException("dataset manifest " + where + ": chat_template applies to prompt/response pairs; a labelled dataset has none");
+        }
+        return new DatasetManifest(where, name, description, licence, List.copyOf(labels), labelPrompt, List.copyOf(sources),
+                chatTemplate, systemPrompt);
     }
 
     private static List<String> labels(JsonNode root, String where) throws IOException {

@@ -12,8 +12,9 @@ import java.util.List;
  * @param response the response of a pair, else null
  * @param label index into the manifest's labels, or -1 for an unlabelled document
  * @param where {@code uri:line} of the document's first line, for error messages
+ * @param system a pair's system message when it is rendered through a chat template, else null
  */
-public record Document(String text, String prompt, String response, int label, String where) implements Serializable {
+public record Document(String text, String prompt, String response, int label, String where, String system) implements Serializable {
 
     public Document {
         if ((text == null) == (prompt == null || response == null)) {
@@ -23,11 +24,16 @@ public record Document(String text, String prompt, String response, int label, S
     }
 
     public static Document text(String text, int label, String where) {
-        return new Document(text, null, null, label, where);
+        return new Document(text, null, null, label, where, null);
     }
 
     public static Document promptResponse(String prompt, String response, String where) {
-        return new Document(null, prompt, response, -1, where);
+        return new Document(null, prompt, response, -1, where, null);
+    }
+
+    /** This pair with a system message (used only when the pair is rendered through a chat template). */
+    public Document withSystem(String systemMessage) {
+        return new Document(text, prompt, response, label, where, systemMessage);
     }
 
     public boolean isPromptResponse() {

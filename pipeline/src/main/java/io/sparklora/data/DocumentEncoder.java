@@ -1,5 +1,6 @@
 package io.sparklora.data;
 
+import io.sparklora.tokenize.ChatTemplate;
 import io.sparklora.tokenize.TextTokenizer;
 
 import java.util.ArrayList;
@@ -14,7 +15,11 @@ import java.util.List;
  *       ({@link #labelIds}, the tokens of {@code " " + label}), all targets under the language-model
  *       objective. The three parts are encoded separately so that the text can be cut without cutting the
  *       label prompt, and the label tokens are exactly the ones an evaluator scores after the prompt;</li>
- *   <li>prompt/response: tokens of the prompt (not targets) followed by tokens of the response (targets).</li>
+ *   <li>prompt/response: tokens of the prompt (not targets) followed by tokens of the response (targets).
+ *       With a {@link ChatTemplate}, the pair is first rendered through it: the prompt side is the conversation
+ *       up to the assistant's turn with the generation prompt, the response side the assistant's turn as the
+ *       template writes it (content and end-of-turn marker), so the loss covers exactly the assistant's tokens.
+ *       Rendered text is encoded without the tokenizer's own special tokens (the template writes them).</li>
  * </ul>
  * The end-of-text token is added by {@link BlockPacker}.
  */
@@ -22,9 +27,27 @@ public final class DocumentEncoder {
     private final TextTokenizer tokenizer;
     private final int[] labelPromptIds;
     private final int[][] labelIds;
+    private final ChatTemplate chatTemplate;   // null: pairs are encoded as written
+    private final String systemPrompt;         // with a template: the system turn of pairs that bring none, or null
 
     public DocumentEncoder(TextTokenizer tokenizer, List<String> labels, String labelPrompt) {
+        this(tokenizer, labels, labelPrompt, null);
+    }
+
+    public DocumentEncoder(TextTokenizer tokenizer, List<String> labels, String labelPrompt, ChatTemplate chatTemplate) {
+        this(tokenizer, labels, labelPrompt, chatTemplate, null);
+    }
+
+    /** A dataset's encoder: its labels and label prompt, and its chat template and system prompt (both may be null). */
+    public static DocumentEncoder of(TextTokenizer tokenizer, DatasetManifest dataset, ChatTemplate chatTemplate) {
+        return new DocumentEncoder(tokenizer, dataset.labels(), dataset.labelPrompt(), chatTemplate, dataset.systemPrompt());
+    }
+
+    public DocumentEncoder(TextTokenizer tokenizer, List<String> labels, String labelPrompt, ChatTemplate chatTemplate,
+                           String systemPrompt) {
         this.tokenizer = tokenizer;
+        this.chatTemplate = chatTemplate;
+        this.systemPrompt = systemPrompt;
         this.labelPromptIds = labels.isEmpty() || labelPrompt == null ? new int[0] : tokenizer.encode(labelPrompt);
         this.labelIds = labelIds(tokenizer, labels);
     }
@@ -52,7 +75,16 @@ public final class DocumentEncoder {
     public List<EncodedDocument> encode(List<Document> docs) {
         List<String> texts = new ArrayList<>(docs.size() + 8);
         for (Document d : docs) {
-            if (d.isPromptResponse()) {
+            if (d.isPromptResponse() && chatTemplate != null) {
+                ChatTemplate.Turn turn;
+                try {
+                    turn = chatTemplate.renderPair(d.system() != null ? d.system() : systemPrompt, d.prompt(), d.response());
+                } catch (ChatTemplate.ChatTemplateException e) {
+                    throw new ChatTemplate.ChatTemplateException(d.where() + ": " + e.getMessage(), e);
+                }
+                texts.add(turn.prompt());
+                texts.add(turn.response());
+            } else if (d.isPromptResponse()) {
                 texts.add(d.prompt());
                 texts.add(d.response());
             } else {

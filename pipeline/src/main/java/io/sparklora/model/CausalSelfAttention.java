@@ -11,69 +11,102 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Multi-head causal self-attention, with the two projections layouts we load:
- * GPT-2's fused {@code c_attn} (x → [q|k|v], [N, 3C]) with {@code c_proj}, and Llama's separate
- * {@code q_proj, k_proj, v_proj, o_proj} with rotary positions and grouped-query attention
- * (H query heads share Hkv key/value heads, each kv head serving H/Hkv consecutive query heads).
+ * Multi-head causal self-attention, with the projection layouts we load:
+ * GPT-2's fused {@code c_attn} (x → [q|k|v], [N, 3C]) with {@code c_proj}; the Llama family's separate
+ * {@code q_proj, k_proj, v_proj, o_proj}, or Phi-3's fused {@code qkv_proj} (x → [q | k | v], [N, (H+2·Hkv)·D]),
+ * with rotary positions and grouped-query attention (H query heads share Hkv key/value heads, each kv head
+ * serving H/Hkv consecutive query heads); Qwen3 normalises each head of q and k (RMSNorm over D) before the
+ * rotation.
  *
- * <p>Shapes: x [N, C] with N = B·T; per head q [B, H, T, D], k, v [B, Hkv, T, D];
+ * <p>Shapes: x [N, C] with N = B·T; per head q [B, H, T, D], k, v [B, Hkv, T, D] (D need not be C/H);
  * scores, probabilities [B, H, T, T]; output [N, C].
  */
 public final class CausalSelfAttention {
     private final Linear qkv;      // GPT-2 fused projection, or null
     private final Linear q, k, v;  // Llama projections, or null
+    private final Linear qkvRows;  // Phi-3 fused projection [q | k | v], or null
     private final Linear o;
+    private final Norm qNorm, kNorm;      // Qwen3 per-head RMSNorm, or null
     private final RotaryEmbedding rope;   // null for GPT-2
     private final int heads;
     private final int kvHeads;
     private final int headDim;
     private static final Map<String, INDArray> MASKS = new ConcurrentHashMap<>();
 
-    /** What forward saved: q is already scaled by 1/√D; heads holds the fused [3, B, H, T, D] copy (GPT-2) or null. */
+    /**
+     * What forward saved: q is already scaled by 1/√D; heads holds the fused [3, B, H, T, D] copy (GPT-2) or null;
+     * qNorm/kNorm the per-head norms' caches (Qwen3) or null.
+     */
     public record Cache(int batch, int seq, List<Linear.Cache> inputs, INDArray heads, INDArray q, INDArray kFull,
-                        INDArray vFull, INDArray probs, Linear.Cache out) {
+                        INDArray vFull, INDArray probs, Linear.Cache out, Norm.Cache qNorm, Norm.Cache kNorm) {
         public void release() {
             inputs.forEach(Linear.Cache::release);
             out.release();
+            if (qNorm != null) qNorm.release();
+            if (kNorm != null) kNorm.release();
             Tensors.release(heads, q, kFull, vFull, probs);
         }
     }
 
     /** GPT-2 layout. */
     public static CausalSelfAttention fused(Linear cAttn, Linear cProj, int heads) {
-        return new CausalSelfAttention(cAttn, null, null, null, cProj, null, heads, heads);
+        return new CausalSelfAttention(cAttn, null, null, null, null, cProj, null, null, null, heads, heads, cProj.outFeatures() / heads);
     }
 
     /** Llama layout. */
     public static CausalSelfAttention separate(Linear q, Linear k, Linear v, Linear o, RotaryEmbedding rope,
                                                int heads, int kvHeads) {
-        return new CausalSelfAttention(null, q, k, v, o, rope, heads, kvHeads);
+        return separate(q, k, v, o, null, null, rope, heads, kvHeads);
     }
 
-    private CausalSelfAttention(Linear qkv, Linear q, Linear k, Linear v, Linear o, RotaryEmbedding rope,
-                                int heads, int kvHeads) {
+    /** Llama layout with optional per-head q/k norms (Qwen3; null for none). */
+    public static CausalSelfAttention separate(Linear q, Linear k, Linear v, Linear o, Norm qNorm, Norm kNorm,
+                                               RotaryEmbedding rope, int heads, int kvHeads) {
+        return new CausalSelfAttention(null, q, k, v, null, o, qNorm, kNorm, rope, heads, kvHeads, o.inFeatures() / heads);
+    }
+
+    /** Phi-3 layout: one projection whose output rows are q (H·D), then k (Hkv·D), then v (Hkv·D). */
+    public static CausalSelfAttention fusedRows(Linear qkvProj, Linear o, RotaryEmbedding rope, int heads, int kvHeads) {
+        return new CausalSelfAttention(null, null, null, null, qkvProj, o, null, null, rope, heads, kvHeads, o.inFeatures() / heads);
+    }
+
+    private CausalSelfAttention(Linear qkv, Linear q, Linear k, Linear v, Linear qkvRows, Linear o, Norm qNorm, Norm kNorm,
+                                RotaryEmbedding rope, int heads, int kvHeads, int headDim) {
         this.qkv = qkv;
         this.q = q;
         this.k = k;
         this.v = v;
+        this.qkvRows = qkvRows;
         this.o = o;
+        this.qNorm = qNorm;
+        this.kNorm = kNorm;
         this.rope = rope;
         this.heads = heads;
         this.kvHeads = kvHeads;
-        this.headDim = o.outFeatures() / heads;
+        this.headDim = headDim;
     }
 
     public List<Linear> linears() {
         List<Linear> l = new ArrayList<>();
         if (qkv != null) l.add(qkv);
+        else if (qkvRows != null) l.add(qkvRows);
         else { l.add(q); l.add(k); l.add(v); }
         l.add(o);
         return l;
     }
 
+    /** The per-head norms' parameters (Qwen3), else empty. */
+    public List<Parameter> normParameters() {
+        List<Parameter> p = new ArrayList<>();
+        if (qNorm != null) p.addAll(qNorm.parameters());
+        if (kNorm != null) p.addAll(kNorm.parameters());
+        return p;
+    }
+
     public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
         List<Linear.Cache> inputs = new ArrayList<>();
         INDArray qkvHeads = null, qh, kh, vh;
+        Norm.Cache qNormCache = null, kNormCache = null;
         if (qkv != null) {
             Linear.Cache c = qkv.forward(x, ctx);
             inputs.add(c);
@@ -84,12 +117,32 @@ public final class CausalSelfAttention {
             kh = qkvHeads.get(NDArrayIndex.point(1));
             vh = qkvHeads.get(NDArrayIndex.point(2));
         } else {
-            Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
-            inputs.add(cq); inputs.add(ck); inputs.add(cv);
-            qh = toHeads(cq.out(), batch, seq, heads);
-            kh = toHeads(ck.out(), batch, seq, kvHeads);
-            vh = toHeads(cv.out(), batch, seq, kvHeads);
-            Tensors.release(cq.out(), ck.out(), cv.out());
+            INDArray qFlat, kFlat, vFlat;
+            if (qkvRows != null) {
+                Linear.Cache c = qkvRows.forward(x, ctx);
+                inputs.add(c);
+                long qd = (long) heads * headDim, kvd = (long) kvHeads * headDim;
+                qFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(0, qd)).dup('c');
+                kFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd, qd + kvd)).dup('c');
+                vFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd + kvd, qd + 2 * kvd)).dup('c');
+                Tensors.release(c.out());
+            } else {
+                Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
+                inputs.add(cq); inputs.add(ck); inputs.add(cv);
+                qFlat = cq.out(); kFlat = ck.out(); vFlat = cv.out();
+            }
+            if (qNorm != null) {
+                qNormCache = headNorm(qNorm, qFlat, heads);
+                kNormCache = headNorm(kNorm, kFlat, kvHeads);
+                Tensors.release(qFlat, kFlat);
+                qFlat = qNormCache.out();
+                kFlat = kNormCache.out();
+            }
+            qh = toHeads(qFlat, batch, seq, heads);
+            kh = toHeads(kFlat, batch, seq, kvHeads);
+            vh = toHeads(vFlat, batch, seq, kvHeads);
+            if (qNorm == null) Tensors.release(qFlat, kFlat);
+            Tensors.release(vFlat);
             INDArray qr = rope.forward(qh), kr = rope.forward(kh);
             Tensors.release(qh, kh);
             qh = qr.muli(1.0 / Math.sqrt(headDim));
@@ -107,7 +160,20 @@ public final class CausalSelfAttention {
         Tensors.release(y);
         Linear.Cache out = o.forward(yFlat, ctx);
         if (!o.needsInput()) Tensors.release(yFlat);
-        return new Cache(batch, seq, inputs, qkvHeads, qh, kFull, vFull, probs, out);
+        return new Cache(batch, seq, inputs, qkvHeads, qh, kFull, vFull, probs, out, qNormCache, kNormCache);
+    }
+
+    /** RMSNorm over each head's D values: [N, h·D] viewed as [N·h, D]; the cache's out() is [N, h·D]. */
+    private Norm.Cache headNorm(Norm norm, INDArray flat, int h) {
+        long n = flat.size(0);
+        Norm.Cache c = norm.forward(flat.reshape('c', n * h, headDim));
+        return new Norm.Cache(c.out().reshape('c', n, (long) h * headDim), c.xhat(), c.rstd());
+    }
+
+    private INDArray headNormBackward(Norm norm, Norm.Cache c, INDArray dFlat, int h) {
+        long n = dFlat.size(0);
+        Norm.Cache perHead = new Norm.Cache(c.out().reshape('c', n * h, headDim), c.xhat(), c.rstd());
+        return norm.backward(perHead, dFlat.reshape('c', n * h, headDim)).reshape('c', n, (long) h * headDim);
     }
 
     public INDArray backward(Cache c, INDArray dy) {
@@ -145,6 +211,19 @@ public final class CausalSelfAttention {
         Tensors.release(dQ, dKr);
         INDArray dq = fromHeads(dQr, b, t), dk = fromHeads(dKrr, b, t), dv = fromHeads(dVr, b, t);
         Tensors.release(dQr, dKrr, dVr);
+        if (qNorm != null) {
+            INDArray dqn = headNormBackward(qNorm, c.qNorm(), dq, heads), dkn = headNormBackward(kNorm, c.kNorm(), dk, kvHeads);
+            Tensors.release(dq, dk);
+            dq = dqn;
+            dk = dkn;
+        }
+        if (qkvRows != null) {
+            INDArray dqkv = Nd4j.concat(1, dq, dk, dv);
+            Tensors.release(dq, dk, dv);
+            INDArray dx = qkvRows.backward(c.inputs().get(0), dqkv);
+            Tensors.release(dqkv);
+            return dx;
+        }
         INDArray dx = q.backward(c.inputs().get(0), dq);
         INDArray dxk = k.backward(c.inputs().get(1), dk), dxv = v.backward(c.inputs().get(2), dv);
         dx.addi(dxk).addi(dxv);
@@ -154,7 +233,9 @@ public final class CausalSelfAttention {
 
     /** Whether backward needs the input x (some input projection trains). */
     public boolean needsInput() {
-        return qkv != null ? qkv.needsInput() : q.needsInput() || k.needsInput() || v.needsInput();
+        if (qkv != null) return qkv.needsInput();
+        if (qkvRows != null) return qkvRows.needsInput();
+        return q.needsInput() || k.needsInput() || v.needsInput();
     }
 
     /** [N, h·D] → [B, h, T, D], contiguous. */

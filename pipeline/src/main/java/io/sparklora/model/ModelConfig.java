@@ -13,7 +13,15 @@ import java.nio.file.Path;
  * The shape of a decoder-only model, read from a Hugging Face {@code config.json}.
  *
  * <p>Field names are the architecture-neutral ones; {@link #fromJson} maps GPT-2's
- * ({@code n_embd}, {@code n_layer}, ...) and Llama's ({@code hidden_size}, ...) keys onto them.
+ * ({@code n_embd}, {@code n_layer}, ...) and the Llama family's ({@code hidden_size}, ...) keys onto them.
+ * {@code source} is the config.json as read (null for a model built here): {@link #toJson} writes it back
+ * unchanged, so keys the engine does not model ({@code bos_token_id}, {@code rope_scaling}, ...) survive a
+ * load and save.
+ *
+ * @param headDim          per-head width D; q_proj has heads·D outputs, k/v_proj kvHeads·D (may differ from hidden/heads)
+ * @param qkvBias          q, k and v projections have biases (Llama's attention_bias, Qwen2)
+ * @param outputBias       o_proj has a bias (Llama's attention_bias)
+ * @param slidingWindow    attention window in positions, 0 when attention is full (Mistral, Qwen2, Phi-3)
  */
 public record ModelConfig(
         Architecture architecture,
@@ -22,41 +30,90 @@ public record ModelConfig(
         int numLayers,
         int numHeads,
         int numKvHeads,
+        int headDim,
         int intermediateSize,
         int maxPositions,
         double normEps,
         double ropeTheta,
+        RopeScaling ropeScaling,
         boolean tieWordEmbeddings,
-        boolean attentionBias,
-        String torchDtype) {
+        boolean qkvBias,
+        boolean outputBias,
+        int slidingWindow,
+        String torchDtype,
+        ObjectNode source) {
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
     public ModelConfig {
-        if (vocabSize <= 0 || hiddenSize <= 0 || numLayers <= 0 || numHeads <= 0 || numKvHeads <= 0
+        if (vocabSize <= 0 || hiddenSize <= 0 || numLayers <= 0 || numHeads <= 0 || numKvHeads <= 0 || headDim <= 0
                 || intermediateSize <= 0 || maxPositions <= 0) {
-            throw new ModelConfigException("model config has a non-positive size: " + this);
+            throw new ModelConfigException("model config has a non-positive size: " + describe(architecture, vocabSize, hiddenSize,
+                    numLayers, numHeads, numKvHeads, headDim, intermediateSize, maxPositions));
         }
-        if (hiddenSize % numHeads != 0) {
+        if (architecture == Architecture.GPT2 && hiddenSize != numHeads * headDim) {
             throw new ModelConfigException("hidden size " + hiddenSize + " is not divisible by the number of heads " + numHeads);
         }
         if (numHeads % numKvHeads != 0) {
             throw new ModelConfigException("attention heads " + numHeads + " are not a multiple of key/value heads " + numKvHeads);
         }
+        if (ropeScaling == null) ropeScaling = RopeScaling.NONE;
+        if (slidingWindow < 0) throw new ModelConfigException("sliding window must not be negative, got " + slidingWindow);
     }
 
-    public int headDim() { return hiddenSize / numHeads; }
+    private static String describe(Architecture a, int... sizes) {
+        return a + " vocab=" + sizes[0] + " hidden=" + sizes[1] + " layers=" + sizes[2] + " heads=" + sizes[3]
+                + " kv_heads=" + sizes[4] + " head_dim=" + sizes[5] + " intermediate=" + sizes[6] + " positions=" + sizes[7];
+    }
+
+    /** Llama's {@code attention_bias}: every attention projection has a bias. */
+    public boolean attentionBias() { return qkvBias && outputBias; }
 
     /** A GPT-2 shaped config (n_inner = 4·d), as Hugging Face's GPT2Config defaults describe it. */
     public static ModelConfig gpt2(int vocab, int dModel, int layers, int heads, int context) {
-        return new ModelConfig(Architecture.GPT2, vocab, dModel, layers, heads, heads, 4 * dModel, context,
-                1e-5, 0, true, true, "float32");
+        if (heads <= 0 || dModel % heads != 0) {
+            throw new ModelConfigException("hidden size " + dModel + " is not divisible by the number of heads " + heads);
+        }
+        return new ModelConfig(Architecture.GPT2, vocab, dModel, layers, heads, heads, dModel / heads, 4 * dModel, context,
+                1e-5, 0, RopeScaling.NONE, true, true, true, 0, "float32", null);
     }
 
     /** A Llama shaped config. */
     public static ModelConfig llama(int vocab, int dModel, int layers, int heads, int kvHeads, int intermediate, int context) {
-        return new ModelConfig(Architecture.LLAMA, vocab, dModel, layers, heads, kvHeads, intermediate, context,
-                1e-6, 10000.0, false, false, "float32");
+        if (heads <= 0 || dModel % heads != 0) {
+            throw new ModelConfigException("hidden size " + dModel + " is not divisible by the number of heads " + heads);
+        }
+        return new ModelConfig(Architecture.LLAMA, vocab, dModel, layers, heads, kvHeads, dModel / heads, intermediate, context,
+                1e-6, 10000.0, RopeScaling.NONE, false, false, false, 0, "float32", null);
+    }
+
+    /** The same shape under another family of the Llama block (Mistral, Qwen2, Qwen3, Phi-3), with that family's biases. */
+    public ModelConfig as(Architecture arch) {
+        boolean qkv = arch == Architecture.QWEN2 || (arch != Architecture.PHI3 && arch != Architecture.QWEN3 && qkvBias);
+        return new ModelConfig(arch, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkv, arch == Architecture.LLAMA && outputBias,
+                slidingWindow, torchDtype, null);
+    }
+
+    /** This config with another head width, scaling, tying or sliding window (for tests and built models). */
+    public ModelConfig withHeadDim(int d) {
+        return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, d, intermediateSize,
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, outputBias, slidingWindow, torchDtype, null);
+    }
+
+    public ModelConfig withRopeScaling(RopeScaling scaling) {
+        return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
+                maxPositions, normEps, ropeTheta, scaling, tieWordEmbeddings, qkvBias, outputBias, slidingWindow, torchDtype, null);
+    }
+
+    public ModelConfig withSlidingWindow(int window) {
+        return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, outputBias, window, torchDtype, null);
+    }
+
+    public ModelConfig withTiedEmbeddings(boolean tied) {
+        return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
+                maxPositions, normEps, ropeTheta, ropeScaling, tied, qkvBias, outputBias, slidingWindow, torchDtype, null);
     }
 
     public static ModelConfig load(Path modelDir) {
@@ -87,10 +144,11 @@ public record ModelConfig(
     public static ModelConfig fromJson(JsonNode root, String where) {
         String modelType = root.path("model_type").asText(null);
         if (modelType == null) {
-            throw new ModelConfigException(where + ": missing 'model_type' (expected \"gpt2\" or \"llama\")");
+            throw new ModelConfigException(where + ": missing 'model_type' (supported: " + Architecture.supported() + ")");
         }
         Architecture arch = Architecture.fromModelType(modelType, where);
-        String dtype = root.path("torch_dtype").asText("float32");
+        ObjectNode source = root.isObject() ? ((ObjectNode) root).deepCopy() : null;
+        String dtype = root.path("torch_dtype").asText(root.path("dtype").asText("float32"));
         if (arch == Architecture.GPT2) {
             String act = root.path("activation_function").asText("gelu_new");
             if (!act.equals("gelu_new") && !act.equals("gelu_pytorch_tanh")) {
@@ -100,32 +158,79 @@ public record ModelConfig(
             JsonNode inner = root.get("n_inner");
             int ff = inner == null || inner.isNull() ? 4 * d : inner.asInt();
             int heads = requireInt(root, "n_head", where);
+            if (d % heads != 0) {
+                throw new ModelConfigException(where + ": n_embd " + d + " is not divisible by n_head " + heads);
+            }
             return new ModelConfig(arch, requireInt(root, "vocab_size", where), d, requireInt(root, "n_layer", where),
-                    heads, heads, ff, requireInt(root, "n_positions", where),
-                    root.path("layer_norm_epsilon").asDouble(1e-5), 0, true, true, dtype);
+                    heads, heads, d / heads, ff, requireInt(root, "n_positions", where),
+                    root.path("layer_norm_epsilon").asDouble(1e-5), 0, RopeScaling.NONE, true, true, true, 0, dtype, source);
         }
         String act = root.path("hidden_act").asText("silu");
         if (!act.equals("silu")) {
             throw new ModelConfigException(where + ": hidden_act '" + act + "' is not supported (silu only)");
         }
-        if (root.hasNonNull("rope_scaling")) {
-            throw new ModelConfigException(where + ": rope_scaling is not supported yet");
+        if (root.path("mlp_bias").asBoolean(false)) {
+            throw new ModelConfigException(where + ": mlp_bias true is not supported");
+        }
+        if (root.has("partial_rotary_factor") && root.get("partial_rotary_factor").asDouble() != 1.0) {
+            throw new ModelConfigException(where + ": partial_rotary_factor " + root.get("partial_rotary_factor")
+                    + " is not supported (rotary over the whole head only)");
         }
         int heads = requireInt(root, "num_attention_heads", where);
         int kv = root.hasNonNull("num_key_value_heads") ? root.get("num_key_value_heads").asInt() : heads;
         int d = requireInt(root, "hidden_size", where);
-        if (root.hasNonNull("head_dim") && root.get("head_dim").asInt() != d / heads) {
-            throw new ModelConfigException(where + ": head_dim " + root.get("head_dim").asInt()
-                    + " differs from hidden_size/num_attention_heads; not supported");
+        int headDim;
+        if (root.hasNonNull("head_dim")) {
+            headDim = requireInt(root, "head_dim", where);
+        } else {
+            if (d % heads != 0) {
+                throw new ModelConfigException(where + ": hidden_size " + d + " is not divisible by num_attention_heads "
+                        + heads + " and no head_dim is given");
+            }
+            headDim = d / heads;
         }
+        int positions = root.path("max_position_embeddings").asInt(2048);
+        RopeScaling scaling = RopeScaling.fromJson(root.get("rope_scaling"), positions, where);
+        boolean bias = root.path("attention_bias").asBoolean(false);
+        boolean qkvBias = switch (arch) {
+            case QWEN2 -> true;                  // Qwen2Attention: q/k/v with bias, o without
+            case PHI3 -> false;
+            default -> bias;
+        };
+        boolean outputBias = arch != Architecture.QWEN2 && arch != Architecture.PHI3 && bias;
         return new ModelConfig(arch, requireInt(root, "vocab_size", where), d,
-                requireInt(root, "num_hidden_layers", where), heads, kv,
+                requireInt(root, "num_hidden_layers", where), heads, kv, headDim,
                 requireInt(root, "intermediate_size", where),
-                root.path("max_position_embeddings").asInt(2048),
+                positions,
                 root.path("rms_norm_eps").asDouble(1e-6),
                 root.path("rope_theta").asDouble(10000.0),
+                scaling,
                 root.path("tie_word_embeddings").asBoolean(false),
-                root.path("attention_bias").asBoolean(false), dtype);
+                qkvBias, outputBias, slidingWindow(arch, root, where), dtype, source);
+    }
+
+    /** The attention window the config asks for, 0 for full attention. */
+    private static int slidingWindow(Architecture arch, JsonNode root, String where) {
+        JsonNode w = root.get("sliding_window");
+        if (w == null || w.isNull()) return 0;
+        // Qwen2/Qwen3 carry a window but use it only when use_sliding_window is true
+        if ((arch == Architecture.QWEN2 || arch == Architecture.QWEN3) && !root.path("use_sliding_window").asBoolean(false)) return 0;
+        if (!w.canConvertToInt() || w.asInt() <= 0) {
+            throw new ModelConfigException(where + ": sliding_window must be a positive integer or null, got " + w);
+        }
+        return w.asInt();
+    }
+
+    /**
+     * Refuses a sequence the model would attend to differently from full causal attention: one longer than
+     * the sliding window (sliding-window attention is not implemented).
+     */
+    public void checkSequenceLength(int seq) {
+        if (slidingWindow > 0 && seq > slidingWindow) {
+            throw new ModelConfigException(architecture.modelType() + ": sliding_window " + slidingWindow
+                    + " is shorter than the sequence length " + seq + " in use; sliding-window attention is not"
+                    + " implemented, so use sequences of at most " + slidingWindow + " tokens");
+        }
     }
 
     private static int requireInt(JsonNode root, String key, String where) {
@@ -137,14 +242,18 @@ public record ModelConfig(
         return n.asInt();
     }
 
-    /** The config.json Hugging Face would write for this model, so saved checkpoints load there. */
+    /**
+     * The config.json to write for this model: the one it was loaded from, unchanged (callers update keys
+     * whose meaning changed, such as torch_dtype), or, for a model built here, the one Hugging Face would write.
+     */
     public ObjectNode toJson() {
+        if (source != null) return source.deepCopy();
         ObjectNode o = JSON.createObjectNode();
         o.put("model_type", architecture.modelType());
+        o.putArray("architectures").add(architecture.hfClass());
         o.put("vocab_size", vocabSize);
         o.put("torch_dtype", torchDtype);
         if (architecture == Architecture.GPT2) {
-            o.putArray("architectures").add("GPT2LMHeadModel");
             o.put("n_embd", hiddenSize);
             o.put("n_layer", numLayers);
             o.put("n_head", numHeads);
@@ -159,19 +268,39 @@ public record ModelConfig(
             o.put("attn_pdrop", 0.0);
             o.put("tie_word_embeddings", true);
         } else {
-            o.putArray("architectures").add("LlamaForCausalLM");
             o.put("hidden_size", hiddenSize);
             o.put("intermediate_size", intermediateSize);
             o.put("num_hidden_layers", numLayers);
             o.put("num_attention_heads", numHeads);
             o.put("num_key_value_heads", numKvHeads);
+            o.put("head_dim", headDim);
             o.put("max_position_embeddings", maxPositions);
             o.put("rms_norm_eps", normEps);
             o.put("rope_theta", ropeTheta);
+            if (ropeScaling.isNone()) {
+                o.putNull("rope_scaling");
+            } else {
+                ObjectNode rs = o.putObject("rope_scaling");
+                rs.put("rope_type", ropeScaling.type());
+                rs.put("factor", ropeScaling.factor());
+                if (ropeScaling.type().equals("llama3")) {
+                    rs.put("low_freq_factor", ropeScaling.lowFreqFactor());
+                    rs.put("high_freq_factor", ropeScaling.highFreqFactor());
+                    rs.put("original_max_position_embeddings", ropeScaling.originalMaxPositions());
+                }
+            }
             o.put("hidden_act", "silu");
             o.put("tie_word_embeddings", tieWordEmbeddings);
-            o.put("attention_bias", attentionBias);
-            o.put("mlp_bias", false);
+            if (architecture == Architecture.LLAMA || architecture == Architecture.QWEN3 || architecture == Architecture.MISTRAL) {
+                o.put("attention_bias", attentionBias());
+            }
+            if (architecture == Architecture.LLAMA) o.put("mlp_bias", false);
+            if (slidingWindow > 0) {
+                o.put("sliding_window", slidingWindow);
+                if (architecture == Architecture.QWEN2 || architecture == Architecture.QWEN3) o.put("use_sliding_window", true);
+            } else if (architecture != Architecture.LLAMA) {
+                o.putNull("sliding_window");
+            }
         }
         return o;
     }

@@ -11,7 +11,9 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * Rotary position embedding in Hugging Face Llama's convention: the head dimension is split in two halves
  * (not interleaved pairs), x' = x·cos + rotate_half(x)·sin with rotate_half([x1, x2]) = [−x2, x1],
- * and angle(t, i) = t · θ^(−2i/D) for i < D/2, repeated for both halves.
+ * and angle(t, i) = t · inv_freq(i), inv_freq(i) = θ^(−2i/D) for i < D/2, repeated for both halves. A
+ * {@link RopeScaling} (config.json's {@code rope_scaling}) changes inv_freq; dynamic scaling makes it depend
+ * on the sequence length.
  *
  * <p>Shapes: x [B, H, T, D]; the cos/sin tables are [T, D] and broadcast over B and H.
  * The rotation is orthogonal, so backward is the same formula with sin negated.
@@ -19,12 +21,18 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class RotaryEmbedding {
     private final int headDim;
     private final double theta;
+    private final RopeScaling scaling;
     private final Map<String, INDArray[]> tables = new ConcurrentHashMap<>();
 
     public RotaryEmbedding(int headDim, double theta) {
+        this(headDim, theta, RopeScaling.NONE);
+    }
+
+    public RotaryEmbedding(int headDim, double theta, RopeScaling scaling) {
         if (headDim % 2 != 0) throw new ModelConfigException("rotary embedding needs an even head dimension, got " + headDim);
         this.headDim = headDim;
         this.theta = theta;
+        this.scaling = scaling;
     }
 
     public INDArray forward(INDArray x) { return rotate(x, false); }
@@ -51,11 +59,11 @@ public final class RotaryEmbedding {
             int half = headDim / 2;
             double[] cos = new double[t * headDim];
             double[] sin = new double[t * headDim];
+            // Same float steps as transformers: inv_freq in fp32, angle = pos * inv_freq in fp32
+            float[] invFreq = scaling.inverseFrequencies(headDim, theta, t);
             for (int pos = 0; pos < t; pos++) {
                 for (int i = 0; i < half; i++) {
-                    // Same float steps as the reference: inv_freq in fp32, angle = pos * inv_freq
-                    float invFreq = (float) (1.0 / Math.pow(theta, (2.0 * i) / headDim));
-                    float angle = pos * invFreq;
+                    float angle = pos * invFreq[i];
                     double c = Math.cos(angle), s = Math.sin(angle);
                     cos[pos * headDim + i] = c;
                     cos[pos * headDim + i + half] = c;

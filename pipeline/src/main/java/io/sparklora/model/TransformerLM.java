@@ -18,7 +18,7 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * A decoder-only language model (GPT-2 or Llama family) with a hand-written backward pass.
+ * A decoder-only language model (GPT-2, or the Llama family: Llama, Mistral, Qwen2, Qwen3, Phi-3) with a hand-written backward pass.
  *
  * <p>Forward: ids [B, T] → embeddings h0 [N, C] (N = B·T) → L blocks → final norm → logits [N, V].
  * Every tensor has the Hugging Face name of the checkpoint it loads from, so checkpoints and PEFT
@@ -95,20 +95,42 @@ public final class TransformerLM {
         } else {
             tokenEmbedding = param(w, "model.embed_tokens.weight", "base", v, c);
             positionEmbedding = null;
-            RotaryEmbedding rope = new RotaryEmbedding(d, config.ropeTheta());
-            boolean ab = config.attentionBias();
+            RotaryEmbedding rope = new RotaryEmbedding(d, config.ropeTheta(), config.ropeScaling());
+            Architecture arch = config.architecture();
+            boolean qb = config.qkvBias(), ob = config.outputBias();
             for (int i = 0; i < config.numLayers(); i++) {
                 String p = "model.layers." + i + ".";
                 Norm n1 = new RmsNorm(param(w, p + "input_layernorm.weight", "base", c), config.normEps());
-                Linear q = linear(w, p + "self_attn.q_proj", true, ab, c, h * d);
-                Linear k = linear(w, p + "self_attn.k_proj", true, ab, c, kv * d);
-                Linear vv = linear(w, p + "self_attn.v_proj", true, ab, c, kv * d);
-                Linear o = linear(w, p + "self_attn.o_proj", true, ab, h * d, c);
+                CausalSelfAttention attn;
+                Linear o;
+                if (arch.fusedProjections()) {
+                    Linear qkv = linear(w, p + "self_attn.qkv_proj", true, false, c, (h + 2 * kv) * d);
+                    o = linear(w, p + "self_attn.o_proj", true, false, h * d, c);
+                    attn = CausalSelfAttention.fusedRows(qkv, o, rope, h, kv);
+                } else {
+                    Linear q = linear(w, p + "self_attn.q_proj", true, qb, c, h * d);
+                    Linear k = linear(w, p + "self_attn.k_proj", true, qb, c, kv * d);
+                    Linear vv = linear(w, p + "self_attn.v_proj", true, qb, c, kv * d);
+                    o = linear(w, p + "self_attn.o_proj", true, ob, h * d, c);
+                    Norm qn = null, kn = null;
+                    if (arch.qkNorm()) {
+                        qn = new RmsNorm(param(w, p + "self_attn.q_norm.weight", "base", d), config.normEps());
+                        kn = new RmsNorm(param(w, p + "self_attn.k_norm.weight", "base", d), config.normEps());
+                    }
+                    attn = CausalSelfAttention.separate(q, k, vv, o, qn, kn, rope, h, kv);
+                }
                 Norm n2 = new RmsNorm(param(w, p + "post_attention_layernorm.weight", "base", c), config.normEps());
-                Linear gate = linear(w, p + "mlp.gate_proj", true, false, c, f);
-                Linear up = linear(w, p + "mlp.up_proj", true, false, c, f);
-                Linear down = linear(w, p + "mlp.down_proj", true, false, f, c);
-                bl.add(new TransformerBlock(n1, CausalSelfAttention.separate(q, k, vv, o, rope, h, kv), n2, new SwiGluMlp(gate, up, down)));
+                FeedForward mlp;
+                if (arch.fusedProjections()) {
+                    mlp = SwiGluMlp.fused(linear(w, p + "mlp.gate_up_proj", true, false, c, 2 * f),
+                            linear(w, p + "mlp.down_proj", true, false, f, c));
+                } else {
+                    Linear gate = linear(w, p + "mlp.gate_proj", true, false, c, f);
+                    Linear up = linear(w, p + "mlp.up_proj", true, false, c, f);
+                    Linear down = linear(w, p + "mlp.down_proj", true, false, f, c);
+                    mlp = new SwiGluMlp(gate, up, down);
+                }
+                bl.add(new TransformerBlock(n1, attn, n2, mlp));
             }
             finalNorm = new RmsNorm(param(w, "model.norm.weight", "base", c), config.normEps());
             if (config.tieWordEmbeddings()) {
@@ -183,21 +205,35 @@ public final class TransformerLM {
             s.put("transformer.ln_f.bias", new long[]{c});
         } else {
             s.put("model.embed_tokens.weight", new long[]{v, c});
-            boolean ab = config.attentionBias();
+            Architecture arch = config.architecture();
+            boolean qb = config.qkvBias(), ob = config.outputBias();
+            long d = config.headDim();
             for (int i = 0; i < config.numLayers(); i++) {
                 String p = "model.layers." + i + ".";
                 s.put(p + "input_layernorm.weight", new long[]{c});
-                s.put(p + "self_attn.q_proj.weight", new long[]{hd, c});
-                if (ab) s.put(p + "self_attn.q_proj.bias", new long[]{hd});
-                s.put(p + "self_attn.k_proj.weight", new long[]{kvd, c});
-                if (ab) s.put(p + "self_attn.k_proj.bias", new long[]{kvd});
-                s.put(p + "self_attn.v_proj.weight", new long[]{kvd, c});
-                if (ab) s.put(p + "self_attn.v_proj.bias", new long[]{kvd});
+                if (arch.fusedProjections()) {
+                    s.put(p + "self_attn.qkv_proj.weight", new long[]{hd + 2 * kvd, c});
+                } else {
+                    s.put(p + "self_attn.q_proj.weight", new long[]{hd, c});
+                    if (qb) s.put(p + "self_attn.q_proj.bias", new long[]{hd});
+                    s.put(p + "self_attn.k_proj.weight", new long[]{kvd, c});
+                    if (qb) s.put(p + "self_attn.k_proj.bias", new long[]{kvd});
+                    s.put(p + "self_attn.v_proj.weight", new long[]{kvd, c});
+                    if (qb) s.put(p + "self_attn.v_proj.bias", new long[]{kvd});
+                }
                 s.put(p + "self_attn.o_proj.weight", new long[]{c, hd});
-                if (ab) s.put(p + "self_attn.o_proj.bias", new long[]{c});
+                if (ob) s.put(p + "self_attn.o_proj.bias", new long[]{c});
+                if (arch.qkNorm()) {
+                    s.put(p + "self_attn.q_norm.weight", new long[]{d});
+                    s.put(p + "self_attn.k_norm.weight", new long[]{d});
+                }
                 s.put(p + "post_attention_layernorm.weight", new long[]{c});
-                s.put(p + "mlp.gate_proj.weight", new long[]{f, c});
-                s.put(p + "mlp.up_proj.weight", new long[]{f, c});
+                if (arch.fusedProjections()) {
+                    s.put(p + "mlp.gate_up_proj.weight", new long[]{2 * f, c});
+                } else {
+                    s.put(p + "mlp.gate_proj.weight", new long[]{f, c});
+                    s.put(p + "mlp.up_proj.weight", new long[]{f, c});
+                }
                 s.put(p + "mlp.down_proj.weight", new long[]{c, f});
             }
             s.put("model.norm.weight", new long[]{c});
@@ -322,6 +358,7 @@ public final class TransformerLM {
 
     /** With {@code withHead} false, stops at the final norm: the caller runs the head in row chunks. */
     private Forward forwardEmbedded(INDArray h0, TokenBatch batch, ForwardContext ctx, boolean withHead) {
+        config.checkSequenceLength(batch.seq());
         boolean recompute = activationCheckpointing;
         // each block draws its dropout masks from its own seed, so a recomputed block sees the same masks
         long dropoutSeed = ctx.training() && ctx.random() != null ? ctx.random().nextLong() : 0;

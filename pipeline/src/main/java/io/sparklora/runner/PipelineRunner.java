@@ -281,9 +281,27 @@ public final class PipelineRunner {
         return last[0];
     }
 
+    /**
+     * Saves a model of this run as a Hugging Face directory: its config.json as loaded (or generated, for a
+     * base pretrained here), the base's companion files (generation config, chat template, ...) and the run's
+     * tokenizer.
+     */
     private void saveModel(TransformerLM model, String target) throws IOException {
-        Path tokenizerDir = localTokenizerPath().getParent();
-        HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, tokenizerDir));
+        Path companions = java.nio.file.Files.createTempDirectory("spark-lora-companions-");
+        try {
+            String base = baseUri();
+            if (!base.equals(target)) {
+                for (String f : HfModelDirectory.COMPANION_FILES) {
+                    String src = HadoopFiles.resolve(base, f);
+                    if (HadoopFiles.exists(conf, src)) java.nio.file.Files.write(companions.resolve(f), HadoopFiles.readBytes(conf, src));
+                }
+            }
+            java.nio.file.Files.copy(localTokenizerPath(), companions.resolve("tokenizer.json"),
+                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, companions));
+        } finally {
+            HadoopFiles.deleteLocalTree(companions);
+        }
     }
 
     private AdapterConfig resolvedAdapter;

@@ -31,9 +31,7 @@ class TrainableTokensTest {
 
     /** Llama with its head tied to the embedding (as Llama 3.2 1B and Qwen 2 small models are). */
     private static ModelConfig tiedLlama() {
-        ModelConfig c = TinyModels.llama();
-        return new ModelConfig(Architecture.LLAMA, c.vocabSize(), c.hiddenSize(), c.numLayers(), c.numHeads(), c.numKvHeads(),
-                c.intermediateSize(), c.maxPositions(), c.normEps(), c.ropeTheta(), true, c.attentionBias(), c.torchDtype());
+        return TinyModels.llama().withTiedEmbeddings(true);
     }
 
     private static ModelConfig config(String kind) {

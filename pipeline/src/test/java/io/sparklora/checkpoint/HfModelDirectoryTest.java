@@ -21,15 +21,15 @@ class HfModelDirectoryTest {
 
     @Test
     void fp32RoundTripIsExactAndHalfPrecisionLoadsAsFloat(@TempDir Path tmp) {
-        for (ModelConfig c : List.of(TinyModels.gpt2(), TinyModels.llama())) {
+        for (ModelConfig c : TinyModels.all()) {
             TransformerLM m = TransformerLM.randomInit(c, 4);
             TokenBatch b = TinyModels.batch(c, 2, 5, 1);
             INDArray expected = m.logits(b);
-            Path f32 = tmp.resolve(c.architecture() + "-f32");
+            Path f32 = tmp.resolve(c.architecture() + "-" + c.headDim() + "-f32");
             HfModelDirectory.save(m, f32, DataType.FLOAT, null);
             assertEquals(expected, HfModelDirectory.load(f32).logits(b));
             for (DataType half : List.of(DataType.HALF, DataType.BFLOAT16)) {
-                Path dir = tmp.resolve(c.architecture() + "-" + half);
+                Path dir = tmp.resolve(c.architecture() + "-" + c.headDim() + "-" + half);
                 HfModelDirectory.save(m, dir, half, null);
                 TransformerLM loaded = HfModelDirectory.load(dir);
                 assertEquals(DataType.FLOAT, loaded.parameters().values().iterator().next().value().dataType());
@@ -37,6 +37,44 @@ class HfModelDirectoryTest {
                 assertEquals(ModelConfig.load(dir).torchDtype(), half == DataType.HALF ? "float16" : "bfloat16");
             }
         }
+    }
+
+    /**
+     * A merge keeps config.json as it was (keys the engine does not model included; only torch_dtype follows
+     * the stored type) and copies the generation config, tokenizer files and chat template along.
+     */
+    @Test
+    void mergeKeepsTheConfigAndCopiesTheCompanionFiles(@TempDir Path tmp) throws Exception {
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        ModelConfig c = TinyModels.llama3();
+        com.fasterxml.jackson.databind.node.ObjectNode cfg = c.toJson();
+        cfg.put("bos_token_id", 1).put("pad_token_id", 0).put("torch_dtype", "bfloat16").put("transformers_version", "4.46.0");
+        cfg.putArray("eos_token_id").add(2).add(3);
+        cfg.putObject("quantization_hint").put("unmodelled", true);
+        Path src = tmp.resolve("src");
+        Files.createDirectories(src);
+        Files.writeString(src.resolve("config.json"), cfg.toPrettyString());
+        CheckpointFiles.saveWeights(src, TransformerLM.randomInit(c, 3).stateDict(), DataType.BFLOAT16, Long.MAX_VALUE);
+        Map<String, String> companions = Map.of("generation_config.json", "{\"bos_token_id\": 1, \"temperature\": 0.6}",
+                "tokenizer_config.json", "{\"chat_template\": \"{{ messages }}\"}", "chat_template.jinja", "{{ bos_token }}",
+                "special_tokens_map.json", "{}");
+        for (var e : companions.entrySet()) Files.writeString(src.resolve(e.getKey()), e.getValue());
+
+        TransformerLM model = HfModelDirectory.load(src);
+        var adapter = io.sparklora.adapters.AttachedAdapter.attach(model, "default",
+                io.sparklora.adapters.AdapterConfig.lora(2, 4, List.of("q_proj", "v_proj")), 5);
+        adapter.trainableParameters().forEach(p -> p.value().assign(org.nd4j.linalg.factory.Nd4j.rand(p.value().dataType(), p.value().shape())));
+        adapter.merge();
+        adapter.detachMerged();
+        Path out = tmp.resolve("merged");
+        HfModelDirectory.save(model, out, DataType.FLOAT, src);
+
+        var written = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(Files.readString(out.resolve("config.json")));
+        assertEquals("float32", written.get("torch_dtype").asText());
+        written.put("torch_dtype", "bfloat16");
+        assertEquals(json.readTree(Files.readString(src.resolve("config.json"))), written, "every other key as it was");
+        for (var e : companions.entrySet()) assertEquals(e.getValue(), Files.readString(out.resolve(e.getKey())), e.getKey());
+        assertEquals(c.ropeScaling(), ModelConfig.load(out).ropeScaling());
     }
 
     @Test

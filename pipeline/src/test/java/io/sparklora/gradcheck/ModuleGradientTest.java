@@ -140,11 +140,10 @@ class ModuleGradientTest {
 
     /** Whole model: loss w.r.t. LoRA parameters and input embeddings, and w.r.t. base params under full fine-tuning. */
     @Test
-    void wholeModelBothFamilies() {
-        for (ModelConfig cfg : List.of(TinyModels.gpt2(), TinyModels.llama())) {
+    void wholeModelEveryFamily() {
+        for (ModelConfig cfg : TinyModels.all()) {
             TransformerLM model = TinyModels.model(cfg, 7);
-            List<String> targets = cfg.architecture() == Architecture.GPT2 ? List.of("c_attn", "c_proj", "c_fc")
-                    : List.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj");
+            List<String> targets = TinyModels.allLinearTargets(cfg);
             AttachedAdapter adapter = AttachedAdapter.attach(model, "default", AdapterConfig.lora(2, 4, targets), 3);
             long seed = 10;
             for (Parameter p : adapter.trainableParameters()) p.value().assign(randn(seed++, p.value().shape()).muli(0.5));
@@ -168,7 +167,7 @@ class ModuleGradientTest {
 
     @Test
     void wholeModelFullFineTuningIncludingEmbeddings() {
-        for (ModelConfig cfg : List.of(TinyModels.gpt2(), TinyModels.llama())) {
+        for (ModelConfig cfg : TinyModels.all()) {
             TransformerLM model = TinyModels.model(cfg, 8);
             TokenBatch batch = TinyModels.batch(cfg, 2, 5, 2);
             model.parameters().values().forEach(Parameter::zeroGrad);

@@ -11,7 +11,7 @@ import io.sparklora.adapters.lora.LoraAdapter;
 import io.sparklora.checkpoint.CheckpointFiles;
 import io.sparklora.checkpoint.SafetensorsReader;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.MethodSource;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -28,9 +28,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Checks the forward pass, loss and LoRA gradients against an independent PyTorch implementation of
- * Hugging Face's GPT2LMHeadModel / LlamaForCausalLM with PEFT LoRA ({@code bench/reference/hf_reference.py},
- * which wrote the files under {@code reference/{gpt2,llama}/}: config.json, model.safetensors,
- * adapter_config.json, adapter_model.safetensors and expected.json).
+ * Hugging Face's GPT2LMHeadModel and the Llama family (LlamaForCausalLM with llama3, linear and dynamic
+ * rope scaling and a head_dim apart from hidden/heads; Mistral, Qwen2, Qwen3 and Phi-3) with PEFT LoRA on
+ * PEFT's default targets ({@code bench/reference/hf_reference.py}, which wrote the files under
+ * {@code reference/<family>/}: config.json, model.safetensors, adapter_config.json, adapter_model.safetensors
+ * and expected.json).
  *
  * <p>The model is loaded exactly as a user's Hugging Face directory would be (config + safetensors, PEFT
  * adapter by name), cast to float64, and compared to the float64 reference values to 1e-9.
@@ -39,6 +41,11 @@ class HuggingFaceReferenceTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final double TOL = 1e-9;
     private static final String PEFT_PREFIX = "base_model.model.";
+
+    /** Every family the reference script writes: GPT-2 and the Llama family's variations. */
+    static List<String> families() {
+        return List.of("gpt2", "llama", "llama3", "llama-linear", "llama-dynamic", "mistral", "qwen2", "qwen3", "phi3");
+    }
 
     private record Loaded(TransformerLM model, AttachedAdapter adapter, TokenBatch batch, JsonNode expected) {}
 
@@ -83,7 +90,7 @@ class HuggingFaceReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"gpt2", "llama"})
+    @MethodSource("families")
     void logitsMatchHuggingFaceInFloat64(String family) throws Exception {
         Loaded l = load(family, DataType.DOUBLE);
         INDArray logits = l.model().logits(l.batch());
@@ -96,7 +103,7 @@ class HuggingFaceReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"gpt2", "llama"})
+    @MethodSource("families")
     void lossMatchesHuggingFaceInFloat64(String family) throws Exception {
         Loaded l = load(family, DataType.DOUBLE);
         CrossEntropyLoss.Result r = CrossEntropyLoss.compute(l.model().logits(l.batch()), l.batch().targets(), false);
@@ -105,7 +112,7 @@ class HuggingFaceReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"gpt2", "llama"})
+    @MethodSource("families")
     void loraGradientsMatchTorchAutograd(String family) throws Exception {
         Loaded l = load(family, DataType.DOUBLE);
         CrossEntropyLoss.Result r = l.model().forwardBackward(l.batch(), ForwardContext.inference(), 1.0);
@@ -132,7 +139,7 @@ class HuggingFaceReferenceTest {
 
     /** The reference weights are float32, so the float32 engine must land within float32 rounding. */
     @ParameterizedTest
-    @ValueSource(strings = {"gpt2", "llama"})
+    @MethodSource("families")
     void float32EngineIsCloseToReference(String family) throws Exception {
         Loaded l = load(family, DataType.FLOAT);
         INDArray logits = l.model().logits(l.batch());
@@ -143,7 +150,7 @@ class HuggingFaceReferenceTest {
 
     /** Guards the comparison itself: without the adapter the logits must be far off, so LoRA is really exercised. */
     @ParameterizedTest
-    @ValueSource(strings = {"gpt2", "llama"})
+    @MethodSource("families")
     void referenceExercisesTheAdapter(String family) throws Exception {
         Loaded l = load(family, DataType.DOUBLE);
         l.adapter().detach();
@@ -153,7 +160,7 @@ class HuggingFaceReferenceTest {
 
     /** The production path: the Hugging Face model directory and the PEFT adapter written by Python load as they are. */
     @ParameterizedTest
-    @ValueSource(strings = {"gpt2", "llama"})
+    @MethodSource("families")
     void peftDirectoryWrittenByPythonLoadsThroughTheProductionPath(String family) throws Exception {
         Path dir = referenceDir(family);
         TransformerLM model = io.sparklora.checkpoint.HfModelDirectory.load(dir);

@@ -10,6 +10,7 @@ import io.sparklora.data.EncodedDocument;
 import io.sparklora.data.SourceFile;
 import io.sparklora.data.SplitAssignment;
 import io.sparklora.storage.SerializableConfiguration;
+import io.sparklora.tokenize.ChatTemplate;
 import io.sparklora.tokenize.TextTokenizer;
 import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.function.PairFlatMapFunction;
@@ -36,9 +37,11 @@ public final class TokenizeReadFiles implements PairFlatMapFunction<Iterator<Int
     private final String tokenizerFingerprint;
     private final long maxLineBytes;
     private final SplitAssignment assignment;
+    private final ChatTemplate chatTemplate;
 
     public TokenizeReadFiles(SerializableConfiguration conf, DatasetManifest manifest, List<SourceFile> files, String tokenizerUri,
-                             String tokenizerFingerprint, long maxLineBytes, SplitAssignment assignment) {
+                             String tokenizerFingerprint, long maxLineBytes, SplitAssignment assignment, ChatTemplate chatTemplate) {
+        this.chatTemplate = chatTemplate;
         this.conf = conf;
         this.manifest = manifest;
         this.files = List.copyOf(files);
@@ -51,7 +54,7 @@ public final class TokenizeReadFiles implements PairFlatMapFunction<Iterator<Int
     @Override
     public Iterator<Tuple2<TokenizeKey, EncodedDocument>> call(Iterator<Integer> fileIndices) throws IOException {
         TextTokenizer tokenizer = TokenizerCache.get(conf.get(), tokenizerUri, tokenizerFingerprint);
-        return new Batches(fileIndices, new DocumentEncoder(tokenizer, manifest.labels(), manifest.labelPrompt()));
+        return new Batches(fileIndices, DocumentEncoder.of(tokenizer, manifest, chatTemplate));
     }
 
     private final class Batches extends EncodingBatches {

@@ -6,6 +6,7 @@ import io.sparklora.data.EncodedDocument;
 import io.sparklora.data.SplitAssignment;
 import io.sparklora.spark.TokenizerCache;
 import io.sparklora.storage.SerializableConfiguration;
+import io.sparklora.tokenize.ChatTemplate;
 import io.sparklora.tokenize.TextTokenizer;
 import org.apache.spark.api.java.function.PairFlatMapFunction;
 import org.apache.spark.sql.Row;
@@ -39,6 +40,8 @@ public final class TokenizeReadTables implements PairFlatMapFunction<Iterator<Ro
     private final String tokenizerUri;
     private final String tokenizerFingerprint;
     private final SplitAssignment assignment;
+    private final ChatTemplate chatTemplate;     // or null
+    private final String systemPrompt;           // or null
 
     /**
      * @param where names the source in error messages and in {@link Document#where}
@@ -46,7 +49,10 @@ public final class TokenizeReadTables implements PairFlatMapFunction<Iterator<Ro
      */
     public TokenizeReadTables(SerializableConfiguration conf, int sourceIndex, String where, boolean promptResponse,
                               boolean labelColumn, int fixedLabel, List<String> labels, String labelPrompt,
-                              String tokenizerUri, String tokenizerFingerprint, SplitAssignment assignment) {
+                              String tokenizerUri, String tokenizerFingerprint, SplitAssignment assignment,
+                              ChatTemplate chatTemplate, String systemPrompt) {
+        this.chatTemplate = chatTemplate;
+        this.systemPrompt = systemPrompt;
         this.conf = conf;
         this.sourceIndex = sourceIndex;
         this.where = where;
@@ -64,7 +70,7 @@ public final class TokenizeReadTables implements PairFlatMapFunction<Iterator<Ro
     public Iterator<Tuple2<TokenizeKey, EncodedDocument>> call(Iterator<Row> rows) throws IOException {
         if (!rows.hasNext()) return java.util.Collections.emptyIterator();
         TextTokenizer tokenizer = TokenizerCache.get(conf.get(), tokenizerUri, tokenizerFingerprint);
-        return new Batches(rows, new DocumentEncoder(tokenizer, labels, labelPrompt));
+        return new Batches(rows, new DocumentEncoder(tokenizer, labels, labelPrompt, chatTemplate, systemPrompt));
     }
 
     /** The document of one prepared row. */

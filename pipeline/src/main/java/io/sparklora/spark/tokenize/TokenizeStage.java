@@ -12,6 +12,7 @@ import io.sparklora.data.SplitAssignment;
 import io.sparklora.data.TrainingObjective;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.storage.SerializableConfiguration;
+import io.sparklora.tokenize.ChatTemplate;
 import io.sparklora.tokenize.TextTokenizer;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
@@ -67,7 +68,8 @@ public final class TokenizeStage {
         TokenizeTables tables = TokenizeTables.prepare(sc, dataset);
         TextTokenizer tokenizer = TokenizerCache.load(conf, spec.tokenizerUri());
         int eos = tokenizer.eosTokenId();
-        DocumentEncoder encoder = new DocumentEncoder(tokenizer, dataset.labels(), dataset.labelPrompt());
+        ChatTemplate chat = dataset.chatTemplate() == null ? null : ChatTemplate.read(conf, dataset.chatTemplate(), spec.tokenizerUri());
+        DocumentEncoder encoder = DocumentEncoder.of(tokenizer, dataset, chat);
         int[][] labelIds = encoder.labelIds();
         int longestLabel = 0;
         for (int[] ids : labelIds) longestLabel = Math.max(longestLabel, ids.length);
@@ -96,8 +98,8 @@ public final class TokenizeStage {
                 JavaPairRDD<TokenizeKey, EncodedDocument> docs = sc.parallelize(IntStream.range(0, files.size()).boxed().toList(),
                                 Math.max(1, Math.min(files.size(), 4 * sc.defaultParallelism())))
                         .mapPartitionsToPair(new TokenizeReadFiles(sconf, dataset, files, spec.tokenizerUri(),
-                                tokenizer.fingerprint(), spec.maxLineBytes(), assignment));
-                if (!tables.isEmpty()) docs = docs.union(tables.read(sconf, spec.tokenizerUri(), tokenizer.fingerprint(), assignment));
+                                tokenizer.fingerprint(), spec.maxLineBytes(), assignment, chat));
+                if (!tables.isEmpty()) docs = docs.union(tables.read(sconf, spec.tokenizerUri(), tokenizer.fingerprint(), assignment, chat));
                 results = docs.repartitionAndSortWithinPartitions(new TokenizePartitioner(spec.partitions()))
                         .mapPartitionsWithIndex(new TokenizeWriteShards(sconf, tmp.toString(), spec.partitions(), spec.seqLen(),
                                 eos, eos, dataset.labelled(), objective == TrainingObjective.LABEL, maxPromptTokens), false)

@@ -233,14 +233,14 @@ final class TokenizeTables {
 
     /** The documents of every Spark source, tokenized and keyed, as one RDD (no documents reach the driver). */
     JavaPairRDD<TokenizeKey, EncodedDocument> read(SerializableConfiguration conf, String tokenizerUri, String tokenizerFingerprint,
-                                                    SplitAssignment assignment) {
+                                                    SplitAssignment assignment, io.sparklora.tokenize.ChatTemplate chatTemplate) {
         JavaPairRDD<TokenizeKey, EncodedDocument> all = null;
         for (Table t : tables) {
             DatasetManifest.Source s = manifest.source(t.sourceIndex());
             String where = "source '" + s.name() + "' (" + (s.table() != null ? "table " + s.table() : s.uri()) + ") of " + manifest.uri();
             JavaPairRDD<TokenizeKey, EncodedDocument> one = t.kept().javaRDD().mapPartitionsToPair(new TokenizeReadTables(conf,
                     t.sourceIndex(), where, t.promptResponse(), t.labelColumn(), t.fixedLabel(), manifest.labels(),
-                    manifest.labelPrompt(), tokenizerUri, tokenizerFingerprint, assignment));
+                    manifest.labelPrompt(), tokenizerUri, tokenizerFingerprint, assignment, chatTemplate, manifest.systemPrompt()));
             all = all == null ? one : all.union(one);
         }
         return all;
