@@ -85,6 +85,8 @@ public final class TrainStepBenchmark {
         int batch = 4, seq = 256, steps = 5, warmup = 3, layers = 12, d = 768, heads = 12, vocab = 50257, rank = 8;
         int context = 1024;
         List<String> targets = List.of("c_attn");
+        boolean targetsDefault = true;     // no --targets: with --config, the model_type's PEFT defaults
+        String config;                     // --config: a config.json to build (random weights) instead of a GPT-2 shape
         long seed = 42;
         double lr = 1e-4, wd = 0.01, clip = 1.0, peakGflops = 0;
         int sgemmReps = 5;
@@ -120,9 +122,10 @@ public final class TrainStepBenchmark {
                     case "--d" -> o.d = Integer.parseInt(v);
                     case "--heads" -> o.heads = Integer.parseInt(v);
                     case "--vocab" -> o.vocab = Integer.parseInt(v);
+                    case "--config" -> o.config = v;
                     case "--rank" -> o.rank = Integer.parseInt(v);
                     case "--context" -> o.context = Integer.parseInt(v);
-                    case "--targets" -> o.targets = List.of(v.split(","));
+                    case "--targets" -> { o.targets = List.of(v.split(",")); o.targetsDefault = false; }
                     case "--seed" -> o.seed = Long.parseLong(v);
                     case "--lr" -> o.lr = Double.parseDouble(v);
                     case "--wd" -> o.wd = Double.parseDouble(v);
@@ -183,7 +186,13 @@ public final class TrainStepBenchmark {
         Nd4j.getMemoryManager().togglePeriodicGc(false);
 
         // 2. model, adapter, optimizer
-        ModelConfig config = ModelConfig.gpt2(o.vocab, o.d, o.layers, o.heads, o.context);
+        // a Hugging Face config.json (any supported model_type, random weights), else a GPT-2 shape
+        ModelConfig config = o.config != null ? ModelConfig.load(java.nio.file.Path.of(o.config))
+                : ModelConfig.gpt2(o.vocab, o.d, o.layers, o.heads, o.context);
+        if (o.config != null) {
+            o.vocab = config.vocabSize();
+            if (o.targets == null || o.targetsDefault) o.targets = config.architecture().defaultLoraTargets();
+        }
         long t0 = System.nanoTime();
         TransformerLM model = TransformerLM.randomInit(config, o.seed);
         model.setActivationCheckpointing(o.checkpointing);
@@ -368,6 +377,7 @@ public final class TrainStepBenchmark {
     }
 
     private String shape() {
+        if (o.config != null) return o.config;
         return String.format(Locale.ROOT, "gpt2 L=%d d=%d heads=%d vocab=%d", o.layers, o.d, o.heads, o.vocab);
     }
 

@@ -261,6 +261,66 @@ class TokenizeTablesTest {
         }
     }
 
+    /**
+     * {@code chat_template: tokenizer}: pairs from a table and from JSON Lines are rendered through the Llama 3
+     * template found beside the tokenizer, with the manifest's system prompt, and only the assistant's turn is
+     * trained on.
+     */
+    @Test
+    void chatTemplatePairsTrainOnlyTheAssistantTurn() throws Exception {
+        Path model = dir.resolve("model");
+        Files.createDirectories(model);
+        Path chat = Path.of(TokenizeTablesTest.class.getResource("/chat/tokenizer.json").toURI());
+        Files.copy(chat, model.resolve("tokenizer.json"));
+        var fixtures = new com.fasterxml.jackson.databind.ObjectMapper().readTree(chat.resolveSibling("fixtures.json").toFile());
+        var llama3 = fixtures.get("templates").get("llama3");
+        var cfg = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode()
+                .put("bos_token", llama3.get("bos_token").asText()).put("eos_token", llama3.get("eos_token").asText())
+                .put("chat_template", llama3.get("template").asText());
+        Files.writeString(model.resolve("tokenizer_config.json"), cfg.toString());
+        StructType schema = new StructType().add("q", DataTypes.StringType).add("a", DataTypes.StringType);
+        List<Row> rows = new ArrayList<>();
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 8; i++) {
+            String q = sentence(800 + i, 3) + "?", a = sentence(900 + i, 2);
+            rows.add(RowFactory.create(q, a));
+            jsonl.append("{\"q\": \"").append(q).append("\", \"a\": \"").append(a).append("\"}\n");
+        }
+        spark.createDataFrame(rows, schema).createOrReplaceTempView("chat_pairs");
+        Files.createDirectories(dir.resolve("chat"));
+        Files.writeString(dir.resolve("chat/pairs.jsonl"), jsonl);
+        String head = "name: chat\nchat_template: tokenizer\nsystem_prompt: Be brief.\nsources:\n";
+        Path tableManifest = dir.resolve("chat/t.yaml"), fileManifest = dir.resolve("chat/f.yaml");
+        Files.writeString(tableManifest, head + "  - {name: qa, table: chat_pairs, prompt_field: q, response_field: a}\n");
+        Files.writeString(fileManifest, head + "  - {name: qa, uri: pairs.jsonl, format: jsonl, prompt_field: q, response_field: a}\n");
+        String tok = model.resolve("tokenizer.json").toString();
+        ShardManifest m = TokenizeStage.run(sc, new TokenizeSpec(tableManifest.toString(), tok, 256, 0.0, 2, dir.resolve("ct").toString(),
+                io.sparklora.data.CorpusReader.DEFAULT_MAX_LINE_BYTES, 0L, io.sparklora.data.TrainingObjective.LANGUAGE_MODEL));
+        ShardManifest f = TokenizeStage.run(sc, new TokenizeSpec(fileManifest.toString(), tok, 256, 0.0, 2, dir.resolve("cf").toString(),
+                io.sparklora.data.CorpusReader.DEFAULT_MAX_LINE_BYTES, 0L, io.sparklora.data.TrainingObjective.LANGUAGE_MODEL));
+        // a table's documents are ordered by content hash, a file's by position: the same documents, not the same bytes
+        for (java.util.function.ToLongFunction<ShardManifest.Shard> count : List.<java.util.function.ToLongFunction<ShardManifest.Shard>>of(
+                ShardManifest.Shard::documents, ShardManifest.Shard::tokens, ShardManifest.Shard::targets)) {
+            assertEquals(m.split("train").stream().mapToLong(count).sum(), f.split("train").stream().mapToLong(count).sum(),
+                    "a table and JSON Lines give the same documents, tokens and targets");
+        }
+        io.sparklora.tokenize.ChatTemplate template = io.sparklora.tokenize.ChatTemplate.read(conf, "tokenizer", tok);
+        try (TextTokenizer chatTok = TextTokenizer.fromFile(model.resolve("tokenizer.json"))) {
+            long prompt = 0, response = 0;
+            for (Row r : rows) {
+                var turn = template.renderPair("Be brief.", r.getString(0), r.getString(1));
+                assertTrue(turn.prompt().contains("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"), turn.prompt());
+                assertTrue(turn.response().endsWith("<|eot_id|>"), turn.response());
+                prompt += chatTok.encode(turn.prompt()).length;
+                response += chatTok.encode(turn.response()).length;
+            }
+            long targets = m.split("train").stream().mapToLong(ShardManifest.Shard::targets).sum();
+            long tokens = m.split("train").stream().mapToLong(ShardManifest.Shard::tokens).sum();
+            assertEquals(prompt + response + rows.size(), tokens, "rendered prompt, response and one end-of-text per pair");
+            assertEquals(response + rows.size(), targets, "only the assistant's turn (and the end of text) is trained on");
+        }
+    }
+
     @Test
     void catalogTablesAndTempViewsAreReadThroughTheSession() throws IOException {
         Dataset<Row> df = spark.createDataFrame(events(), EVENTS);
