@@ -8,15 +8,17 @@
 #
 # Usage: bench/run-variants.sh
 # Environment (all optional):
-#   STEPS=150 BATCH=8 SEED=42          the budget, the same for every row (BATCH blocks of the run's seq_len)
-#   LR=1e-2                            peak lr of the adapter methods (the demo's train.lr); LoRA+ trains B at
+#   STEPS=100 BATCH=16 SEED=42         the budget, the same for every row (BATCH blocks of the run's seq_len; the
+#                                      demo's 100 rounds of 2 tasks x 8)
+#   LR=3e-3                            peak lr of the adapter methods (the demo's train.lr); LoRA+ trains B at
 #                                      LR x loraplus_lr_ratio (its default 16), as its method's groups say
 #   LR_<row>=...                       one row's lr, e.g. LR_dora=5e-3; defaults: LR_vera=1e-1 (VeRA's
 #                                      vectors train at ~10x LoRA's lr in its paper), LR_full=1e-3 (the
 #                                      demo's full_finetune.lr); every other row uses LR
 #   R=8 ALPHA=16 TARGETS=c_attn,c_proj,c_fc   adapter settings shared by every method (the demo's adapter)
 #   OPTIONS="key=value ..."            method settings, each passed to the methods that have it
-#                                      (e.g. "loraplus_lr_ratio=8 d_initial=0.1")
+#                                      (e.g. "loraplus_lr_ratio=8 d_initial=0.1"); default
+#                                      "trainable_token_indices=labels", the demo's label rows, for every method
 #   LR_WARMUP=10 UNTIMED=5             lr warm-up steps (then cosine decay); first steps left out of the
 #                                      step-time median (they still train)
 #   METHODS="lora vera full"           only these rows (default: every registered method, then full)
@@ -41,16 +43,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 start=$(date +%s)
 
-STEPS=${STEPS:-150}
-BATCH=${BATCH:-8}
+STEPS=${STEPS:-100}
+BATCH=${BATCH:-16}
 SEED=${SEED:-42}
-LR=${LR:-1e-2}
+LR=${LR:-3e-3}
 LR_vera=${LR_vera:-1e-1}
 LR_full=${LR_full:-1e-3}
 R=${R:-8}
 ALPHA=${ALPHA:-16}
 TARGETS=${TARGETS:-c_attn,c_proj,c_fc}
-OPTIONS=${OPTIONS:-}
+OPTIONS=${OPTIONS-trainable_token_indices=labels}
 LR_WARMUP=${LR_WARMUP:-10}
 UNTIMED=${UNTIMED:-5}
 METHODS=${METHODS:-}

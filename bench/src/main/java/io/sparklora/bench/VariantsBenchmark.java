@@ -171,8 +171,13 @@ public final class VariantsBenchmark {
             }
             // an option another method has (e.g. a shared knob) is left out for methods without it
             Map<String, String> own = new LinkedHashMap<>();
-            extra.forEach((k, v) -> { if (AdapterMethods.get(method).optionDefaults().containsKey(k)) own.put(k, v); });
+            extra.forEach((k, v) -> {
+                if (AdapterMethods.get(method).optionDefaults().containsKey(k) || AdapterConfig.COMMON_OPTIONS.containsKey(k)) own.put(k, v);
+            });
+            boolean labelRows = "labels".equals(own.get(AdapterConfig.TRAINABLE_TOKENS));
+            if (labelRows) own.remove(AdapterConfig.TRAINABLE_TOKENS);
             cfg = cfg.withOptions(own);
+            if (labelRows) cfg = cfg.withTrainableTokens(task.labelRowIds());   // the demo's: label prompt and label tokens
             adapter = AttachedAdapter.attach(model, "default", cfg, seed);
             trainer = Trainer.forAdapter(adapter, opts);
             trainable = adapter.trainableParameterCount();

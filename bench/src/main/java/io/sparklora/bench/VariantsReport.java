@@ -103,7 +103,7 @@ final class VariantsReport {
         }
         double majorityShare = (double) majority / examples;
         s.append("**Task.** The demo's labelled task, read from the pipeline's own outputs in `").append(runDir(any)).append("`: the base that ")
-                .append("`bin/spark-lora train` pretrains on the KJV slice (GPT-2 shape: ").append(mc.path("n_layer").asInt()).append(" layers, d = ")
+                .append("`bin/spark-lora train` pretrains on the KJV slice and unlabelled mail (GPT-2 shape: ").append(mc.path("n_layer").asInt()).append(" layers, d = ")
                 .append(mc.path("n_embd").asInt()).append(", ").append(mc.path("n_head").asInt()).append(" heads, vocabulary ")
                 .append(String.format(Locale.ROOT, "%,d", mc.path("vocab_size").asInt())).append(", ")
                 .append(String.format(Locale.ROOT, "%,d", any.get("base_params").asLong())).append(" parameters), adapted to the SpamAssassin slice (`")

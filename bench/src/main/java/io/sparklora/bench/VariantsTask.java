@@ -87,6 +87,18 @@ final class VariantsTask {
         return HfModelDirectory.load(baseDir);
     }
 
+    /** The ids of the label prompt and of every label's tokens (the pipeline's {@code trainable_token_indices: labels}). */
+    int[] labelRowIds() {
+        java.util.LinkedHashSet<Integer> ids = new java.util.LinkedHashSet<>();
+        try (io.sparklora.tokenize.TextTokenizer tok = io.sparklora.tokenize.TextTokenizer.fromModelDir(baseDir)) {
+            for (int id : tok.encode(manifest.labelPrompt())) ids.add(id);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+        for (ShardManifest.Label l : manifest.labels()) for (int id : l.ids()) ids.add(id);
+        return ids.stream().mapToInt(Integer::intValue).toArray();
+    }
+
     /** Mean token loss over the validation blocks. */
     Evaluator.Result validationLoss(TransformerLM model, int batchSize) {
         return Evaluator.evaluate(model, validation, batchSize);
