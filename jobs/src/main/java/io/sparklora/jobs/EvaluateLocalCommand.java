@@ -16,6 +16,7 @@ final class EvaluateLocalCommand {
             Args.Option.flag("local", "run in this process without Spark (without it: the pipeline's evaluate stage)"),
             Args.Option.required("model", "DIR", "Hugging Face model directory"),
             Args.Option.required("data", "FILES", "comma-separated text files or directories (every file inside)"),
+            LocalRun.CHAT_TEMPLATE,
             Args.Option.value("adapter", "DIR", null, "adapter directory in PEFT layout to apply first"),
             Args.Option.value("seq", "N", "256", "tokens per block (capped at the model's n_positions)"),
             Args.Option.value("batch", "N", "4", "blocks per forward pass"));
@@ -31,7 +32,7 @@ final class EvaluateLocalCommand {
         int seq = Math.min(a.getInt("seq"), model.config().maxPositions());
         TokenBlocks data;
         try (TextTokenizer tok = TextTokenizer.fromModelDir(modelDir)) {
-            data = LocalRun.blocks(a.require("data"), tok, seq);
+            data = LocalRun.blocks(a.require("data"), tok, seq, LocalRun.chatTemplate(a, modelDir));
         }
         Evaluator.Result r = Evaluator.evaluate(model, data, a.getInt("batch"));
         System.out.printf(Locale.ROOT, "loss %.4f | perplexity %.3f | %d tokens%n", r.loss(), r.perplexity(), r.tokens());

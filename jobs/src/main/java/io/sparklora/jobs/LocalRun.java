@@ -14,8 +14,25 @@ import java.util.List;
 final class LocalRun {
     private LocalRun() {}
 
+    /** The {@code --chat-template} option the local commands share. */
+    static final Args.Option CHAT_TEMPLATE = Args.Option.value("chat-template", "WHICH", "none",
+            "render prompt/response records through a chat template: tokenizer (the model directory's), a .jinja file, or none");
+
+    /** The template {@code --chat-template} names, or null for none. */
+    static io.sparklora.tokenize.ChatTemplate chatTemplate(Args a, Path modelDir) throws IOException {
+        String which = a.get("chat-template");
+        if (which.equals("none")) return null;
+        return io.sparklora.tokenize.ChatTemplate.read(new org.apache.hadoop.conf.Configuration(),
+                which.equals("tokenizer") ? which : Path.of(which).toAbsolutePath().toString(),
+                modelDir.resolve("tokenizer.json").toAbsolutePath().toString());
+    }
+
     /** Comma-separated files or directories (every regular file inside, sorted) → token blocks. */
     static TokenBlocks blocks(String dataArg, TextTokenizer tokenizer, int seqLen) throws IOException {
+        return blocks(dataArg, tokenizer, seqLen, null);
+    }
+
+    static TokenBlocks blocks(String dataArg, TextTokenizer tokenizer, int seqLen, io.sparklora.tokenize.ChatTemplate chat) throws IOException {
         List<Path> files = new ArrayList<>();
         for (String part : dataArg.split(",")) {
             Path p = Path.of(part.trim());
@@ -29,6 +46,6 @@ final class LocalRun {
                 throw new Args.UsageException("--data: " + p + " does not exist");
             }
         }
-        return LocalCorpus.read(files, tokenizer, seqLen);
+        return LocalCorpus.read(files, tokenizer, seqLen, chat);
     }
 }

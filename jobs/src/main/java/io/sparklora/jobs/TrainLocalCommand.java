@@ -32,6 +32,7 @@ final class TrainLocalCommand {
             Args.Option.flag("local", "train in this process without Spark (without it: the pipeline's train stage)"),
             Args.Option.required("model", "DIR", "Hugging Face base model directory"),
             Args.Option.required("data", "FILES", "comma-separated text files or directories (every file inside)"),
+            LocalRun.CHAT_TEMPLATE,
             Args.Option.required("adapter", "SPEC", "adapter_config.json path, or type=lora,r=8,alpha=16,targets=c_attn"),
             Args.Option.required("out", "DIR", "output directory: adapter/, metrics.jsonl, summary.json"),
             Args.Option.value("steps", "N", "100", "optimizer steps"),
@@ -65,7 +66,7 @@ final class TrainLocalCommand {
         int seq = Math.min(a.getInt("seq"), model.config().maxPositions());
         TokenBlocks train, held;
         try (TextTokenizer tok = TextTokenizer.fromModelDir(modelDir)) {
-            TokenBlocks all = LocalRun.blocks(a.require("data"), tok, seq);
+            TokenBlocks all = LocalRun.blocks(a.require("data"), tok, seq, LocalRun.chatTemplate(a, modelDir));
             int k = a.getInt("eval-every-k");
             TokenBlocks[] split = all.size() >= k ? all.splitEvery(k) : new TokenBlocks[]{all, all};
             train = split[0];

@@ -2,6 +2,7 @@ package io.sparklora.data;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.sparklora.tokenize.ChatTemplate;
 import io.sparklora.tokenize.TextTokenizer;
 import io.sparklora.train.TokenBlocks;
 
@@ -28,10 +29,21 @@ public final class LocalCorpus {
     private LocalCorpus() {}
 
     public static TokenBlocks read(List<Path> files, TextTokenizer tokenizer, int seqLen) throws IOException {
+        return read(files, tokenizer, seqLen, null);
+    }
+
+    /**
+     * As {@link #read(List, TextTokenizer, int)}, with prompt/response records rendered through {@code chat}
+     * (null: as written): an optional {@code system} field becomes the system turn, and only the assistant's
+     * turn is trained on ({@link DocumentEncoder}).
+     */
+    public static TokenBlocks read(List<Path> files, TextTokenizer tokenizer, int seqLen, ChatTemplate chat)
+            throws IOException {
         List<int[]> docs = new ArrayList<>();
         List<boolean[]> masks = new ArrayList<>();
+        DocumentEncoder encoder = chat == null ? null : new DocumentEncoder(tokenizer, List.of(), null, chat);
         for (Path f : files) {
-            if (f.getFileName().toString().endsWith(".jsonl")) readJsonl(f, tokenizer, docs, masks);
+            if (f.getFileName().toString().endsWith(".jsonl")) readJsonl(f, tokenizer, encoder, docs, masks);
             else readText(f, tokenizer, docs, masks);
         }
         if (docs.isEmpty()) throw new IllegalArgumentException("corpus " + files + " holds no documents");
@@ -58,7 +70,8 @@ public final class LocalCorpus {
         }
     }
 
-    private static void readJsonl(Path f, TextTokenizer tok, List<int[]> docs, List<boolean[]> masks) throws IOException {
+    private static void readJsonl(Path f, TextTokenizer tok, DocumentEncoder chat, List<int[]> docs, List<boolean[]> masks)
+            throws IOException {
         try (BufferedReader r = new BufferedReader(new java.io.StringReader(readUtf8(f)))) {
             String line;
             int lineNo = 0;
@@ -74,6 +87,14 @@ public final class LocalCorpus {
                 if (n.hasNonNull("text")) {
                     docs.add(tok.encode(n.get("text").asText()));
                     masks.add(null);
+                } else if (n.hasNonNull("prompt") && n.hasNonNull("response") && chat != null) {
+                    Document d = Document.promptResponse(n.get("prompt").asText(), n.get("response").asText(), f + ":" + lineNo)
+                            .withSystem(n.hasNonNull("system") ? n.get("system").asText() : null);
+                    EncodedDocument e = chat.encode(List.of(d)).get(0);
+                    boolean[] m = new boolean[e.tokens().length];
+                    Arrays.fill(m, e.maskedPrefix(), m.length, true);
+                    docs.add(e.tokens());
+                    masks.add(m);
                 } else if (n.hasNonNull("prompt") && n.hasNonNull("response")) {
                     int[] p = tok.encode(n.get("prompt").asText());
                     int[] a = tok.encode(n.get("response").asText());

@@ -90,6 +90,21 @@ class ChatTemplateTest {
         }
     }
 
+    /** {@code train --local --chat-template}: JSON Lines pairs (with an optional system field) rendered, loss on the answer only. */
+    @Test
+    void localCorpusRendersPairsThroughTheTemplate(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+        ChatTemplate t = template("chatml");
+        Path f = tmp.resolve("pairs.jsonl");
+        Files.writeString(f, "{\"prompt\": \"hi\", \"response\": \"yo\"}\n{\"system\": \"S\", \"prompt\": \"a\", \"response\": \"b\"}\n");
+        io.sparklora.train.TokenBlocks blocks = io.sparklora.data.LocalCorpus.read(List.of(f), tokenizer, 256, t);
+        long targets = 0;
+        for (int i = 0; i < blocks.size(); i++) for (boolean m : blocks.mask(i)) if (m) targets++;
+        long expected = tokenizer.encode(t.renderPair(null, "hi", "yo").response()).length
+                + tokenizer.encode(t.renderPair("S", "a", "b").response()).length + 2;   // + one end of text each
+        assertEquals(expected, targets);
+        assertTrue(t.renderPair("S", "a", "b").prompt().startsWith("<|im_start|>system\nS<|im_end|>"));
+    }
+
     @Test
     void specialTokensInTheRenderedTextBecomeSingleIds() {
         ChatTemplate.Turn turn = template("llama3").renderPair("", "hi", "yo");
