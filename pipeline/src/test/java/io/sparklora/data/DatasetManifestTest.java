@@ -130,6 +130,34 @@ class DatasetManifestTest {
     }
 
     @Test
+    void chatTemplateKeys() throws IOException {
+        DatasetManifest m = DatasetManifest.read(CONF, write("c/chat.yaml", """
+                name: c
+                chat_template: templates/chatml.jinja
+                system_prompt: Be brief.
+                sources: [{name: s, uri: s.jsonl, format: jsonl, prompt_field: q, response_field: a}]
+                """));
+        assertTrue(m.chatTemplate().endsWith("c/templates/chatml.jinja"), "relative to the manifest: " + m.chatTemplate());
+        assertEquals("Be brief.", m.systemPrompt());
+        assertEquals("tokenizer", DatasetManifest.read(CONF, write("c/t.yaml", """
+                name: c
+                chat_template: tokenizer
+                sources: [{name: s, uri: s.jsonl, format: jsonl}]
+                """)).chatTemplate());
+        assertRejected("""
+                name: x
+                system_prompt: hi
+                sources: [{name: s, uri: s.jsonl, format: jsonl}]
+                """, "system_prompt is given but there is no chat_template");
+        assertRejected("""
+                name: x
+                labels: [a]
+                chat_template: tokenizer
+                sources: [{name: s, uri: s.txt, format: text, label: a}]
+                """, "a labelled dataset has none");
+    }
+
+    @Test
     void missingManifestIsNamed() {
         IOException e = assertThrows(IOException.class, () -> DatasetManifest.read(CONF, dir.resolve("none.yaml").toString()));
         assertTrue(e.getMessage().contains("none.yaml") && e.getMessage().contains("does not exist"), e.getMessage());
