@@ -100,6 +100,12 @@ public interface AdapterMethod {
     /** Whether the tensors shared across layers go into the adapter file (VeRA: its {@code save_projection}). */
     default boolean savesSharedTensors(AdapterConfig config) { return true; }
 
+    /**
+     * Why PEFT cannot load this method's adapter on a model family, or null when it can (LoHa and LoKr on GPT-2's
+     * Conv1D layers). Written into the adapter directory's {@code spark_lora.json} and printed when saving.
+     */
+    default String peftCaveat(io.sparklora.model.Architecture arch) { return null; }
+
     /** PEFT's {@code peft_type} for this method ("LORA", "VERA"). */
     String peftType();
 

@@ -24,6 +24,7 @@ public final class AdapterMethods {
         register(new LoraFaMethod());
         register(new DoraMethod());
         register(new VeraMethod());
+        register(new io.sparklora.adapters.loha.LohaMethod());
     }
 
     private AdapterMethods() {}

@@ -154,10 +154,17 @@ public final class PeftAdapterFormat {
 
     /** The sidecar: spark-lora's method, its settings and where the adapter came from. */
     public static ObjectNode sidecarJson(AdapterConfig c, String baseModel) {
+        return sidecarJson(c, baseModel, null);
+    }
+
+    /** The sidecar, with {@code peft_caveat} when PEFT cannot load this method on the model's family. */
+    public static ObjectNode sidecarJson(AdapterConfig c, String baseModel, Architecture arch) {
         ObjectNode o = JSON.createObjectNode();
         o.put("format_version", 1);
         o.put("written_by", "spark-lora");
         o.put("method", c.method());
+        String caveat = arch == null ? null : c.adapterMethod().peftCaveat(arch);
+        if (caveat != null) o.put("peft_caveat", caveat);
         ObjectNode opts = o.putObject("options");
         // the token ids are in adapter_config.json already, as PEFT spells them
         c.options().forEach((k, v) -> { if (!k.equals(AdapterConfig.TRAINABLE_TOKENS)) opts.put(k, v); });
@@ -189,8 +196,11 @@ public final class PeftAdapterFormat {
             AtomicFiles.writeDirectory(dir, tmp -> {
                 Files.writeString(tmp.resolve(CONFIG_FILE), JSON.writerWithDefaultPrettyPrinter()
                         .writeValueAsString(configJson(adapter.config(), adapter.model().config().architecture(), baseModel)));
+                Architecture arch = adapter.model().config().architecture();
                 Files.writeString(tmp.resolve(SIDECAR_FILE), JSON.writerWithDefaultPrettyPrinter()
-                        .writeValueAsString(sidecarJson(adapter.config(), baseModel)));
+                        .writeValueAsString(sidecarJson(adapter.config(), baseModel, arch)));
+                String caveat = adapter.method().peftCaveat(arch);
+                if (caveat != null) System.err.println("note: " + dir + ": " + caveat);
                 SafetensorsWriter.write(tmp.resolve(WEIGHTS_FILE), tensors(adapter), Map.of("format", "pt"), DataType.FLOAT);
             });
         } catch (IOException e) {

@@ -74,6 +74,16 @@ class AdapterContractTest {
     private static final Set<String> VERA_KEYS = union(COMMON, Set.of("r", "projection_prng_key", "save_projection", "vera_dropout",
             "d_initial", "init_weights"));
 
+    /** LoHaConfig's keys (it has no fan_in_fan_out). */
+    private static final Set<String> LOHA_KEYS = union(minus(COMMON, "fan_in_fan_out"), Set.of("r", "alpha", "rank_dropout", "module_dropout",
+            "use_effective_conv2d", "init_weights", "rank_pattern", "alpha_pattern", "exclude_modules"));
+
+    private static Set<String> minus(Set<String> a, String key) {
+        Set<String> s = new TreeSet<>(a);
+        s.remove(key);
+        return s;
+    }
+
     private static Set<String> union(Set<String> a, Set<String> b) {
         Set<String> s = new TreeSet<>(a);
         s.addAll(b);
@@ -97,7 +107,10 @@ class AdapterContractTest {
                 new Case("dora", a -> AdapterConfig.of("dora", 2, 4, targets(a)).withDropout(0.2),
                         (s, r) -> sum(s, d -> (long) r * (d[0] + d[1]) + d[1]), LORA_KEYS, 3e-2),
                 new Case("vera", a -> AdapterConfig.of("vera", 4, 1, targets(a)).withDropout(0.2).withOption("d_initial", "0.5"),
-                        (s, r) -> sum(s, d -> r + d[1]), VERA_KEYS, 3e-2));
+                        (s, r) -> sum(s, d -> r + d[1]), VERA_KEYS, 3e-2),
+                // LoHa's dropouts are rank and module dropout; the gradient check runs with rank dropout on
+                new Case("loha", a -> AdapterConfig.of("loha", 2, 4, targets(a)).withOption("rank_dropout", "0.2"),
+                        (s, r) -> sum(s, d -> 2L * r * (d[0] + d[1])), LOHA_KEYS, 3e-2));
     }
 
     private static final List<ModelConfig> FAMILIES = List.of(TinyModels.gpt2(), TinyModels.llama());
@@ -206,7 +219,11 @@ class AdapterContractTest {
             JsonNode json = JSON.readTree(Files.readString(dir.resolve(PeftAdapterFormat.CONFIG_FILE)));
             json.fieldNames().forEachRemaining(k -> assertTrue(c.peftKeys().contains(k), c + ": adapter_config.json has key '" + k + "', which PEFT's config does not"));
             assertEquals(ac.adapterMethod().peftType(), json.get("peft_type").asText());
-            assertEquals(cfg.architecture() == Architecture.GPT2, json.get("fan_in_fan_out").asBoolean());
+            if (c.peftKeys().contains("fan_in_fan_out")) assertEquals(cfg.architecture() == Architecture.GPT2, json.get("fan_in_fan_out").asBoolean());
+            // a method PEFT cannot load on this family says so in the sidecar
+            String caveat = ac.adapterMethod().peftCaveat(cfg.architecture());
+            JsonNode sidecar = JSON.readTree(Files.readString(dir.resolve(PeftAdapterFormat.SIDECAR_FILE)));
+            assertEquals(caveat, sidecar.has("peft_caveat") ? sidecar.get("peft_caveat").asText() : null);
             try (SafetensorsReader r = SafetensorsReader.open(dir.resolve(PeftAdapterFormat.WEIGHTS_FILE))) {
                 assertEquals("pt", r.metadata().get("format"));
                 for (String n : r.names()) {

@@ -169,4 +169,32 @@ class MethodSpecificTest {
         var rslora = assertThrows(IllegalArgumentException.class, () -> AdapterSpecs.parse("type=vera,rslora=true", Architecture.GPT2));
         assertTrue(rslora.getMessage().contains("rslora"), rslora.getMessage());
     }
+
+    /** LoHa's ΔW is s·(w1_a·w1_b) ⊙ (w2_a·w2_b), its rank can exceed r, and PEFT's GPT-2 caveat is GPT-2's alone. */
+    @Test
+    void lohaDeltaIsTheScaledHadamardProductOfTwoLowRankProducts() {
+        TransformerLM m = TransformerLM.randomInit(io.sparklora.model.TinyModels.llama(), 3, org.nd4j.linalg.api.buffer.DataType.DOUBLE);
+        AttachedAdapter a = AttachedAdapter.attach(m, "default", AdapterConfig.of("loha", 2, 6, java.util.List.of("q_proj")), 9);
+        for (io.sparklora.model.Parameter p : a.trainableParameters()) {
+            p.value().assign(org.nd4j.linalg.factory.Nd4j.randn(org.nd4j.linalg.factory.Nd4j.getRandomFactory().getNewRandomInstance(p.name().hashCode()), p.value().shape()));
+        }
+        Adapter layer = a.layers().get("model.layers.0.self_attn.q_proj");
+        java.util.Map<String, org.nd4j.linalg.api.ndarray.INDArray> t = layer.stateDict();
+        org.nd4j.linalg.api.ndarray.INDArray expected = t.get("hada_w1_a").mmul(t.get("hada_w1_b"))
+                .mul(t.get("hada_w2_a").mmul(t.get("hada_w2_b"))).muli(6.0 / 2);
+        assertEquals(0.0, expected.sub(layer.deltaWeight()).amaxNumber().doubleValue(), 1e-12, "nn.Linear layout: [out, in]");
+        // two rank-2 factors: the Hadamard product has rank up to 4 (here 4 of the 8×8 matrix's singular values are non-zero)
+        double[] sv = singularValues(expected);
+        int rank = 0;
+        for (double v : sv) if (v > 1e-9 * sv[0]) rank++;
+        assertTrue(rank > 2 && rank <= 4, "rank " + rank);
+        assertNull(a.method().peftCaveat(io.sparklora.model.Architecture.LLAMA));
+        assertTrue(a.method().peftCaveat(io.sparklora.model.Architecture.GPT2).contains("PEFT cannot load"));
+    }
+
+    private static double[] singularValues(org.nd4j.linalg.api.ndarray.INDArray m) {
+        org.nd4j.linalg.api.ndarray.INDArray s = org.nd4j.linalg.factory.Nd4j.create(m.dataType(), Math.min(m.rows(), m.columns()));
+        org.nd4j.linalg.factory.Nd4j.getBlasWrapper().lapack().gesvd(m.dup(), s, null, null);
+        return s.toDoubleVector();
+    }
 }
