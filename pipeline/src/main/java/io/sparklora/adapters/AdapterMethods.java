@@ -25,6 +25,7 @@ public final class AdapterMethods {
         register(new DoraMethod());
         register(new VeraMethod());
         register(new io.sparklora.adapters.loha.LohaMethod());
+        register(new io.sparklora.adapters.lokr.LokrMethod());
     }
 
     private AdapterMethods() {}

@@ -78,6 +78,27 @@ class AdapterContractTest {
     private static final Set<String> LOHA_KEYS = union(minus(COMMON, "fan_in_fan_out"), Set.of("r", "alpha", "rank_dropout", "module_dropout",
             "use_effective_conv2d", "init_weights", "rank_pattern", "alpha_pattern", "exclude_modules"));
 
+    /** LoKrConfig's keys. */
+    private static final Set<String> LOKR_KEYS = union(minus(COMMON, "fan_in_fan_out"), Set.of("r", "alpha", "rank_dropout", "module_dropout",
+            "rank_dropout_scale", "decompose_both", "decompose_factor", "use_effective_conv2d", "init_weights", "rank_pattern",
+            "alpha_pattern", "exclude_modules"));
+
+    /** The most balanced split m·n = dim, m ≤ n (what PEFT's factorization gives with factor −1). */
+    private static long[] balanced(long dim) {
+        long m = 1;
+        for (long k = 1; k * k <= dim; k++) if (dim % k == 0) m = k;
+        return new long[]{m, dim / m};
+    }
+
+    /** LoKr's trainable count, PEFT's rule written out: w1 [a, c] full unless decompose_both and r < max(a, c)/2; w2 likewise without the flag. */
+    private static long lokrCount(int[] d, int r, boolean both) {
+        long[] o = balanced(d[1]), i = balanced(d[0]);
+        long a = o[0], b = o[1], c = i[0], dd = i[1];
+        long w1 = both && r < Math.max(a, c) / 2.0 ? r * (a + c) : a * c;
+        long w2 = r < Math.max(b, dd) / 2.0 ? r * (b + dd) : b * dd;
+        return w1 + w2;
+    }
+
     private static Set<String> minus(Set<String> a, String key) {
         Set<String> s = new TreeSet<>(a);
         s.remove(key);
@@ -110,7 +131,14 @@ class AdapterContractTest {
                         (s, r) -> sum(s, d -> r + d[1]), VERA_KEYS, 3e-2),
                 // LoHa's dropouts are rank and module dropout; the gradient check runs with rank dropout on
                 new Case("loha", a -> AdapterConfig.of("loha", 2, 4, targets(a)).withOption("rank_dropout", "0.2"),
-                        (s, r) -> sum(s, d -> 2L * r * (d[0] + d[1])), LOHA_KEYS, 3e-2));
+                        (s, r) -> sum(s, d -> 2L * r * (d[0] + d[1])), LOHA_KEYS, 3e-2),
+                // r = 2: w1 full, w2 low-rank where max(b, d) > 4 (8 → 24: w2 [6, 4] is a rank-2 product)
+                new Case("lokr", a -> AdapterConfig.of("lokr", 2, 8, targets(a)).withOption("rank_dropout", "0.2"),
+                        (s, r) -> sum(s, d -> lokrCount(d, r, false)), LOKR_KEYS, 3e-2),
+                // decompose_both with r = 1: both factors low-rank where they are big enough
+                new Case("lokr+decompose_both", a -> AdapterConfig.of("lokr", 1, 4, targets(a)).withOption("decompose_both", "true")
+                        .withOption("rank_dropout", "0.2").withOption("rank_dropout_scale", "true"),
+                        (s, r) -> sum(s, d -> lokrCount(d, r, true)), LOKR_KEYS, 3e-2));
     }
 
     private static final List<ModelConfig> FAMILIES = List.of(TinyModels.gpt2(), TinyModels.llama());
@@ -281,7 +309,12 @@ class AdapterContractTest {
     void aTinyModelTrainsToALowerValidationLoss(Case c) {
         ModelConfig cfg = TinyModels.gpt2();
         TransformerLM model = TransformerLM.randomInit(cfg, 9, DataType.FLOAT);
-        AttachedAdapter adapter = AttachedAdapter.attach(model, "default", c.config().apply(cfg.architecture()).withDropout(0.0), 4);
+        // dropouts off, the methods' own (rank, module) too: this checks that training reaches a lower loss at all
+        AdapterConfig ac = c.config().apply(cfg.architecture()).withDropout(0.0);
+        for (String k : List.of("rank_dropout", "module_dropout")) {
+            if (ac.adapterMethod().optionDefaults().containsKey(k)) ac = ac.withOption(k, "0");
+        }
+        AttachedAdapter adapter = AttachedAdapter.attach(model, "default", ac, 4);
         TokenBlocks train = ruleBlocks(32, 8, cfg.vocabSize(), 1), val = ruleBlocks(8, 8, cfg.vocabSize(), 2);
         double before = Evaluator.evaluate(model, val, 4).loss();
         TrainingOptions o = new TrainingOptions(40, 4, 1, c.lr(), 0.0, 0, "constant", 0.0, 1.0, 5);

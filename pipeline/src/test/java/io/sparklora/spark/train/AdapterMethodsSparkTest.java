@@ -80,7 +80,7 @@ class AdapterMethodsSparkTest {
         return Stream.of(AdapterConfig.lora(4, 8, TARGETS), AdapterConfig.of("loraplus", 4, 8, TARGETS),
                 AdapterConfig.of("lora_fa", 4, 8, TARGETS), AdapterConfig.of("dora", 4, 8, TARGETS),
                 AdapterConfig.of("vera", 8, 1, TARGETS).withOption("d_initial", "0.5"),
-                AdapterConfig.of("loha", 2, 4, TARGETS));
+                AdapterConfig.of("loha", 2, 4, TARGETS), AdapterConfig.of("lokr", 2, 4, TARGETS));
     }
 
     static List<TokenBlocks> shards() {

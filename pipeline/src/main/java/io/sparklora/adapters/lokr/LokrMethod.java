@@ -1,0 +1,125 @@
+package io.sparklora.adapters.lokr;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.sparklora.adapters.Adapter;
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.AdapterMethod;
+import io.sparklora.model.Architecture;
+import io.sparklora.model.TransformerLM;
+import org.nd4j.linalg.api.rng.Random;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * LoKr ({@link LokrAdapter}): ΔW = (alpha/r)·(w1 ⊗ w2), the dimensions split by PEFT's {@link Factorization}.
+ * Trainable per layer: each factor's full size, or r·(rows + columns) where PEFT's rule decomposes it.
+ *
+ * <p>PEFT layout ({@code peft_type: LOKR}): per layer {@code base_model.model.<module>.lokr_w1} [a, c] or
+ * {@code .lokr_w1_a} [a, r] and {@code .lokr_w1_b} [r, c]; {@code .lokr_w2} [b, d] or {@code .lokr_w2_a},
+ * {@code .lokr_w2_b}; no {@code .weight} suffix. Settings: {@code decompose_both} (false), {@code decompose_factor}
+ * (−1), {@code rank_dropout}, {@code module_dropout}, {@code rank_dropout_scale}; the scale key is {@code alpha}.
+ * Like LoHa, PEFT attaches LoKr to nn.Linear only: a GPT-2 LoKr trains and merges here, and its directory says
+ * PEFT cannot load it.
+ */
+public final class LokrMethod implements AdapterMethod {
+    public static final String RANK_DROPOUT = "rank_dropout";
+    public static final String MODULE_DROPOUT = "module_dropout";
+    public static final String RANK_DROPOUT_SCALE = "rank_dropout_scale";
+    public static final String DECOMPOSE_BOTH = "decompose_both";
+    public static final String DECOMPOSE_FACTOR = "decompose_factor";
+
+    @Override public String name() { return "lokr"; }
+
+    @Override public String description() { return "LoKr: (alpha/r)·(w1 ⊗ w2), factors full or rank-r by PEFT's rule, applied without the out × in matrix"; }
+
+    @Override
+    public Map<String, String> optionDefaults() {
+        return Map.of(RANK_DROPOUT, "0", MODULE_DROPOUT, "0", RANK_DROPOUT_SCALE, "false", DECOMPOSE_BOTH, "false", DECOMPOSE_FACTOR, "-1");
+    }
+
+    @Override
+    public void validate(AdapterConfig c) {
+        AdapterMethod.super.validate(c);
+        for (String k : List.of(RANK_DROPOUT, MODULE_DROPOUT)) {
+            double p = c.doubleOption(k);
+            if (!(p >= 0 && p < 1)) throw new IllegalArgumentException(k + " must be in [0, 1), got " + p);
+        }
+        if (c.dropout() != 0) {
+            throw new IllegalArgumentException("adapter type 'lokr' has no input dropout (PEFT's LoKr has rank_dropout and module_dropout); got dropout "
+                    + c.dropout());
+        }
+        if (c.rslora()) throw new IllegalArgumentException("adapter type 'lokr' scales by alpha/r; rslora does not apply");
+        c.booleanOption(RANK_DROPOUT_SCALE);
+        c.booleanOption(DECOMPOSE_BOTH);
+        long f = c.longOption(DECOMPOSE_FACTOR);
+        if (f == 0 || f < -1) throw new IllegalArgumentException(DECOMPOSE_FACTOR + " must be -1 or positive, got " + f);
+    }
+
+    @Override
+    public Layers create(TransformerLM model, String adapterName, List<String> modules, AdapterConfig config, long seed,
+                         Map<String, String> shareGroups) {
+        if (!shareGroups.isEmpty()) throw new IllegalArgumentException("shared adapters (LoRA-drop) are defined for lora and lora_fa, not lokr");
+        Random rng = io.sparklora.model.Seeds.rng(seed);
+        Map<String, Adapter> layers = new LinkedHashMap<>();
+        for (String m : modules) layers.put(m, new LokrAdapter(adapterName, model.linears().get(m), config, rng));
+        return new Layers(layers, Map.of());
+    }
+
+    @Override
+    public long trainableCount(Map<String, int[]> shapes, AdapterConfig config) {
+        long n = 0;
+        for (int[] s : shapes.values()) n += LokrAdapter.count(s[0], s[1], config);
+        return n;
+    }
+
+    @Override public String peftType() { return "LOKR"; }
+
+    @Override
+    public String peftCaveat(Architecture arch) {
+        return arch == Architecture.GPT2
+                ? "PEFT and LyCORIS attach LoKr to nn.Linear only, and GPT-2's projections are Conv1D: PEFT cannot load this adapter."
+                  + " Use it with spark-lora, merge it into the base (spark-lora merge), or convert it (spark-lora export --to lora)."
+                : null;
+    }
+
+    @Override
+    public void writePeftConfig(ObjectNode o, AdapterConfig c) {
+        o.remove("fan_in_fan_out");          // LoKrConfig has no such key
+        o.put("r", c.r());
+        o.put("alpha", c.alpha());
+        o.put(RANK_DROPOUT, c.doubleOption(RANK_DROPOUT));
+        o.put(MODULE_DROPOUT, c.doubleOption(MODULE_DROPOUT));
+        o.put(RANK_DROPOUT_SCALE, c.booleanOption(RANK_DROPOUT_SCALE));
+        o.put(DECOMPOSE_BOTH, c.booleanOption(DECOMPOSE_BOTH));
+        o.put(DECOMPOSE_FACTOR, c.longOption(DECOMPOSE_FACTOR));
+        o.put("use_effective_conv2d", false);
+        o.put("init_weights", true);
+        o.putObject("rank_pattern");
+        o.putObject("alpha_pattern");
+    }
+
+    @Override
+    public AdapterConfig readPeftConfig(JsonNode root, String where, AdapterConfig base) {
+        for (String key : new String[]{"rank_pattern", "alpha_pattern"}) {
+            if (root.has(key) && root.get(key).isObject() && root.get(key).size() > 0) {
+                throw new IllegalArgumentException(where + ": " + key + " is not supported yet");
+            }
+        }
+        if (root.has("init_weights") && !root.get("init_weights").asBoolean(true)) {
+            throw new IllegalArgumentException(where + ": init_weights=false is not supported");
+        }
+        Map<String, String> o = new LinkedHashMap<>();
+        for (String k : List.of(RANK_DROPOUT, MODULE_DROPOUT)) {
+            double p = root.path(k).asDouble(0.0);
+            if (p != 0) o.put(k, Double.toString(p));
+        }
+        if (root.path(RANK_DROPOUT_SCALE).asBoolean(false)) o.put(RANK_DROPOUT_SCALE, "true");
+        if (root.path(DECOMPOSE_BOTH).asBoolean(false)) o.put(DECOMPOSE_BOTH, "true");
+        if (root.path(DECOMPOSE_FACTOR).asLong(-1) != -1) o.put(DECOMPOSE_FACTOR, Long.toString(root.path(DECOMPOSE_FACTOR).asLong(-1)));
+        return new AdapterConfig("lokr", root.path("r").asInt(8), root.path("alpha").asDouble(8), 0.0, base.targetModules(),
+                false, base.bias(), "kaiming").withOptions(o);
+    }
+}
