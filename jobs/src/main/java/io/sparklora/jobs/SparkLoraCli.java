@@ -18,6 +18,7 @@ public final class SparkLoraCli {
             "  " + EvaluateLocalCommand.SPEC.synopsis(),
             "  " + InspectCommand.SPEC.synopsis(),
             "  " + MergeCommand.SPEC.synopsis(),
+            "  " + ExportCommand.SPEC.synopsis(),
             "every command also takes --verbose (Spark's, Hadoop's and ND4J's INFO logs) and --help");
 
     /** The --help text of a command as typed ({@code train} and {@code evaluate} have a Spark and a --local form). */
@@ -31,6 +32,7 @@ public final class SparkLoraCli {
                     : StageCommand.spec("evaluate").help() + System.lineSeparator() + System.lineSeparator() + EvaluateLocalCommand.SPEC.help();
             case "inspect" -> InspectCommand.SPEC.help();
             case "merge" -> MergeCommand.SPEC.help();
+            case "export" -> ExportCommand.SPEC.help();
             default -> throw new Args.UsageException("unknown command '" + command + "'\n" + USAGE);
         };
     }
@@ -59,6 +61,7 @@ public final class SparkLoraCli {
                 case "evaluate" -> restList.contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
+                case "export" -> ExportCommand.run(rest);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'\n" + USAGE);
             };
         } catch (Args.UsageException e) {

@@ -33,12 +33,13 @@ class CliHelpTest {
 
     @Test
     void everyCommandsHelpNamesEachOptionWithItsDefault() {
-        Map<List<String>, Args.Spec> commands = Map.of(
+        Map<List<String>, Args.Spec> commands = new java.util.LinkedHashMap<>(Map.of(
                 List.of("pipeline"), StageCommand.spec("pipeline"), List.of("tokenize"), StageCommand.spec("tokenize"),
                 List.of("lora-drop"), StageCommand.spec("lora-drop"), List.of("train"), StageCommand.spec("train"),
                 List.of("evaluate"), StageCommand.spec("evaluate"), List.of("train", "--local"), TrainLocalCommand.SPEC,
                 List.of("evaluate", "--local"), EvaluateLocalCommand.SPEC, List.of("inspect"), InspectCommand.SPEC,
-                List.of("merge"), MergeCommand.SPEC);
+                List.of("merge"), MergeCommand.SPEC));
+        commands.put(List.of("export"), ExportCommand.SPEC);
         for (var e : commands.entrySet()) {
             List<String> argv = new java.util.ArrayList<>(e.getKey());
             argv.add("--help");
