@@ -26,6 +26,7 @@ public final class AdapterMethods {
         register(new VeraMethod());
         register(new io.sparklora.adapters.loha.LohaMethod());
         register(new io.sparklora.adapters.lokr.LokrMethod());
+        register(new io.sparklora.adapters.deltalora.DeltaLoraMethod());
     }
 
     private AdapterMethods() {}

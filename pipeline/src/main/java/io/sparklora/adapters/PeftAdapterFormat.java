@@ -66,6 +66,12 @@ public final class PeftAdapterFormat {
             if (reader == null && m.peftType().equalsIgnoreCase(type)) reader = m;
         }
         if (reader == null) throw new IllegalArgumentException(where + ": peft_type '" + type + "' is not supported (known: " + String.join(", ", known) + ")");
+        // spark-lora's sidecar names the method; its own reader interprets the PEFT keys (Delta-LoRA's rank-2r file)
+        Optional<JsonNode> side = readSidecar(file.resolveSibling(SIDECAR_FILE));
+        if (side.isPresent() && side.get().hasNonNull("method") && AdapterMethods.names().contains(side.get().get("method").asText())) {
+            AdapterMethod named = AdapterMethods.get(side.get().get("method").asText());
+            if (named.peftType().equalsIgnoreCase(type)) reader = named;
+        }
         if (root.hasNonNull("layers_to_transform")) throw new IllegalArgumentException(where + ": layers_to_transform is not supported yet");
         if (root.hasNonNull("modules_to_save") && root.get("modules_to_save").size() > 0) {
             throw new IllegalArgumentException(where + ": modules_to_save is not supported yet");

@@ -136,6 +136,9 @@ class AdapterContractTest {
                 new Case("lokr", a -> AdapterConfig.of("lokr", 2, 8, targets(a)).withOption("rank_dropout", "0.2"),
                         (s, r) -> sum(s, d -> lokrCount(d, r, false)), LOKR_KEYS, 3e-2),
                 // decompose_both with r = 1: both factors low-rank where they are big enough
+                // no warm-up: W follows λ·Δ(BA) from the first step (the paper's dropout must be 0)
+                new Case("delta_lora", a -> AdapterConfig.of("delta_lora", 2, 4, targets(a)).withOption("delta_warmup", "0").withOption("delta_lambda", "0.5"),
+                        (s, r) -> sum(s, d -> (long) r * (d[0] + d[1])), LORA_KEYS, 3e-2),
                 new Case("lokr+decompose_both", a -> AdapterConfig.of("lokr", 1, 4, targets(a)).withOption("decompose_both", "true")
                         .withOption("rank_dropout", "0.2").withOption("rank_dropout_scale", "true"),
                         (s, r) -> sum(s, d -> lokrCount(d, r, true)), LOKR_KEYS, 3e-2));
@@ -168,6 +171,12 @@ class AdapterContractTest {
             AttachedAdapter adapter = AttachedAdapter.attach(model, "default", c.config().apply(cfg.architecture()), 3);
             perturb(adapter, 10);
             for (Adapter a : adapter.layers().values()) if (a instanceof DoraAdapter d) d.holdNorm(true);
+            for (Adapter a : adapter.layers().values()) {
+                // Delta-LoRA: a non-zero snapshot, then W_t held (the step's gradient treats it as a constant)
+                if (a instanceof io.sparklora.adapters.deltalora.DeltaLoraAdapter dl) dl.snapshot();
+            }
+            perturb(adapter, 20);
+            for (Adapter a : adapter.layers().values()) if (a instanceof io.sparklora.adapters.deltalora.DeltaLoraAdapter dl) dl.holdW(true);
             TokenBatch batch = TinyModels.batch(cfg, 2, 5, 1);
             INDArray h0 = model.embed(batch);
             adapter.trainableParameters().forEach(Parameter::zeroGrad);
@@ -263,7 +272,9 @@ class AdapterContractTest {
             TransformerLM fresh = TransformerLM.randomInit(cfg, 5, DataType.FLOAT);
             AttachedAdapter loaded = PeftAdapterFormat.load(fresh, dir, "default");
             assertEquals(ac, loaded.config(), c + ": the config reads back as written");
-            assertEquals(0.0, expected.sub(fresh.logits(batch)).amaxNumber().doubleValue(), 0.0, c + " " + cfg.architecture());
+            // bit-exact, except Delta-LoRA: its file is the rank-2r form, B scaled by (s+λ)/s and back in float32
+            double tol = ac.method().equals("delta_lora") ? 1e-5 : 0.0;
+            assertEquals(0.0, expected.sub(fresh.logits(batch)).amaxNumber().doubleValue(), tol, c + " " + cfg.architecture());
         }
     }
 

@@ -80,7 +80,9 @@ class AdapterMethodsSparkTest {
         return Stream.of(AdapterConfig.lora(4, 8, TARGETS), AdapterConfig.of("loraplus", 4, 8, TARGETS),
                 AdapterConfig.of("lora_fa", 4, 8, TARGETS), AdapterConfig.of("dora", 4, 8, TARGETS),
                 AdapterConfig.of("vera", 8, 1, TARGETS).withOption("d_initial", "0.5"),
-                AdapterConfig.of("loha", 2, 4, TARGETS), AdapterConfig.of("lokr", 2, 4, TARGETS));
+                AdapterConfig.of("loha", 2, 4, TARGETS), AdapterConfig.of("lokr", 2, 4, TARGETS),
+                // the snapshot is taken on the driver after step 2 and travels as round state from then on
+                AdapterConfig.of("delta_lora", 4, 8, TARGETS).withOption("delta_warmup", "2").withOption("delta_lambda", "0.5"));
     }
 
     static List<TokenBlocks> shards() {
@@ -141,7 +143,11 @@ class AdapterMethodsSparkTest {
         moved = maxDiff(fresh.trainableParameters(), r.adapter().trainableParameters());
         assertTrue(moved > 1e-4, a.method() + ": nothing trained");
         long trainable = r.adapter().trainableParameterCount();
-        assertEquals(4 * trainable, r.bytesBroadcastPerRound(), a.method() + ": bytes down per round");
+        // down: the trainable tensors plus the method's round state (Delta-LoRA's snapshot, once its warm-up is over)
+        long state = r.adapter().hooks().roundState().values().stream().mapToLong(t -> t.length()).sum();
+        if (!a.method().equals("delta_lora")) assertEquals(0, state, a.method() + " has no round state");
+        else assertEquals(trainable, state, "delta_lora: the snapshot (A_K, B_K) is adapter-sized");
+        assertEquals(4 * (trainable + state), r.bytesBroadcastPerRound(), a.method() + ": bytes down per round");
         assertEquals(4 * trainable, r.bytesReducedPerRound(), a.method() + ": bytes up per round");
     }
 
