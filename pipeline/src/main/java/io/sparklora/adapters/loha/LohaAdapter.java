@@ -3,6 +3,7 @@ package io.sparklora.adapters.loha;
 import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.ParameterCounter;
+import io.sparklora.adapters.lycoris.Lycoris;
 import io.sparklora.model.ForwardContext;
 import io.sparklora.model.Linear;
 import io.sparklora.model.Parameter;
@@ -65,11 +66,7 @@ public final class LohaAdapter implements Adapter {
 
     private String name(String key) { return module + "." + key + "." + adapterName; }
 
-    /** kaiming_uniform_(a = √5) of a [rows, cols] tensor: U(−1/√cols, 1/√cols). */
-    private static INDArray kaiming(Random rng, int rows, int cols, DataType dt) {
-        double bound = 1.0 / Math.sqrt(cols);
-        return Nd4j.rand(rng, rows, cols).castTo(dt).muli(2 * bound).subi(bound);
-    }
+    private static INDArray kaiming(Random rng, int rows, int cols, DataType dt) { return Lycoris.kaiming(rng, rows, cols, dt); }
 
     @Override public String adapterName() { return adapterName; }
     @Override public String method() { return config.method(); }
@@ -78,7 +75,7 @@ public final class LohaAdapter implements Adapter {
     @Override
     public Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx) {
         long n = x.size(0), out = base.outFeatures();
-        if (ctx.training() && moduleDropout > 0 && ctx.random() != null && ctx.random().nextDouble() < moduleDropout) {
+        if (Lycoris.skipModule(ctx, moduleDropout)) {
             return new LohaActivation(Nd4j.zeros(x.dataType(), n, out), x, null, null, null, true);
         }
         INDArray p = w1a.value().mmul(w1b.value());                      // [out,in]
@@ -86,18 +83,9 @@ public final class LohaAdapter implements Adapter {
         INDArray w = p.mul(q);
         INDArray delta = Nd4j.gemm(x, w, false, true).muli(scale);        // [N,out]
         Tensors.release(w);
-        INDArray mask = rankMask(out, x.dataType(), ctx);
+        INDArray mask = Lycoris.rankMask(ctx, rankDropout, true, out, x.dataType());   // LoHa always rescales (PEFT, LyCORIS)
         if (mask != null) delta.muliRowVector(mask);
         return new LohaActivation(delta, x, p, q, mask, false);
-    }
-
-    /** PEFT's rank dropout: output channels kept with probability 1 − p, the kept ones scaled by 1/mean(keep). */
-    private INDArray rankMask(long out, DataType dt, ForwardContext ctx) {
-        if (!ctx.training() || rankDropout <= 0 || ctx.random() == null) return null;
-        INDArray keep = Nd4j.rand(ctx.random(), 1, out).castTo(dt).gt(rankDropout).castTo(dt);
-        double mean = keep.meanNumber().doubleValue();
-        if (mean == 0) return Nd4j.ones(dt, out);        // every channel dropped: PEFT would divide by zero; keep all
-        return keep.divi(mean).reshape(out);
     }
 
     @Override

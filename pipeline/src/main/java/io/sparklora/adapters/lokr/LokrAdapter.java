@@ -2,6 +2,7 @@ package io.sparklora.adapters.lokr;
 
 import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.lycoris.Lycoris;
 import io.sparklora.model.ForwardContext;
 import io.sparklora.model.Linear;
 import io.sparklora.model.Parameter;
@@ -96,10 +97,7 @@ public final class LokrAdapter implements Adapter {
 
     private String name(String key) { return module + "." + key + "." + adapterName; }
 
-    private static INDArray kaiming(Random rng, int rows, int cols, DataType dt) {
-        double bound = 1.0 / Math.sqrt(cols);
-        return Nd4j.rand(rng, rows, cols).castTo(dt).muli(2 * bound).subi(bound);
-    }
+    private static INDArray kaiming(Random rng, int rows, int cols, DataType dt) { return Lycoris.kaiming(rng, rows, cols, dt); }
 
     @Override public String adapterName() { return adapterName; }
     @Override public String method() { return config.method(); }
@@ -120,7 +118,7 @@ public final class LokrAdapter implements Adapter {
     @Override
     public Activation forward(INDArray x, INDArray baseOut, ForwardContext ctx) {
         long n = x.size(0);
-        if (ctx.training() && moduleDropout > 0 && ctx.random() != null && ctx.random().nextDouble() < moduleDropout) {
+        if (Lycoris.skipModule(ctx, moduleDropout)) {
             return new LokrActivation(Nd4j.zeros(x.dataType(), n, (long) a * b), x, null, null, null, null, true);
         }
         INDArray k1 = w1Value(), k2 = w2Value();
@@ -133,19 +131,9 @@ public final class LokrAdapter implements Adapter {
         INDArray delta = y.reshape('c', a, n, b).permute(1, 0, 2).dup('c').reshape('c', n, (long) a * b).muli(scale);
         Tensors.release(y);
         if (xc != x) Tensors.release(xc);
-        INDArray mask = rankMask((long) a * b, x.dataType(), ctx);
+        INDArray mask = Lycoris.rankMask(ctx, rankDropout, rankDropoutScale, (long) a * b, x.dataType());
         if (mask != null) delta.muliRowVector(mask);
         return new LokrActivation(delta, x, k1, k2, z, mask, false);
-    }
-
-    private INDArray rankMask(long out, DataType dt, ForwardContext ctx) {
-        if (!ctx.training() || rankDropout <= 0 || ctx.random() == null) return null;
-        INDArray keep = Nd4j.rand(ctx.random(), 1, out).castTo(dt).gt(rankDropout).castTo(dt).reshape(out);
-        if (rankDropoutScale) {
-            double mean = keep.meanNumber().doubleValue();
-            if (mean > 0) keep.divi(mean);
-        }
-        return keep;
     }
 
     @Override

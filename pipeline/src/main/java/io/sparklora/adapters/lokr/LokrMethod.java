@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.Adapter;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AdapterMethod;
+import io.sparklora.adapters.lycoris.Lycoris;
 import io.sparklora.model.Architecture;
 import io.sparklora.model.TransformerLM;
 import org.nd4j.linalg.api.rng.Random;
@@ -25,8 +26,8 @@ import java.util.Map;
  * PEFT cannot load it.
  */
 public final class LokrMethod implements AdapterMethod {
-    public static final String RANK_DROPOUT = "rank_dropout";
-    public static final String MODULE_DROPOUT = "module_dropout";
+    public static final String RANK_DROPOUT = Lycoris.RANK_DROPOUT;
+    public static final String MODULE_DROPOUT = Lycoris.MODULE_DROPOUT;
     public static final String RANK_DROPOUT_SCALE = "rank_dropout_scale";
     public static final String DECOMPOSE_BOTH = "decompose_both";
     public static final String DECOMPOSE_FACTOR = "decompose_factor";
@@ -43,15 +44,7 @@ public final class LokrMethod implements AdapterMethod {
     @Override
     public void validate(AdapterConfig c) {
         AdapterMethod.super.validate(c);
-        for (String k : List.of(RANK_DROPOUT, MODULE_DROPOUT)) {
-            double p = c.doubleOption(k);
-            if (!(p >= 0 && p < 1)) throw new IllegalArgumentException(k + " must be in [0, 1), got " + p);
-        }
-        if (c.dropout() != 0) {
-            throw new IllegalArgumentException("adapter type 'lokr' has no input dropout (PEFT's LoKr has rank_dropout and module_dropout); got dropout "
-                    + c.dropout());
-        }
-        if (c.rslora()) throw new IllegalArgumentException("adapter type 'lokr' scales by alpha/r; rslora does not apply");
+        Lycoris.validate(c, name());
         c.booleanOption(RANK_DROPOUT_SCALE);
         c.booleanOption(DECOMPOSE_BOTH);
         long f = c.longOption(DECOMPOSE_FACTOR);
@@ -78,44 +71,19 @@ public final class LokrMethod implements AdapterMethod {
     @Override public String peftType() { return "LOKR"; }
 
     @Override
-    public String peftCaveat(Architecture arch) {
-        return arch == Architecture.GPT2
-                ? "PEFT and LyCORIS attach LoKr to nn.Linear only, and GPT-2's projections are Conv1D: PEFT cannot load this adapter."
-                  + " Use it with spark-lora, merge it into the base (spark-lora merge), or convert it (spark-lora export --to lora)."
-                : null;
-    }
+    public String peftCaveat(Architecture arch) { return Lycoris.peftCaveat(arch, "LoKr"); }
 
     @Override
     public void writePeftConfig(ObjectNode o, AdapterConfig c) {
-        o.remove("fan_in_fan_out");          // LoKrConfig has no such key
-        o.put("r", c.r());
-        o.put("alpha", c.alpha());
-        o.put(RANK_DROPOUT, c.doubleOption(RANK_DROPOUT));
-        o.put(MODULE_DROPOUT, c.doubleOption(MODULE_DROPOUT));
+        Lycoris.writeConfig(o, c);
         o.put(RANK_DROPOUT_SCALE, c.booleanOption(RANK_DROPOUT_SCALE));
         o.put(DECOMPOSE_BOTH, c.booleanOption(DECOMPOSE_BOTH));
         o.put(DECOMPOSE_FACTOR, c.longOption(DECOMPOSE_FACTOR));
-        o.put("use_effective_conv2d", false);
-        o.put("init_weights", true);
-        o.putObject("rank_pattern");
-        o.putObject("alpha_pattern");
     }
 
     @Override
     public AdapterConfig readPeftConfig(JsonNode root, String where, AdapterConfig base) {
-        for (String key : new String[]{"rank_pattern", "alpha_pattern"}) {
-            if (root.has(key) && root.get(key).isObject() && root.get(key).size() > 0) {
-                throw new IllegalArgumentException(where + ": " + key + " is not supported yet");
-            }
-        }
-        if (root.has("init_weights") && !root.get("init_weights").asBoolean(true)) {
-            throw new IllegalArgumentException(where + ": init_weights=false is not supported");
-        }
-        Map<String, String> o = new LinkedHashMap<>();
-        for (String k : List.of(RANK_DROPOUT, MODULE_DROPOUT)) {
-            double p = root.path(k).asDouble(0.0);
-            if (p != 0) o.put(k, Double.toString(p));
-        }
+        Map<String, String> o = Lycoris.readConfig(root, where);
         if (root.path(RANK_DROPOUT_SCALE).asBoolean(false)) o.put(RANK_DROPOUT_SCALE, "true");
         if (root.path(DECOMPOSE_BOTH).asBoolean(false)) o.put(DECOMPOSE_BOTH, "true");
         if (root.path(DECOMPOSE_FACTOR).asLong(-1) != -1) o.put(DECOMPOSE_FACTOR, Long.toString(root.path(DECOMPOSE_FACTOR).asLong(-1)));
