@@ -510,19 +510,14 @@ public final class TransformerLM {
     public void backwardEmbedding(TokenBatch batch, INDArray dh0) {
         int b = batch.batch(), t = batch.seq();
         if (tokenEmbedding.trainable()) {
-            // scatter-add the rows of dh0 into the gradient buffer in place (repeated ids accumulate)
-            INDArray ids = batch.inputs().reshape((long) b * t).castTo(DataType.INT);
-            INDArray grad = tokenEmbedding.grad();
-            Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_add")
-                    .addInputs(grad, ids, dh0).addOutputs(grad).build());
+            // add the rows of dh0 into the gradient rows of their tokens (repeated ids accumulate)
+            scatterAddRows(tokenEmbedding.grad(), batch.inputs().reshape((long) b * t).castTo(DataType.INT).toIntVector(), dh0);
         }
         if (tokenRows != null && tokenRows.rows().trainable()) {
             int[][] at = replacedPositions(batch.inputs().reshape((long) b * t).castTo(DataType.INT));
             if (at[0].length > 0) {
                 INDArray g = OPS.gather(dh0, Nd4j.createFromArray(at[0]), 0);                // [k,C]
-                INDArray grad = tokenRows.rows().grad();
-                Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_add")
-                        .addInputs(grad, Nd4j.createFromArray(at[1]), g).addOutputs(grad).build());
+                scatterAddRows(tokenRows.rows().grad(), at[1], g);
                 Tensors.release(g);
             }
         }
@@ -530,6 +525,28 @@ public final class TransformerLM {
             INDArray dPos = dh0.reshape(b, t, config.hiddenSize()).sum(0);                 // [T,C]
             positionEmbedding.grad().get(NDArrayIndex.interval(0, t), NDArrayIndex.all()).addi(dPos);
         }
+    }
+
+    /**
+     * target[ids[i]] += rows[i] for every i, in place; rows [n, C]. Rows of a repeated id are summed first
+     * (unsorted_segment_sum) and the sums added once per id: libnd4j's scatter_add splits its work over threads
+     * and loses updates when two threads add into the same row, which made the embedding gradient differ between
+     * identical runs under load.
+     */
+    private static void scatterAddRows(INDArray target, int[] ids, INDArray rows) {
+        int[] unique = Arrays.stream(ids).distinct().sorted().toArray();
+        INDArray sums = rows;
+        if (unique.length < ids.length) {
+            int[] segment = new int[ids.length];
+            for (int i = 0; i < ids.length; i++) segment[i] = Arrays.binarySearch(unique, ids[i]);
+            sums = Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("unsorted_segment_sum")
+                    .addInputs(rows, Nd4j.createFromArray(segment)).addIntegerArguments(unique.length).build())[0];
+        } else {
+            unique = ids;
+        }
+        Nd4j.exec(org.nd4j.linalg.api.ops.DynamicCustomOp.builder("scatter_add")
+                .addInputs(target, Nd4j.createFromArray(unique), sums).addOutputs(target).build());
+        if (sums != rows) Tensors.release(sums);
     }
 
     /**
