@@ -90,6 +90,14 @@ public interface Adapter {
         return org.nd4j.linalg.factory.Nd4j.rand(ctx.random(), x.shape()).castTo(x.dataType()).gt(p).castTo(x.dataType()).muli(1.0 / (1 - p));
     }
 
+    /**
+     * A logical [out, in] matrix in {@code layer}'s storage layout ([out, in] for nn.Linear, [in, out] for Conv1D),
+     * or a stored one back to [out, in]: the map is its own inverse. The layer's own array is never returned.
+     */
+    static INDArray inLayerLayout(io.sparklora.model.Linear layer, INDArray m) {
+        return layer.transposed() ? m : m.transpose().dup('c');
+    }
+
     /** Bytes of an array (0 for null), for {@link Activation#bytesKept()}. */
     static long bytes(INDArray t) { return t == null ? 0 : t.length() * t.dataType().width(); }
 

@@ -57,7 +57,7 @@ public final class LoraExport {
             Linear l = model.linears().get(m);
             // dup: castTo returns the array itself when it is already float64, and the layer weight must not change
             INDArray d = l.weight().value().castTo(DataType.DOUBLE).dup().subi(before.get(m).castTo(DataType.DOUBLE));
-            delta.put(m, l.transposed() ? d : d.transpose().dup('c'));        // logical [out, in]
+            delta.put(m, Adapter.inLayerLayout(l, d));                        // logical [out, in]
         }
         source.unmerge();
         Map<String, INDArray> biases = new LinkedHashMap<>();

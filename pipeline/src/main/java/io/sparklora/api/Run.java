@@ -153,11 +153,7 @@ public final class Run {
             java.nio.file.Path tokDir = java.nio.file.Files.createTempDirectory("spark-lora-merge-tok-");
             try {
                 // the base's own companions (generation config, chat template, ...), then the run's tokenizer over them
-                String base = AdapterDirectory.baseModel(conf, adapterDir());
-                for (String f : HfModelDirectory.COMPANION_FILES) {
-                    String src = HadoopFiles.resolve(base, f);
-                    if (HadoopFiles.exists(conf, src)) java.nio.file.Files.write(tokDir.resolve(f), HadoopFiles.readBytes(conf, src));
-                }
+                HfModelDirectory.fetchCompanions(conf, AdapterDirectory.baseModel(conf, adapterDir()), tokDir);
                 java.nio.file.Files.write(tokDir.resolve("tokenizer.json"), HadoopFiles.readBytes(conf, tokenizerUri()));
                 HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, tokDir));
             } finally {

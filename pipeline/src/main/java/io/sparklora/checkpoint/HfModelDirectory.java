@@ -69,6 +69,19 @@ public final class HfModelDirectory {
         }
     }
 
+    /**
+     * Copies the {@link #COMPANION_FILES} that the model directory at {@code modelUri} (any Hadoop URI) has into the
+     * local directory {@code into}, for a later {@link #save} with {@code companionsFrom = into}.
+     */
+    public static void fetchCompanions(org.apache.hadoop.conf.Configuration conf, String modelUri, Path into) throws IOException {
+        for (String f : COMPANION_FILES) {
+            String src = io.sparklora.storage.HadoopFiles.resolve(modelUri, f);
+            if (io.sparklora.storage.HadoopFiles.exists(conf, src)) {
+                Files.write(into.resolve(f), io.sparklora.storage.HadoopFiles.readBytes(conf, src));
+            }
+        }
+    }
+
     /** The config to write: the loaded one (or the generated one) with torch_dtype set to the stored type. */
     public static com.fasterxml.jackson.databind.node.ObjectNode configFor(TransformerLM model, DataType storeAs) {
         var json = model.config().toJson();

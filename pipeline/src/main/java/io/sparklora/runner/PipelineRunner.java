@@ -290,12 +290,7 @@ public final class PipelineRunner {
         Path companions = java.nio.file.Files.createTempDirectory("spark-lora-companions-");
         try {
             String base = baseUri();
-            if (!base.equals(target)) {
-                for (String f : HfModelDirectory.COMPANION_FILES) {
-                    String src = HadoopFiles.resolve(base, f);
-                    if (HadoopFiles.exists(conf, src)) java.nio.file.Files.write(companions.resolve(f), HadoopFiles.readBytes(conf, src));
-                }
-            }
+            if (!base.equals(target)) HfModelDirectory.fetchCompanions(conf, base, companions);
             java.nio.file.Files.copy(localTokenizerPath(), companions.resolve("tokenizer.json"),
                     java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             HadoopFiles.writeDirectoryFromLocal(conf, target, local -> HfModelDirectory.save(model, local, DataType.FLOAT, companions));

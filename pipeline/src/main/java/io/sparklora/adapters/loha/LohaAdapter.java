@@ -13,7 +13,6 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -117,25 +116,12 @@ public final class LohaAdapter implements Adapter {
 
     @Override
     public INDArray deltaWeight() {
-        INDArray w = deltaLogical();
-        return base.transposed() ? w : w.transpose().dup('c');
+        return Adapter.inLayerLayout(base, deltaLogical());
     }
 
     @Override
-    public Map<String, INDArray> stateDict() {
-        Map<String, INDArray> m = new LinkedHashMap<>();
-        m.put("hada_w1_a", w1a.value());
-        m.put("hada_w1_b", w1b.value());
-        m.put("hada_w2_a", w2a.value());
-        m.put("hada_w2_b", w2b.value());
-        return m;
-    }
+    public Map<String, INDArray> stateDict() { return Lycoris.stateDict(parameters()); }
 
     @Override
-    public void loadStateDict(Map<String, INDArray> tensors, String where) {
-        Adapter.load(w1a, tensors.get("hada_w1_a"), module, "hada_w1_a", where);
-        Adapter.load(w1b, tensors.get("hada_w1_b"), module, "hada_w1_b", where);
-        Adapter.load(w2a, tensors.get("hada_w2_a"), module, "hada_w2_a", where);
-        Adapter.load(w2b, tensors.get("hada_w2_b"), module, "hada_w2_b", where);
-    }
+    public void loadStateDict(Map<String, INDArray> tensors, String where) { Lycoris.loadStateDict(parameters(), tensors, module, where); }
 }

@@ -13,7 +13,6 @@ import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -53,17 +52,14 @@ public final class LokrAdapter implements Adapter {
         this.module = base.name();
         this.base = base;
         this.config = config;
-        int in = base.inFeatures(), out = base.outFeatures(), r = config.r();
-        int f = (int) config.longOption(LokrMethod.DECOMPOSE_FACTOR);
-        int[] inSplit = Factorization.split(in, f), outSplit = Factorization.split(out, f);
-        this.a = outSplit[0];
-        this.b = outSplit[1];
-        this.c = inSplit[0];
-        this.d = inSplit[1];
-        boolean fullW1 = !(config.booleanOption(LokrMethod.DECOMPOSE_BOTH) && r < Math.max(a, c) / 2.0);
-        boolean fullW2 = !(r < Math.max(b, d) / 2.0);
+        int r = config.r();
+        Layout l = Layout.of(base.inFeatures(), base.outFeatures(), config);
+        this.a = l.a();
+        this.b = l.b();
+        this.c = l.c();
+        this.d = l.d();
         DataType dt = base.weight().value().dataType();
-        if (fullW1) {
+        if (l.fullW1()) {
             w1 = new Parameter(name("lokr_w1"), Nd4j.zeros(dt, a, c), true, "lokr_w1");
             w1a = w1b = null;
         } else {
@@ -71,7 +67,7 @@ public final class LokrAdapter implements Adapter {
             w1a = new Parameter(name("lokr_w1_a"), Nd4j.zeros(dt, a, r), true, "lokr_w1_a");
             w1b = new Parameter(name("lokr_w1_b"), kaiming(rng, r, c, dt), true, "lokr_w1_b");
         }
-        if (fullW2) {
+        if (l.fullW2()) {
             w2 = new Parameter(name("lokr_w2"), kaiming(rng, b, d, dt), true, "lokr_w2");
             w2a = w2b = null;
         } else {
@@ -85,14 +81,23 @@ public final class LokrAdapter implements Adapter {
         this.rankDropoutScale = config.booleanOption(LokrMethod.RANK_DROPOUT_SCALE);
     }
 
-    /** Trainable scalars of one layer under PEFT's rule (for counting from config.json alone). */
-    static long count(int in, int out, AdapterConfig config) {
-        int r = config.r(), f = (int) config.longOption(LokrMethod.DECOMPOSE_FACTOR);
-        int[] inSplit = Factorization.split(in, f), outSplit = Factorization.split(out, f);
-        int a = outSplit[0], b = outSplit[1], c = inSplit[0], d = inSplit[1];
-        boolean fullW1 = !(config.booleanOption(LokrMethod.DECOMPOSE_BOTH) && r < Math.max(a, c) / 2.0);
-        boolean fullW2 = !(r < Math.max(b, d) / 2.0);
-        return (fullW1 ? (long) a * c : (long) r * (a + c)) + (fullW2 ? (long) b * d : (long) r * (b + d));
+    /**
+     * One layer's factor shapes under PEFT's rule: out = a·b, in = c·d, and whether each factor is a full matrix
+     * (w1 is decomposed only with decompose_both and r &lt; max(a, c)/2, w2 whenever r &lt; max(b, d)/2).
+     */
+    record Layout(int a, int b, int c, int d, boolean fullW1, boolean fullW2) {
+        static Layout of(int in, int out, AdapterConfig config) {
+            int r = config.r(), f = (int) config.longOption(LokrMethod.DECOMPOSE_FACTOR);
+            int[] inSplit = Factorization.split(in, f), outSplit = Factorization.split(out, f);
+            int a = outSplit[0], b = outSplit[1], c = inSplit[0], d = inSplit[1];
+            return new Layout(a, b, c, d, !(config.booleanOption(LokrMethod.DECOMPOSE_BOTH) && r < Math.max(a, c) / 2.0),
+                    !(r < Math.max(b, d) / 2.0));
+        }
+
+        /** Trainable scalars: each factor's full size, or r·(rows + columns) where it is a rank-r product. */
+        long trainable(int r) {
+            return (fullW1 ? (long) a * c : (long) r * (a + c)) + (fullW2 ? (long) b * d : (long) r * (b + d));
+        }
     }
 
     private String name(String key) { return module + "." + key + "." + adapterName; }
@@ -190,19 +195,12 @@ public final class LokrAdapter implements Adapter {
 
     @Override
     public INDArray deltaWeight() {
-        INDArray w = deltaLogical();
-        return base.transposed() ? w : w.transpose().dup('c');
+        return Adapter.inLayerLayout(base, deltaLogical());
     }
 
     @Override
-    public Map<String, INDArray> stateDict() {
-        Map<String, INDArray> m = new LinkedHashMap<>();
-        for (Parameter p : parameters()) m.put(p.group(), p.value());
-        return m;
-    }
+    public Map<String, INDArray> stateDict() { return Lycoris.stateDict(parameters()); }
 
     @Override
-    public void loadStateDict(Map<String, INDArray> tensors, String where) {
-        for (Parameter p : parameters()) Adapter.load(p, tensors.get(p.group()), module, p.group(), where);
-    }
+    public void loadStateDict(Map<String, INDArray> tensors, String where) { Lycoris.loadStateDict(parameters(), tensors, module, where); }
 }

@@ -64,7 +64,7 @@ public final class LokrMethod implements AdapterMethod {
     @Override
     public long trainableCount(Map<String, int[]> shapes, AdapterConfig config) {
         long n = 0;
-        for (int[] s : shapes.values()) n += LokrAdapter.count(s[0], s[1], config);
+        for (int[] s : shapes.values()) n += LokrAdapter.Layout.of(s[0], s[1], config).trainable(config.r());
         return n;
     }
 

@@ -123,8 +123,7 @@ public class LoraAdapter implements Adapter {
 
     @Override
     public INDArray deltaWeight() {
-        INDArray ba = deltaLogical();
-        return base.transposed() ? ba : ba.transpose().dup('c');
+        return Adapter.inLayerLayout(base, deltaLogical());
     }
 
     @Override

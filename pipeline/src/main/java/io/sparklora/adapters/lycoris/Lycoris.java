@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.model.Architecture;
 import io.sparklora.model.ForwardContext;
+import io.sparklora.model.Parameter;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
@@ -59,6 +60,18 @@ public final class Lycoris {
         if (!rescale) return keep;
         double mean = keep.meanNumber().doubleValue();
         return mean == 0 ? Nd4j.ones(dt, out) : keep.divi(mean);
+    }
+
+    /** The layer's tensors under their PEFT keys: the LyCORIS methods tag each tensor with its key ({@code hada_w1_a}, {@code lokr_w2}, ...). */
+    public static Map<String, INDArray> stateDict(List<Parameter> parameters) {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        for (Parameter p : parameters) m.put(p.group(), p.value());
+        return m;
+    }
+
+    /** Loads what {@link #stateDict} wrote, every tensor checked by key and shape. */
+    public static void loadStateDict(List<Parameter> parameters, Map<String, INDArray> tensors, String module, String where) {
+        for (Parameter p : parameters) io.sparklora.adapters.Adapter.load(p, tensors.get(p.group()), module, p.group(), where);
     }
 
     /** PEFT cannot load a LyCORIS method on GPT-2's Conv1D layers (it attaches them to nn.Linear only). */

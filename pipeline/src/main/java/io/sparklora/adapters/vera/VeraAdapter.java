@@ -117,7 +117,7 @@ public final class VeraAdapter implements Adapter {
         INDArray dw = lb.mmul(la);                                                              // [out,in]
         Tensors.release(lb, la);
         releaseSlices(aS, bS);
-        return base.transposed() ? dw : dw.transpose().dup('c');
+        return Adapter.inLayerLayout(base, dw);
     }
 
     @Override
