@@ -27,6 +27,7 @@ public final class AdapterMethods {
         register(new io.sparklora.adapters.loha.LohaMethod());
         register(new io.sparklora.adapters.lokr.LokrMethod());
         register(new io.sparklora.adapters.deltalora.DeltaLoraMethod());
+        register(new io.sparklora.adapters.glora.GloraMethod());
     }
 
     private AdapterMethods() {}

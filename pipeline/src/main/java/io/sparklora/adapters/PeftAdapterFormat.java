@@ -106,9 +106,14 @@ public final class PeftAdapterFormat {
                 throw new IllegalArgumentException(file.resolveSibling(SIDECAR_FILE) + ": method '" + method + "' is stored as peft_type "
                         + m.peftType() + ", but " + where + " says " + type);
             }
-            Map<String, String> options = new LinkedHashMap<>();
+            // the sidecar holds the method's settings exactly as given (the PEFT file may state them in another form:
+            // GLoRA's per-layer structures, for one); the token ids stay those of adapter_config.json
+            java.util.TreeMap<String, String> options = new java.util.TreeMap<>();
             s.path("options").fields().forEachRemaining(e -> options.put(e.getKey(), e.getValue().asText()));
-            config = config.withMethod(method).withOptions(options);
+            String tokens = config.options().get(AdapterConfig.TRAINABLE_TOKENS);
+            if (tokens != null) options.put(AdapterConfig.TRAINABLE_TOKENS, tokens);
+            config = new AdapterConfig(method, config.r(), config.alpha(), config.dropout(), config.targetModules(), config.rslora(),
+                    config.bias(), config.init(), options);
         }
         config.adapterMethod().validate(config);
         return config;

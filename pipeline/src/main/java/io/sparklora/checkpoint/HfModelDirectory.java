@@ -84,7 +84,7 @@ public final class HfModelDirectory {
 
     /** The config to write: the loaded one (or the generated one) with torch_dtype set to the stored type. */
     public static com.fasterxml.jackson.databind.node.ObjectNode configFor(TransformerLM model, DataType storeAs) {
-        var json = model.config().toJson();
+        var json = model.checkpointConfig().toJson();   // with the bias flags a merge may have needed
         String dtype = switch (storeAs) {
             case HALF -> "float16";
             case BFLOAT16 -> "bfloat16";

@@ -24,7 +24,8 @@ public final class Linear {
 
     private final String name;
     private final BaseWeight weight;
-    private final Parameter bias;          // null when the layer has none
+    private Parameter bias;                // null when the layer has none
+    private boolean biasAddedByMerge;      // the bias exists only because a merge needed one (GLoRA's b')
     private final Map<String, Adapter> adapters = new LinkedHashMap<>();
     private final Set<String> active = new LinkedHashSet<>();
     private final Set<String> merged = new LinkedHashSet<>();
@@ -57,6 +58,22 @@ public final class Linear {
     public Parameter weight() { return weight.parameter(); }
     public BaseWeight baseWeight() { return weight; }
     public Parameter bias() { return bias; }
+
+    /**
+     * The bias for a merge to write into: the layer's own (a private copy if shared) or, on a layer without one, a
+     * new zero bias that the layer keeps while a merge needs it ({@link #unmerge} drops it again, {@link #forgetMerged}
+     * keeps it). Methods whose merged form has a bias term (GLoRA's b' = b0 + b0 ⊙ D + E + W0·C) call this.
+     */
+    public INDArray mergeBias() {
+        if (bias == null) {
+            bias = new Parameter(name + ".bias", org.nd4j.linalg.factory.Nd4j.zeros(weight().value().dataType(), outFeatures()), false, "bias");
+            biasAddedByMerge = true;
+        }
+        return bias.mutableValue();
+    }
+
+    /** Whether this layer's bias was created by a merge ({@link #mergeBias}): the checkpoint must then say the layer has one. */
+    public boolean hasMergeAddedBias() { return biasAddedByMerge; }
     /** True when the weight is stored [out, in] (nn.Linear), false for [in, out] (Conv1D). */
     public boolean transposed() { return weight.transposed(); }
     public int inFeatures() { return weight.inFeatures(); }
@@ -156,6 +173,10 @@ public final class Linear {
         if (!merged.contains(adapterName)) throw new IllegalStateException(name + ": adapter '" + adapterName + "' is not merged");
         a.unmerge(this);
         merged.remove(adapterName);
+        if (merged.isEmpty() && biasAddedByMerge) {
+            bias = null;
+            biasAddedByMerge = false;
+        }
     }
 
     private Adapter requireAdapter(String adapterName) {

@@ -21,6 +21,7 @@ import java.nio.file.Path;
  * @param headDim          per-head width D; q_proj has heads·D outputs, k/v_proj kvHeads·D (may differ from hidden/heads)
  * @param qkvBias          q, k and v projections have biases (Llama's attention_bias, Qwen2)
  * @param outputBias       o_proj has a bias (Llama's attention_bias)
+ * @param mlpBias          gate, up and down projections have biases (Llama's mlp_bias)
  * @param slidingWindow    attention window in positions, 0 when attention is full (Mistral, Qwen2, Phi-3)
  */
 public record ModelConfig(
@@ -39,6 +40,7 @@ public record ModelConfig(
         boolean tieWordEmbeddings,
         boolean qkvBias,
         boolean outputBias,
+        boolean mlpBias,
         int slidingWindow,
         String torchDtype,
         ObjectNode source) {
@@ -75,7 +77,7 @@ public record ModelConfig(
             throw new ModelConfigException("hidden size " + dModel + " is not divisible by the number of heads " + heads);
         }
         return new ModelConfig(Architecture.GPT2, vocab, dModel, layers, heads, heads, dModel / heads, 4 * dModel, context,
-                1e-5, 0, RopeScaling.NONE, true, true, true, 0, "float32", null);
+                1e-5, 0, RopeScaling.NONE, true, true, true, false, 0, "float32", null);
     }
 
     /** A Llama shaped config. */
@@ -84,36 +86,50 @@ public record ModelConfig(
             throw new ModelConfigException("hidden size " + dModel + " is not divisible by the number of heads " + heads);
         }
         return new ModelConfig(Architecture.LLAMA, vocab, dModel, layers, heads, kvHeads, dModel / heads, intermediate, context,
-                1e-6, 10000.0, RopeScaling.NONE, false, false, false, 0, "float32", null);
+                1e-6, 10000.0, RopeScaling.NONE, false, false, false, false, 0, "float32", null);
     }
 
     /** The same shape under another family of the Llama block (Mistral, Qwen2, Qwen3, Phi-3), with that family's biases. */
     public ModelConfig as(Architecture arch) {
         boolean qkv = arch == Architecture.QWEN2 || (arch != Architecture.PHI3 && arch != Architecture.QWEN3 && qkvBias);
         return new ModelConfig(arch, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
-                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkv, arch == Architecture.LLAMA && outputBias,
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkv, arch == Architecture.LLAMA && outputBias, arch == Architecture.LLAMA && mlpBias,
                 slidingWindow, torchDtype, null);
     }
 
     /** This config with another head width, scaling, tying or sliding window (for tests and built models). */
     public ModelConfig withHeadDim(int d) {
         return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, d, intermediateSize,
-                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, outputBias, slidingWindow, torchDtype, null);
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, outputBias, mlpBias, slidingWindow, torchDtype, null);
     }
 
     public ModelConfig withRopeScaling(RopeScaling scaling) {
         return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
-                maxPositions, normEps, ropeTheta, scaling, tieWordEmbeddings, qkvBias, outputBias, slidingWindow, torchDtype, null);
+                maxPositions, normEps, ropeTheta, scaling, tieWordEmbeddings, qkvBias, outputBias, mlpBias, slidingWindow, torchDtype, null);
     }
 
     public ModelConfig withSlidingWindow(int window) {
         return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
-                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, outputBias, window, torchDtype, null);
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, outputBias, mlpBias, window, torchDtype, null);
     }
 
     public ModelConfig withTiedEmbeddings(boolean tied) {
         return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
-                maxPositions, normEps, ropeTheta, ropeScaling, tied, qkvBias, outputBias, slidingWindow, torchDtype, null);
+                maxPositions, normEps, ropeTheta, ropeScaling, tied, qkvBias, outputBias, mlpBias, slidingWindow, torchDtype, null);
+    }
+
+    /**
+     * This config with other bias flags (a merge that gave bias-free layers a bias: GLoRA's b'), the loaded
+     * config.json's {@code attention_bias} and {@code mlp_bias} updated to match.
+     */
+    public ModelConfig withBiases(boolean qkv, boolean output, boolean mlp) {
+        ObjectNode src = source == null ? null : source.deepCopy();
+        if (src != null) {
+            if (qkv != qkvBias || output != outputBias) src.put("attention_bias", qkv && output);
+            if (mlp != mlpBias) src.put("mlp_bias", mlp);
+        }
+        return new ModelConfig(architecture, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize,
+                maxPositions, normEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkv, output, mlp, slidingWindow, torchDtype, src);
     }
 
     public static ModelConfig load(Path modelDir) {
@@ -163,14 +179,15 @@ public record ModelConfig(
             }
             return new ModelConfig(arch, requireInt(root, "vocab_size", where), d, requireInt(root, "n_layer", where),
                     heads, heads, d / heads, ff, requireInt(root, "n_positions", where),
-                    root.path("layer_norm_epsilon").asDouble(1e-5), 0, RopeScaling.NONE, true, true, true, 0, dtype, source);
+                    root.path("layer_norm_epsilon").asDouble(1e-5), 0, RopeScaling.NONE, true, true, true, false, 0, dtype, source);
         }
         String act = root.path("hidden_act").asText("silu");
         if (!act.equals("silu")) {
             throw new ModelConfigException(where + ": hidden_act '" + act + "' is not supported (silu only)");
         }
-        if (root.path("mlp_bias").asBoolean(false)) {
-            throw new ModelConfigException(where + ": mlp_bias true is not supported");
+        boolean mlpBias = root.path("mlp_bias").asBoolean(false);
+        if (mlpBias && arch != Architecture.LLAMA) {
+            throw new ModelConfigException(where + ": mlp_bias is a Llama setting; " + arch.modelType() + "'s MLP has no biases");
         }
         if (root.has("partial_rotary_factor") && root.get("partial_rotary_factor").asDouble() != 1.0) {
             throw new ModelConfigException(where + ": partial_rotary_factor " + root.get("partial_rotary_factor")
@@ -206,7 +223,7 @@ public record ModelConfig(
                 root.path("rope_theta").asDouble(10000.0),
                 scaling,
                 root.path("tie_word_embeddings").asBoolean(false),
-                qkvBias, outputBias, slidingWindow(arch, root, where), dtype, source);
+                qkvBias, outputBias, mlpBias, slidingWindow(arch, root, where), dtype, source);
     }
 
     /** The attention window the config asks for, 0 for full attention. */
@@ -294,7 +311,7 @@ public record ModelConfig(
             if (architecture == Architecture.LLAMA || architecture == Architecture.QWEN3 || architecture == Architecture.MISTRAL) {
                 o.put("attention_bias", attentionBias());
             }
-            if (architecture == Architecture.LLAMA) o.put("mlp_bias", false);
+            if (architecture == Architecture.LLAMA) o.put("mlp_bias", mlpBias);
             if (slidingWindow > 0) {
                 o.put("sliding_window", slidingWindow);
                 if (architecture == Architecture.QWEN2 || architecture == Architecture.QWEN3) o.put("use_sliding_window", true);

@@ -125,9 +125,10 @@ public final class TransformerLM {
                     mlp = SwiGluMlp.fused(linear(w, p + "mlp.gate_up_proj", true, false, c, 2 * f),
                             linear(w, p + "mlp.down_proj", true, false, f, c));
                 } else {
-                    Linear gate = linear(w, p + "mlp.gate_proj", true, false, c, f);
-                    Linear up = linear(w, p + "mlp.up_proj", true, false, c, f);
-                    Linear down = linear(w, p + "mlp.down_proj", true, false, f, c);
+                    boolean mb = config.mlpBias();
+                    Linear gate = linear(w, p + "mlp.gate_proj", true, mb, c, f);
+                    Linear up = linear(w, p + "mlp.up_proj", true, mb, c, f);
+                    Linear down = linear(w, p + "mlp.down_proj", true, mb, f, c);
                     mlp = new SwiGluMlp(gate, up, down);
                 }
                 bl.add(new TransformerBlock(n1, attn, n2, mlp));
@@ -232,9 +233,12 @@ public final class TransformerLM {
                     s.put(p + "mlp.gate_up_proj.weight", new long[]{2 * f, c});
                 } else {
                     s.put(p + "mlp.gate_proj.weight", new long[]{f, c});
+                    if (config.mlpBias()) s.put(p + "mlp.gate_proj.bias", new long[]{f});
                     s.put(p + "mlp.up_proj.weight", new long[]{f, c});
+                    if (config.mlpBias()) s.put(p + "mlp.up_proj.bias", new long[]{f});
                 }
                 s.put(p + "mlp.down_proj.weight", new long[]{c, f});
+                if (config.mlpBias()) s.put(p + "mlp.down_proj.bias", new long[]{c});
             }
             s.put("model.norm.weight", new long[]{c});
             if (!config.tieWordEmbeddings()) s.put("lm_head.weight", new long[]{v, c});
@@ -313,11 +317,51 @@ public final class TransformerLM {
         for (Parameter p : parameters.values()) p.setTrainable(trainable);
     }
 
-    /** The checkpoint tensors by Hugging Face name (views of the live weights). */
+    /**
+     * The checkpoint tensors by Hugging Face name (views of the live weights). When a merge gave bias-free layers a
+     * bias (GLoRA's b'), those biases are included, with zero biases for the other layers that the
+     * {@link #checkpointConfig()} flag then covers (Hugging Face's {@code attention_bias} gives q, k, v and o one each).
+     */
     public Map<String, INDArray> stateDict() {
         Map<String, INDArray> m = new LinkedHashMap<>();
         for (Parameter p : parameters.values()) m.put(p.name(), p.value());
+        ModelConfig saved = checkpointConfig();
+        if (saved == config) return m;
+        Map<String, long[]> shapes = expectedShapes(saved);
+        for (Linear l : linears.values()) {
+            String bias = l.name() + ".bias";
+            if (m.containsKey(bias) || !shapes.containsKey(bias)) continue;
+            m.put(bias, l.bias() != null ? l.bias().value() : Nd4j.zeros(l.weight().value().dataType(), l.outFeatures()));
+        }
         return m;
+    }
+
+    /**
+     * The config to save this model under: its own, or, when a merge gave bias-free layers a bias, the same with the
+     * bias flags that make Hugging Face build those biases ({@code attention_bias}, {@code mlp_bias}). A family whose
+     * transformers class cannot hold such a bias is an error naming the layer.
+     */
+    public ModelConfig checkpointConfig() {
+        boolean attn = false, mlp = false;
+        for (Linear l : linears.values()) {
+            if (!l.hasMergeAddedBias()) continue;
+            Architecture arch = config.architecture();
+            boolean isAttn = l.name().contains(".self_attn."), isMlp = l.name().contains(".mlp.");
+            boolean holds = switch (arch) {
+                case LLAMA -> isAttn || isMlp;
+                case QWEN3 -> isAttn;
+                default -> false;
+            };
+            if (!holds) {
+                throw new ModelConfigException(l.name() + ": the merged adapter gave this layer a bias, which a " + arch.modelType()
+                        + " checkpoint cannot hold (transformers' " + arch.hfClass() + " has no bias setting for it); keep the adapter"
+                        + " unmerged, or train it without bias terms on this layer (GLoRA: C and E none)");
+            }
+            attn |= isAttn;
+            mlp |= isMlp;
+        }
+        if (!attn && !mlp) return config;
+        return config.withBiases(config.qkvBias() || attn, config.outputBias() || attn, config.mlpBias() || mlp);
     }
 
     // ---- forward / backward ---------------------------------------------------------------------

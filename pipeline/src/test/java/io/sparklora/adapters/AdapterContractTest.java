@@ -99,6 +99,13 @@ class AdapterContractTest {
         return w1 + w2;
     }
 
+    /** GloraConfig's keys (PEFT's GLoRA: no bias, fan_in_fan_out or modules_to_save settings). */
+    private static final Set<String> GLORA_KEYS = Set.of("peft_type", "task_type", "base_model_name_or_path", "target_modules",
+            "inference_mode", "revision", "r", "config_A_B", "config_C", "config_D_E");
+
+    /** GLoRA's trainable count: every tensor PEFT allocates, whatever the support. */
+    private static long gloraCount(int[] d, int r) { return 2L * r * (d[0] + d[1]) + (long) r * (d[0] + 1) + 2L * d[1]; }
+
     private static Set<String> minus(Set<String> a, String key) {
         Set<String> s = new TreeSet<>(a);
         s.remove(key);
@@ -139,6 +146,14 @@ class AdapterContractTest {
                 // no warm-up: W follows λ·Δ(BA) from the first step (the paper's dropout must be 0)
                 new Case("delta_lora", a -> AdapterConfig.of("delta_lora", 2, 4, targets(a)).withOption("delta_warmup", "0").withOption("delta_lambda", "0.5"),
                         (s, r) -> sum(s, d -> (long) r * (d[0] + d[1])), LORA_KEYS, 3e-2),
+                // PEFT's default structure (lora, lora, lora, constant, constant) on every layer
+                new Case("glora", a -> AdapterConfig.of("glora", 2, 1, targets(a)),
+                        (s, r) -> sum(s, d -> gloraCount(d, r)), GLORA_KEYS, 3e-2),
+                // every support of every term somewhere, per layer; the PEFT file states the general form
+                new Case("glora+layers", a -> AdapterConfig.of("glora", 2, 1, targets(a)).withOption("layer_structures", a == Architecture.GPT2
+                                ? "c_attn=vector,vector,vector,vector,vector; c_fc=constant,constant,none,constant,constant; mlp.c_proj=none,lora,lora,none,none"
+                                : "q_proj=vector,constant,vector,vector,constant; v_proj=constant,vector,none,none,vector; gate_proj=none,none,lora,constant,none"),
+                        (s, r) -> sum(s, d -> gloraCount(d, r)), GLORA_KEYS, 3e-2),
                 new Case("lokr+decompose_both", a -> AdapterConfig.of("lokr", 1, 4, targets(a)).withOption("decompose_both", "true")
                         .withOption("rank_dropout", "0.2").withOption("rank_dropout_scale", "true"),
                         (s, r) -> sum(s, d -> lokrCount(d, r, true)), LOKR_KEYS, 3e-2));

@@ -82,7 +82,8 @@ class AdapterMethodsSparkTest {
                 AdapterConfig.of("vera", 8, 1, TARGETS).withOption("d_initial", "0.5"),
                 AdapterConfig.of("loha", 2, 4, TARGETS), AdapterConfig.of("lokr", 2, 4, TARGETS),
                 // the snapshot is taken on the driver after step 2 and travels as round state from then on
-                AdapterConfig.of("delta_lora", 4, 8, TARGETS).withOption("delta_warmup", "2").withOption("delta_lambda", "0.5"));
+                AdapterConfig.of("delta_lora", 4, 8, TARGETS).withOption("delta_warmup", "2").withOption("delta_lambda", "0.5"),
+                AdapterConfig.of("glora", 2, 1, TARGETS).withOption("layer_structures", "h.0.attn.c_attn=vector,constant,vector,vector,constant"));
     }
 
     static List<TokenBlocks> shards() {
