@@ -21,7 +21,9 @@ import java.util.Map;
  * [out, R] and A = V_Rᵀ [R, in], saved as a LoRA with alpha = R (scale 1). The relative error
  * ‖ΔW − ΔW_R‖_F / ‖ΔW‖_F = √(Σ_{i>R} σ_i²) / √(Σ σ_i²) is reported per layer; it is 0 (to rounding) wherever ΔW
  * has rank ≤ R (a LoRA of rank ≤ R, a LoHa of rank r with r² ≤ R, Delta-LoRA at 2r). Trained biases and trainable
- * token rows are carried over as they are.
+ * token rows are carried over as they are. A merge that changes an adapted layer's bias (GLoRA's b') goes out as that
+ * layer's bias under PEFT's {@code bias: lora_only}; a layer without a bias cannot get one in a plain LoRA, which is an
+ * error naming it.
  */
 public final class LoraExport {
     private LoraExport() {}
@@ -51,23 +53,43 @@ public final class LoraExport {
         }
         Map<String, INDArray> before = new LinkedHashMap<>();
         for (String m : modules) before.put(m, model.linears().get(m).weight().value().dup());
+        Map<String, INDArray> biasBefore = new LinkedHashMap<>();
+        for (String m : modules) {
+            Parameter b = model.linears().get(m).bias();
+            if (b != null) biasBefore.put(m, b.value().dup());
+        }
         source.merge();
         Map<String, INDArray> delta = new LinkedHashMap<>();
+        Map<String, INDArray> mergedBiases = new LinkedHashMap<>();      // b' of layers whose merge changes the bias (GLoRA)
+        String biasFreeChanged = null;
         for (String m : modules) {
             Linear l = model.linears().get(m);
             // dup: castTo returns the array itself when it is already float64, and the layer weight must not change
             INDArray d = l.weight().value().castTo(DataType.DOUBLE).dup().subi(before.get(m).castTo(DataType.DOUBLE));
             delta.put(m, Adapter.inLayerLayout(l, d));                        // logical [out, in]
+            if (l.bias() == null) continue;
+            INDArray b0 = biasBefore.get(m);
+            boolean changed = b0 == null ? l.bias().value().amaxNumber().doubleValue() > 0 : !l.bias().value().equals(b0);
+            if (!changed) continue;
+            if (b0 == null) { if (biasFreeChanged == null) biasFreeChanged = m; }
+            else mergedBiases.put(l.bias().name(), l.bias().value().dup());
         }
         source.unmerge();
+        if (biasFreeChanged != null) {
+            throw new IllegalArgumentException("export --to lora: the " + source.config().method() + " adapter gives " + biasFreeChanged
+                    + " a bias it does not have, which a plain LoRA cannot carry; merge it instead (spark-lora merge), or train it"
+                    + " without bias terms on bias-free layers (GLoRA: config_C none and config_D_E none)");
+        }
         Map<String, INDArray> biases = new LinkedHashMap<>();
         for (Parameter b : source.trainableBiases()) biases.put(b.name(), b.value().dup());
+        biases.putAll(mergedBiases);         // the merged bias b' goes out as PEFT's bias="lora_only" tensors
         INDArray tokenRows = source.tokenRows() == null ? null : source.tokenRows().rows().value().dup();
         AdapterConfig sc = source.config();
         String name = source.name();
         source.detach();
 
-        AdapterConfig lc = AdapterConfig.lora(rank, rank, modules).withBias(sc.bias());
+        String biasMode = mergedBiases.isEmpty() || !sc.bias().equals("none") ? sc.bias() : "lora_only";
+        AdapterConfig lc = AdapterConfig.lora(rank, rank, modules).withBias(biasMode);
         if (sc.trainableTokenIndices().length > 0) lc = lc.withTrainableTokens(sc.trainableTokenIndices());
         AttachedAdapter lora = AttachedAdapter.attach(model, name, lc, 0);
         List<LayerError> errors = new ArrayList<>();

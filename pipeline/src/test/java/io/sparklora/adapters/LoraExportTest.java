@@ -37,7 +37,11 @@ class LoraExportTest {
             List<String> targets = cfg.architecture() == io.sparklora.model.Architecture.GPT2 ? List.of("c_attn", "c_fc") : List.of("q_proj", "gate_proj");
             // LoRA r = 2 at R = 2; LoHa r = 2 (rank ≤ 4) at R = 4; DoRA at full rank (its ΔW is not low-rank)
             Object[][] cases = {{AdapterConfig.lora(2, 4, targets), 2}, {AdapterConfig.of("loha", 2, 4, targets), 4},
-                    {AdapterConfig.of("dora", 2, 4, targets), 8}, {AdapterConfig.of("lokr", 2, 4, targets), 8}};
+                    {AdapterConfig.of("dora", 2, 4, targets), 8}, {AdapterConfig.of("lokr", 2, 4, targets), 8},
+                    // GLoRA at full rank: on GPT-2 its b' goes out as the layers' biases (bias: lora_only); Llama's layers have
+                    // none, so there it exports only without the bias terms
+                    {cfg.architecture() == io.sparklora.model.Architecture.GPT2 ? AdapterConfig.of("glora", 2, 1, targets)
+                            : AdapterConfig.of("glora", 2, 1, targets).withOption("config_C", "none").withOption("config_D_E", "none"), 8}};
             for (Object[] c : cases) {
                 TransformerLM m = TransformerLM.randomInit(cfg, 5, DataType.DOUBLE);
                 AttachedAdapter a = trained(m, (AdapterConfig) c[0]);
@@ -55,6 +59,19 @@ class LoraExportTest {
                 assertEquals(0.0, expected.sub(fresh.logits(batch)).amaxNumber().doubleValue(), 1e-5, what + ": saved and loaded (float32 file)");
             }
         }
+    }
+
+    /** A plain LoRA cannot give a bias-free layer a bias: GLoRA's E and C terms on Llama are refused, naming the layer. */
+    @Test
+    void aBiasOnABiasFreeLayerIsRefusedAndTheSourceIsLeftAsItWas() {
+        TransformerLM m = TransformerLM.randomInit(TinyModels.llama(), 5, DataType.DOUBLE);
+        AttachedAdapter a = trained(m, AdapterConfig.of("glora", 2, 1, List.of("q_proj")));
+        TokenBatch batch = TinyModels.batch(TinyModels.llama(), 2, 5, 1);
+        INDArray expected = m.logits(batch).dup();
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraExport.toLora(a, 8));
+        assertTrue(e.getMessage().contains("model.layers.0.self_attn.q_proj") && e.getMessage().contains("spark-lora merge"), e.getMessage());
+        assertNull(m.linears().get("model.layers.0.self_attn.q_proj").bias(), "the merge's bias is gone again");
+        assertEquals(0.0, expected.sub(m.logits(batch)).amaxNumber().doubleValue(), 1e-12, "the source adapter still computes the same");
     }
 
     /** Below ΔW's rank, the reported error is the singular values' tail, and the logits move. */
