@@ -97,6 +97,13 @@ public interface AdapterMethod {
     /** The method's training hooks and per-round state on an attached adapter (none by default). */
     default TrainingHooks hooks(AttachedAdapter adapter) { return TrainingHooks.NONE; }
 
+    /**
+     * Makes {@code adapter} compute as its rank-{@code rank} version where the method trains one adapter for several
+     * ranks (DyLoRA's truncation), for inference, merge and export; returns false (changing nothing) where the method
+     * has no such notion or the rank is outside what it trained.
+     */
+    default boolean useRank(AttachedAdapter adapter, int rank) { return false; }
+
     /** Whether the tensors shared across layers go into the adapter file (VeRA: its {@code save_projection}). */
     default boolean savesSharedTensors(AdapterConfig config) { return true; }
 

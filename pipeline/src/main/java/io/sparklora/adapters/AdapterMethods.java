@@ -28,6 +28,7 @@ public final class AdapterMethods {
         register(new io.sparklora.adapters.lokr.LokrMethod());
         register(new io.sparklora.adapters.deltalora.DeltaLoraMethod());
         register(new io.sparklora.adapters.glora.GloraMethod());
+        register(new io.sparklora.adapters.dylora.DyLoraMethod());
     }
 
     private AdapterMethods() {}

@@ -21,7 +21,8 @@ import java.util.Map;
  * [out, R] and A = V_Rᵀ [R, in], saved as a LoRA with alpha = R (scale 1). The relative error
  * ‖ΔW − ΔW_R‖_F / ‖ΔW‖_F = √(Σ_{i>R} σ_i²) / √(Σ σ_i²) is reported per layer; it is 0 (to rounding) wherever ΔW
  * has rank ≤ R (a LoRA of rank ≤ R, a LoHa of rank r with r² ≤ R, Delta-LoRA at 2r). Trained biases and trainable
- * token rows are carried over as they are. A merge that changes an adapted layer's bias (GLoRA's b') goes out as that
+ * token rows are carried over as they are. A method trained for several ranks (DyLoRA) is first put at rank R
+ * ({@link AdapterMethod#useRank}), so its export is its rank-R truncation, exactly. A merge that changes an adapted layer's bias (GLoRA's b') goes out as that
  * layer's bias under PEFT's {@code bias: lora_only}; a layer without a bias cannot get one in a plain LoRA, which is an
  * error naming it.
  */
@@ -51,6 +52,7 @@ public final class LoraExport {
                         + l.inFeatures() + " in, " + l.outFeatures() + " out)");
             }
         }
+        source.method().useRank(source, rank);     // DyLoRA: the rank-R truncation, which is a LoRA of rank R exactly
         Map<String, INDArray> before = new LinkedHashMap<>();
         for (String m : modules) before.put(m, model.linears().get(m).weight().value().dup());
         Map<String, INDArray> biasBefore = new LinkedHashMap<>();

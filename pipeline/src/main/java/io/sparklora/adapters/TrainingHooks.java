@@ -8,7 +8,8 @@ import java.util.Map;
  * Where a method steps into the training step ({@code train/TrainingStep}, the one step every path runs:
  * one-process training, the Spark task's local steps and the driver's step on averaged gradients).
  *
- * <p>The order within one optimizer step: {@link #beforeStep} → forward/backward of the micro-batches →
+ * <p>On Spark, the driver calls {@link #beforeRound} before it broadcasts each round. The order within one
+ * optimizer step: {@link #beforeStep} → forward/backward of the micro-batches →
  * {@link #regularize} → {@link #afterBackward} → clipping → optimizer → {@link #afterStep}.
  *
  * <p>{@link #roundState()} is state beyond the adapter tensors that must travel with every Spark round and
@@ -17,6 +18,14 @@ import java.util.Map;
  */
 public interface TrainingHooks {
     TrainingHooks NONE = new TrainingHooks() {};
+
+    /**
+     * On the Spark driver, before round {@code round} (0-based; its first global step is {@code firstStep}) is broadcast:
+     * decisions the driver makes once per round for every task (DyLoRA's rank; Delta-LoRA's snapshot under parameter
+     * sync, where the driver takes no optimizer step), which then travel in {@link #roundState()}. Not called in
+     * one-process training.
+     */
+    default void beforeRound(int round, long firstStep) {}
 
     /** Before the micro-batches of step {@code step} (0-based global step). */
     default void beforeStep(long step) {}

@@ -106,6 +106,7 @@ public final class DistributedTrainer {
         for (int round = start; round < spec.rounds(); round++) {
             long tr = System.nanoTime();
             long globalStep = (long) round * spec.localSteps();
+            adapter.hooks().beforeRound(round, globalStep); // the driver's per-round decisions (DyLoRA's rank) travel in the round state
             if (gradientSync) step.begin(globalStep);     // what a hook decides for this step travels in the round state
             RoundState st = new RoundState(round, AdapterTensors.ofValues(params), AdapterTensors.of(adapter.hooks().roundState()),
                     moments, momentsStep);

@@ -154,6 +154,10 @@ class AdapterContractTest {
                                 ? "c_attn=vector,vector,vector,vector,vector; c_fc=constant,constant,none,constant,constant; mlp.c_proj=none,lora,lora,none,none"
                                 : "q_proj=vector,constant,vector,vector,constant; v_proj=constant,vector,none,none,vector; gate_proj=none,none,lora,constant,none"),
                         (s, r) -> sum(s, d -> gloraCount(d, r)), GLORA_KEYS, 3e-2),
+                // DyLoRA at its full rank (the rank a training step uses before the hooks draw one); the frozen rule stops
+                // gradients on purpose, so the contract's gradient check runs the rule that trains all of the first b
+                new Case("dylora", a -> AdapterConfig.of("dylora", 4, 8, targets(a)).withDropout(0.2).withOption("dylora_update", "all"),
+                        (s, r) -> sum(s, d -> (long) r * (d[0] + d[1])), LORA_KEYS, 3e-2),
                 new Case("lokr+decompose_both", a -> AdapterConfig.of("lokr", 1, 4, targets(a)).withOption("decompose_both", "true")
                         .withOption("rank_dropout", "0.2").withOption("rank_dropout_scale", "true"),
                         (s, r) -> sum(s, d -> lokrCount(d, r, true)), LOKR_KEYS, 3e-2));

@@ -82,6 +82,18 @@ public final class DeltaLoraMethod extends LoraMethod {
             }
 
             @Override
+            public void beforeRound(int round, long firstStep) {
+                // parameter sync: the driver takes no optimizer step, so afterStep never runs here; it takes the snapshot
+                // from the averaged adapter at the first round boundary past the warm-up (gradient sync took it in
+                // afterStep, at step K exactly, and this finds it taken)
+                if (firstStep < warmup) return;
+                for (Adapter a : adapter.layers().values()) {
+                    DeltaLoraAdapter d = (DeltaLoraAdapter) a;
+                    if (!d.active()) d.snapshot();
+                }
+            }
+
+            @Override
             public Map<String, INDArray> roundState() {
                 Map<String, INDArray> s = new LinkedHashMap<>();
                 for (Map.Entry<String, Adapter> e : adapter.layers().entrySet()) {

@@ -86,7 +86,9 @@ class AdapterMethodsSparkTest {
                 // E constant on mlp.c_proj would shift every channel of the residual, which the next LayerNorm removes: its
                 // true gradient is 0 and Adam turns the rounding noise into steps, so that term is a vector there
                 AdapterConfig.of("glora", 2, 1, TARGETS).withOption("layer_structures",
-                        "h.0.attn.c_attn=vector,constant,vector,vector,constant; mlp.c_proj=lora,lora,lora,constant,vector"));
+                        "h.0.attn.c_attn=vector,constant,vector,vector,constant; mlp.c_proj=lora,lora,lora,constant,vector"),
+                // the driver draws the rank of each round (= the one-process rank of that step) and broadcasts it
+                AdapterConfig.of("dylora", 4, 8, TARGETS).withOption("rank_seed", "5"));
     }
 
     static List<TokenBlocks> shards() {
@@ -116,7 +118,9 @@ class AdapterMethodsSparkTest {
                 }
             }
             step.begin(round);
-            step.microBatch(TokenBatch.shifted(rows.toArray(new int[0][]), masks.toArray(new boolean[0][])), ForwardContext.inference(), 1.0);
+            // a training forward (DyLoRA trains at the drawn rank; no method here has dropout on)
+            step.microBatch(TokenBatch.shifted(rows.toArray(new int[0][]), masks.toArray(new boolean[0][])),
+                    ForwardContext.training(io.sparklora.model.Seeds.rng(1)), 1.0);
             step.apply(round);
         }
         return ad;
@@ -149,8 +153,9 @@ class AdapterMethodsSparkTest {
         long trainable = r.adapter().trainableParameterCount();
         // down: the trainable tensors plus the method's round state (Delta-LoRA's snapshot, once its warm-up is over)
         long state = r.adapter().hooks().roundState().values().stream().mapToLong(t -> t.length()).sum();
-        if (!a.method().equals("delta_lora")) assertEquals(0, state, a.method() + " has no round state");
-        else assertEquals(trainable, state, "delta_lora: the snapshot (A_K, B_K) is adapter-sized");
+        if (a.method().equals("delta_lora")) assertEquals(trainable, state, "delta_lora: the snapshot (A_K, B_K) is adapter-sized");
+        else if (a.method().equals("dylora")) assertEquals(1, state, "dylora: the round's rank, one scalar");
+        else assertEquals(0, state, a.method() + " has no round state");
         assertEquals(4 * (trainable + state), r.bytesBroadcastPerRound(), a.method() + ": bytes down per round");
         assertEquals(4 * trainable, r.bytesReducedPerRound(), a.method() + ": bytes up per round");
     }

@@ -58,9 +58,9 @@ import static org.junit.jupiter.api.Assertions.*;
  * The whole run equals the same run on local[2] in one JVM. (Bytes per round for delta_lora, 4·(trainable + snapshot),
  * are asserted in {@link AdapterMethodsSparkTest}; the driver computes them the same way whatever the master.)
  *
- * <p>{@code sync: gradients} only. With {@code sync: parameters} the driver takes no optimizer step, so its hooks never
- * take the snapshot: a task snapshots its own copy after global step K−1, nothing sends it back, every later round
- * loads empty round state (clearing it), and the driver ends with no snapshot, i.e. a plain LoRA. Not tested here.
+ * <p>Both sync modes. Under {@code sync: parameters} (K = 2 local steps) the driver takes no optimizer step: it takes the
+ * snapshot from the averaged adapter at the first round boundary past the warm-up ({@code beforeRound}) and broadcasts
+ * it from then on (before that fix the driver ended with no snapshot, a plain LoRA, which this test caught).
  */
 class DeltaLoraSeparateJvmTest {
     static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
@@ -125,9 +125,10 @@ class DeltaLoraSeparateJvmTest {
         return a.castTo(DataType.FLOAT).dup('c').reshape(a.length()).toFloatVector();
     }
 
-    static TrainSpec spec(BaseModelRef base) {
-        TrainingOptions o = new TrainingOptions(4, 2, 1, 1e-2, 0.0, 1, "cosine", 0.0, 1.0, 13);
-        return new TrainSpec(base, DELTA, Map.of(), 4, 1, "gradients", false, o, 1.0, 0, null);
+    static TrainSpec spec(BaseModelRef base, String sync) {
+        int k = sync.equals("gradients") ? 1 : 2;
+        TrainingOptions o = new TrainingOptions(4 * k, 2, 1, 1e-2, 0.0, 1, "cosine", 0.0, 1.0, 13);
+        return new TrainSpec(base, DELTA, Map.of(), 4, k, sync, false, o, 1.0, 0, null);
     }
 
     static double maxAbsDiff(INDArray a, INDArray b) {
@@ -135,8 +136,9 @@ class DeltaLoraSeparateJvmTest {
         return a.castTo(DataType.DOUBLE).sub(b.castTo(DataType.DOUBLE)).amaxNumber().doubleValue();
     }
 
-    @Test
-    void executorJvmsEndWithTheDriversEffectiveWeightsAndNeverMoveTheBase(@TempDir Path tmp) throws Exception {
+    @org.junit.jupiter.params.ParameterizedTest(name = "sync: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"gradients", "parameters"})
+    void executorJvmsEndWithTheDriversEffectiveWeightsAndNeverMoveTheBase(String sync, @TempDir Path tmp) throws Exception {
         Path dir = tmp.resolve("base");
         HfModelDirectory.save(TransformerLM.randomInit(CFG, 9), dir, DataType.FLOAT, null);
         List<TokenBlocks> shards = List.of(TrainStageTest.randomShard(6, 16, 41), TrainStageTest.randomShard(6, 16, 42));
@@ -145,14 +147,14 @@ class DeltaLoraSeparateJvmTest {
         List<Parameter> inProcess;
         Map<String, INDArray> inProcessSnapshot;
         try (JavaSparkContext sc = SparkSetup.local(2)) {
-            TrainSpec spec = spec(BaseModelRef.of(sc.hadoopConfiguration(), dir.toString()));
+            TrainSpec spec = spec(BaseModelRef.of(sc.hadoopConfiguration(), dir.toString()), sync);
             AttachedAdapter a = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null).adapter();
             inProcess = a.trainableParameters();
             inProcessSnapshot = a.hooks().roundState();
         }
 
         try (JavaSparkContext sc = SparkClusters.localCluster(2, 1, 1024, Map.of())) {
-            TrainSpec spec = spec(BaseModelRef.of(sc.hadoopConfiguration(), dir.toString()));
+            TrainSpec spec = spec(BaseModelRef.of(sc.hadoopConfiguration(), dir.toString()), sync);
             DistributedTrainer.Result r = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null);
             AttachedAdapter driver = r.adapter();
             long driverPid = ProcessHandle.current().pid();
@@ -177,7 +179,7 @@ class DeltaLoraSeparateJvmTest {
             }
 
             // the driver's effective weights: W_0 + ΔW_T, and ΔW_T = (s+λ)·B_TA_T − λ·B_KA_K computed here
-            assertEquals(2 * driver.layers().size(), snapshot.size(), "the warm-up (1 step) is over, every layer has (A_K, B_K): "
+            assertEquals(2 * driver.layers().size(), snapshot.size(), sync + ": the warm-up (1 step) is over, every layer has (A_K, B_K): "
                     + snapshot.keySet());
             Map<String, INDArray> driverEffective = new LinkedHashMap<>();
             for (Map.Entry<String, Adapter> e : driver.layers().entrySet()) {
