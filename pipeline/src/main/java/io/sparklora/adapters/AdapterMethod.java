@@ -104,6 +104,9 @@ public interface AdapterMethod {
      */
     default boolean useRank(AttachedAdapter adapter, int rank) { return false; }
 
+    /** The ranks one trained adapter of this method can be evaluated at ({@link #useRank}); empty for most methods. */
+    default int[] ranks(AdapterConfig config) { return new int[0]; }
+
     /** Whether the tensors shared across layers go into the adapter file (VeRA: its {@code save_projection}). */
     default boolean savesSharedTensors(AdapterConfig config) { return true; }
 

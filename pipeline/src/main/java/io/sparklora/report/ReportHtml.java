@@ -569,8 +569,29 @@ public final class ReportHtml {
                         .append("</p>\n");
             }
             if (!models.isEmpty()) evaluationTable(models);
+            lossByRank(eval.get("by_rank"));
             if (hasSamples) samples(samples);
             out.append("</section>\n");
+        }
+
+        /** An adapter trained for several ranks (DyLoRA): validation loss at each rank, one run. */
+        private void lossByRank(JsonNode byRank) {
+            if (byRank == null || !byRank.isObject() || byRank.isEmpty()) return;
+            List<MetricSeries.Point> points = new ArrayList<>();
+            for (Iterator<Map.Entry<String, JsonNode>> it = byRank.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                double loss = JsonFields.number(e.getValue(), "loss");
+                try {
+                    if (Double.isFinite(loss)) points.add(new MetricSeries.Point(Integer.parseInt(e.getKey()), loss));
+                } catch (NumberFormatException ignored) {
+                    // a key that is not a rank is not drawn
+                }
+            }
+            if (points.isEmpty()) return;
+            Map<String, MetricSeries.Series> series = new LinkedHashMap<>();
+            series.put("validation loss", new MetricSeries.Series("validation loss", "rank", points));
+            XYChart chart = Charts.lineChart("Validation loss by rank", series, "loss", s -> s);
+            if (chart != null) figure("Validation loss by rank", "one adapter, truncated to each rank", chart);
         }
 
         private void evaluationTable(Map<String, JsonNode> models) {

@@ -207,6 +207,8 @@ public final class PipelineConfig {
         public int samples = 3;
         public int sampleTokens = 40;
         public int samplePromptTokens = 24;
+        /** Ranks to evaluate an adapter trained for several (DyLoRA) at; null: every rank it trained. */
+        public List<Integer> ranks = null;
     }
 
     private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory())

@@ -403,6 +403,9 @@ public final class PipelineRunner {
         r.put("params", model.baseParameterCount()).put("steps", f.steps).put("final_loss", loss).put("path", uri("full-finetune"));
     }
 
+    /** Evaluation targets of one rank of a several-rank adapter are named this plus the rank. */
+    private static final String RANK_PREFIX = "adapted@rank";
+
     private void evaluate(ObjectNode r) throws IOException {
         ShardManifest m = manifest("adapt");
         BaseModelRef base = BaseModelRef.of(conf, baseUri());
@@ -411,11 +414,32 @@ public final class PipelineRunner {
         if (cfg.fullFinetune.enabled && HadoopFiles.isComplete(conf, stageDir("full_finetune"))) {
             targets.add(new EvalTarget("full_finetune", BaseModelRef.of(conf, uri("full-finetune")), EvalTarget.Mode.BASE));
         }
+        // a method trained for several ranks (DyLoRA) is evaluated at each: its loss-by-rank curve
+        int[] ranks = cfg.evaluate.ranks != null ? cfg.evaluate.ranks.stream().mapToInt(Integer::intValue).toArray()
+                : adapterConfig().adapterMethod().ranks(adapterConfig());
+        if (cfg.evaluate.ranks != null && adapterConfig().adapterMethod().ranks(adapterConfig()).length == 0) {
+            throw new IllegalArgumentException("evaluate.ranks: adapter type '" + adapterConfig().method() + "' trains one rank; ranks are for"
+                    + " adapters trained for several (dylora)");
+        }
+        for (int b : ranks) {
+            if (b < 1 || b > adapterConfig().r()) throw new IllegalArgumentException("evaluate.ranks: rank " + b + " is outside [1, r = " + adapterConfig().r() + "]");
+            targets.add(new EvalTarget(RANK_PREFIX + b, base, EvalTarget.Mode.ADAPTED, b));
+        }
         AdapterTensors adapter = adapterTensors(base, uri("adapter"), Map.of());
         EvaluateStage.Result res = EvaluateStage.run(sc, targets, adapterConfig(), Map.of(), adapter,
                 new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), m.labelled() ? new ArrowExamples(shardsUri("adapt"), m) : null,
                 cfg.evaluate.batchSize);
-        Map<String, EvaluateStage.Figures> figs = res.figures();
+        Map<String, EvaluateStage.Figures> figs = new LinkedHashMap<>(res.figures());
+        if (ranks.length > 0) {
+            ObjectNode byRank = r.putObject("by_rank");
+            StringBuilder line = new StringBuilder("evaluate: loss by rank:");
+            for (int b : ranks) {
+                EvaluateStage.Figures f = figs.remove(RANK_PREFIX + b);
+                f.toJson(byRank.putObject(Integer.toString(b)));
+                line.append(String.format(Locale.ROOT, " %d: %.4f", b, f.loss()));
+            }
+            console.println(line);
+        }
         figs.forEach((name, f) -> f.toJson(r.putObject(name)));
         r.put("objective", m.objective());
         if (m.labelled()) {

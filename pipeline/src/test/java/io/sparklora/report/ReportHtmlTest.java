@@ -292,6 +292,22 @@ class ReportHtmlTest {
     }
 
     @Test
+    void aSeveralRankAdapterGetsItsLossByRankChartAndNoTableRowPerRank() {
+        JsonNode report = json("""
+                {"evaluate": {"adapted": {"perplexity": 20.1, "loss": 3.0},
+                 "by_rank": {"1": {"loss": 3.4, "perplexity": 30.0}, "2": {"loss": 3.1, "perplexity": 22.2}, "4": {"loss": 3.0, "perplexity": 20.1}}}}
+                """);
+        String html = ReportHtml.render(report, List.of());
+        assertTrue(html.contains("Validation loss by rank"), "the chart's caption");
+        assertEquals(1, html.split("<svg", -1).length - 1, "one chart");
+        assertFalse(html.contains("<td>by_rank</td>"), "the ranks are a chart, not a table row");
+        String none = ReportHtml.render(json("""
+                {"evaluate": {"adapted": {"perplexity": 20.1, "loss": 3.0}}}
+                """), List.of());
+        assertFalse(none.contains("Validation loss by rank"));
+    }
+
+    @Test
     void adaptedAndMergedDisagreementIsFlagged() {
         JsonNode report = json("""
                 {"eval": {"adapted": {"perplexity": 120.3}, "merged": {"perplexity": 131.0}}}

@@ -98,8 +98,9 @@ public class DyLoraMethod extends LoraMethod {
         return true;
     }
 
-    /** The ranks a DyLoRA adapter can be used at, [r_min, r]. */
-    public static int[] ranks(AdapterConfig c) {
+    /** The ranks DyLoRA trained, [r_min, r] ({@code evaluate} reports each). */
+    @Override
+    public int[] ranks(AdapterConfig c) {
         int rMin = (int) c.longOption(R_MIN);
         int[] r = new int[c.r() - rMin + 1];
         for (int i = 0; i < r.length; i++) r[i] = rMin + i;

@@ -93,6 +93,9 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
         TransformerLM model = BaseModelCache.model(t.model(), conf.get());
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig, 0, shareGroups);
         adapter.value().copyInto(a.stateTensors());
+        if (t.rank() > 0 && !a.method().useRank(a, t.rank())) {
+            throw new IllegalArgumentException("evaluate: adapter type '" + adapterConfig.method() + "' cannot be used at rank " + t.rank());
+        }
         if (t.mode() == EvalTarget.Mode.MERGED) a.merge();
         return model;
     }

@@ -126,6 +126,31 @@ class LoraDropAndEvaluateTest {
     }
 
     @Test
+    void aDyLoraAdapterIsEvaluatedAtEachRankOnTheExecutorsAsInOneProcess() throws Exception {
+        List<TokenBlocks> val = List.of(TrainStageTest.randomShard(5, 16, 33), TrainStageTest.randomShard(4, 16, 34));
+        AdapterConfig dy = AdapterConfig.of("dylora", 4, 8, List.of("c_attn"));
+        TrainSpec s = new TrainSpec(base, dy, Map.of(), 4, 1, "gradients", false, spec(4).options(), 1.0, 0, null);
+        AdapterTensors adapter = AdapterTensors.ofValues(TrainStage.run(sc, s, new InMemoryShards(val), MetricsLog.inMemory(), "train", QUIET, null)
+                .adapter().stateTensors());
+        List<EvalTarget> targets = new ArrayList<>();
+        for (int b : dy.adapterMethod().ranks(dy)) targets.add(new EvalTarget("rank" + b, base, EvalTarget.Mode.ADAPTED, b));
+        assertEquals(4, targets.size(), "every rank from r_min = 1 to r = 4");
+        EvaluateStage.Result f = EvaluateStage.run(sc, targets, dy, Map.of(), adapter, new InMemoryShards(val), null, 4);
+        TokenBlocks all = new TokenBlocks(16);
+        for (TokenBlocks v : val) for (int i = 0; i < v.size(); i++) all.add(v.block(i), v.mask(i));
+        java.util.Set<Double> distinct = new java.util.HashSet<>();
+        for (int b = 1; b <= 4; b++) {
+            TransformerLM local = TransformerLM.randomInit(CFG, 3);
+            AttachedAdapter a = AttachedAdapter.attach(local, "default", dy, 0);
+            adapter.copyInto(a.stateTensors());
+            assertTrue(a.method().useRank(a, b));
+            assertEquals(Evaluator.evaluate(local, all, 4).loss(), f.get("rank" + b).loss(), 1e-6, "rank " + b);
+            distinct.add(Math.rint(f.get("rank" + b).loss() * 1e6));
+        }
+        assertEquals(4, distinct.size(), "each rank is a different model");
+    }
+
+    @Test
     void distributedEvaluationMatchesOneProcessAndMergedEqualsAdapted() throws Exception {
         List<TokenBlocks> val = List.of(TrainStageTest.randomShard(5, 16, 31), TrainStageTest.randomShard(4, 16, 32));
         DistributedTrainer.Result trained = TrainStage.run(sc, spec(3), new InMemoryShards(val), MetricsLog.inMemory(), "train", QUIET, null);
