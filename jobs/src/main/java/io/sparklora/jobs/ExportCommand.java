@@ -20,7 +20,7 @@ final class ExportCommand {
             Args.Option.required("adapter", "DIR", "adapter directory in PEFT layout (any method spark-lora trains)"),
             Args.Option.required("out", "DIR", "where the LoRA adapter is written"),
             Args.Option.value("to", "FORMAT", "lora", "the output format (lora)"),
-            Args.Option.required("rank", "R", "rank of the LoRA"));
+            Args.Option.required("rank", "R", "rank of the LoRA (a DyLoRA adapter: its rank-R truncation, exactly)"));
 
     private ExportCommand() {}
 

@@ -19,6 +19,7 @@ public final class SparkLoraCli {
             "  " + InspectCommand.SPEC.synopsis(),
             "  " + MergeCommand.SPEC.synopsis(),
             "  " + ExportCommand.SPEC.synopsis(),
+            "  " + PrivacyCommand.SPEC.synopsis(),
             "every command also takes --verbose (Spark's, Hadoop's and ND4J's INFO logs) and --help");
 
     /** The --help text of a command as typed ({@code train} and {@code evaluate} have a Spark and a --local form). */
@@ -33,6 +34,7 @@ public final class SparkLoraCli {
             case "inspect" -> InspectCommand.SPEC.help();
             case "merge" -> MergeCommand.SPEC.help();
             case "export" -> ExportCommand.SPEC.help();
+            case "privacy" -> PrivacyCommand.SPEC.help();
             default -> throw new Args.UsageException("unknown command '" + command + "'\n" + USAGE);
         };
     }
@@ -62,6 +64,7 @@ public final class SparkLoraCli {
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
                 case "export" -> ExportCommand.run(rest);
+                case "privacy" -> PrivacyCommand.run(rest);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'\n" + USAGE);
             };
         } catch (Args.UsageException e) {

@@ -40,6 +40,7 @@ class CliHelpTest {
                 List.of("evaluate", "--local"), EvaluateLocalCommand.SPEC, List.of("inspect"), InspectCommand.SPEC,
                 List.of("merge"), MergeCommand.SPEC));
         commands.put(List.of("export"), ExportCommand.SPEC);
+        commands.put(List.of("privacy"), PrivacyCommand.SPEC);
         for (var e : commands.entrySet()) {
             List<String> argv = new java.util.ArrayList<>(e.getKey());
             argv.add("--help");
