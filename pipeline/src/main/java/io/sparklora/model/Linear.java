@@ -26,6 +26,7 @@ public final class Linear {
     private final BaseWeight weight;
     private Parameter bias;                // null when the layer has none
     private boolean biasAddedByMerge;      // the bias exists only because a merge needed one (GLoRA's b')
+    private PerExampleGradients perExample; // set during a DP step's backward: adapters' per-example gradients
     private final Map<String, Adapter> adapters = new LinkedHashMap<>();
     private final Set<String> active = new LinkedHashSet<>();
     private final Set<String> merged = new LinkedHashSet<>();
@@ -117,6 +118,7 @@ public final class Linear {
         INDArray dx = weight.backwardInput(dy);
         for (int i = 0; i < c.adapters().size(); i++) {
             INDArray dxa = c.adapters().get(i).backward(c.adapterActivations().get(i), dy);
+            if (perExample != null) perExample.collect(c.adapters().get(i), c.adapterActivations().get(i), dy);
             if (dxa != null) {
                 dx.addi(dxa);
                 Tensors.release(dxa);
@@ -124,6 +126,9 @@ public final class Linear {
         }
         return dx;
     }
+
+    /** While set, {@link #backward} also forms each adapter's per-example gradients into {@code g} (null: off). */
+    void collectPerExample(PerExampleGradients g) { this.perExample = g; }
 
     // ---- adapters -------------------------------------------------------------------------------
 

@@ -594,6 +594,24 @@ public final class TransformerLM {
     }
 
     /**
+     * As {@link #forwardBackward} with the summed token loss (gradScale = the batch's target count), and also each
+     * example's adapter gradients (of its own summed token loss) into {@code perExample}: the base runs forward and
+     * backward once ({@link PerExampleGradients}).
+     */
+    public CrossEntropyLoss.Result forwardBackwardPerExample(TokenBatch batch, ForwardContext ctx, PerExampleGradients perExample) {
+        if (perExample.examples() != batch.batch()) {
+            throw new IllegalArgumentException("per-example gradients for " + perExample.examples() + " examples, batch has " + batch.batch());
+        }
+        Collection<Linear> layers = allLinears();
+        for (Linear l : layers) l.collectPerExample(perExample);
+        try {
+            return forwardBackward(batch, ctx, batch.targetCount());
+        } finally {
+            for (Linear l : layers) l.collectPerExample(null);
+        }
+    }
+
+    /**
      * One training micro-step: forward, mean token loss, backward. Gradients are scaled by
      * {@code gradScale} (1/micro-batches under accumulation) and added to the trainable parameters.
      */

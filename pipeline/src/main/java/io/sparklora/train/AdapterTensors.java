@@ -95,6 +95,13 @@ public final class AdapterTensors implements Serializable {
         return this;
     }
 
+    /** Σ of every value squared (in double), the square of the L2 norm over all tensors together. */
+    public double squaredNorm() {
+        double s = 0;
+        for (float[] v : data.values()) for (float x : v) s += (double) x * x;
+        return s;
+    }
+
     /** Number of float values. */
     public long count() {
         long n = 0;

@@ -5,6 +5,9 @@ import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.checkpoint.BaseModelRef;
 import io.sparklora.model.Parameter;
 import io.sparklora.optim.AdamW;
+import io.sparklora.privacy.DpNoise;
+import io.sparklora.privacy.DpSpec;
+import io.sparklora.privacy.RdpAccountant;
 import io.sparklora.optim.LrSchedule;
 import org.apache.hadoop.conf.Configuration;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -38,6 +41,21 @@ public final class DistributedTrainer {
         RoundResult run(RoundState state);
     }
 
+    /**
+     * What a DP run spent: ε at δ (and the RDP order that gave it) after {@code noisySteps} noisy steps, and whether it
+     * stopped early at its ε budget.
+     */
+    public record Privacy(String mode, double epsilon, double delta, double order, long noisySteps, double sampleRate,
+                          double noiseMultiplier, double clipNorm, boolean stoppedAtBudget, double epsilonBudget) {
+        public ObjectNode toJson(ObjectNode o) {
+            o.put("mode", mode).put("epsilon", epsilon).put("delta", delta).put("best_order", order).put("noisy_steps", noisySteps)
+                    .put("sample_rate", sampleRate).put("noise_multiplier", noiseMultiplier).put("clip_norm", clipNorm)
+                    .put("stopped_at_budget", stoppedAtBudget);
+            if (epsilonBudget > 0) o.put("epsilon_budget", epsilonBudget);
+            return o;
+        }
+    }
+
     /** Called after each round on the driver (progress, tests that simulate a crash). */
     @FunctionalInterface
     public interface RoundListener {
@@ -48,8 +66,9 @@ public final class DistributedTrainer {
     public record Result(AttachedAdapter adapter, int roundsRun, int resumedFrom, long trainableParams, long totalParams,
                          long adapterBytes, long modelBytes, long bytesBroadcastPerRound, long bytesReducedPerRound,
                          double tokensPerSecond, double finalLoss, TreeSet<String> executors, TreeSet<String> gpus,
-                         Map<String, Integer> baseLoadsByExecutor) {
+                         Map<String, Integer> baseLoadsByExecutor, Privacy privacy) {
         public ObjectNode toJson(ObjectNode o) {
+            if (privacy != null) privacy.toJson(o.putObject("dp"));
             return o.put("trainable_params", trainableParams).put("total_params", totalParams)
                     .put("adapter_bytes", adapterBytes).put("model_bytes", modelBytes)
                     .put("bytes_broadcast_per_round", bytesBroadcastPerRound).put("bytes_reduced_per_round", bytesReducedPerRound)
@@ -62,8 +81,11 @@ public final class DistributedTrainer {
      * Trains {@code adapter} (attached on the driver's model) for {@code spec.rounds()} rounds, resuming from the
      * newest checkpoint under {@code spec.outputUri()} when there is one.
      */
-    public static Result run(AttachedAdapter adapter, TrainSpec spec, Configuration conf, RoundExecutor executor, MetricsLog metrics,
-                             String stageName, PrintStream console, RoundListener listener) throws IOException {
+    public static Result run(AttachedAdapter adapter, TrainSpec spec, Configuration conf, RoundExecutor executor, int clients,
+                             MetricsLog metrics, String stageName, PrintStream console, RoundListener listener) throws IOException {
+        DpSpec dp = spec.dp();
+        RdpAccountant accountant = new RdpAccountant();
+        boolean stoppedAtBudget = false;
         List<Parameter> params = adapter.trainableParameters();
         var o = spec.options();
         AdamW optimizer = Optimizers.forAdapter(adapter, o);
@@ -85,6 +107,7 @@ public final class DistributedTrainer {
                 }
                 io.sparklora.adapters.PeftAdapterFormat.loadTensors(adapter, c.adapter(), "checkpoint " + TrainCheckpoint.dir(spec.outputUri()), false);
                 adapter.hooks().loadRoundState(c.methodState());
+                if (dp.on()) accountant = RdpAccountant.of(accountantHistory(c.state()));
                 if (gradientSync) optimizer.importState(c.optimizer());
                 else if (spec.averageOptimizerState()) {
                     moments = RoundWork.moments(c.optimizer());
@@ -103,17 +126,50 @@ public final class DistributedTrainer {
         TreeSet<String> executors = new TreeSet<>(), gpus = new TreeSet<>();
         Map<String, Integer> baseLoads = new TreeMap<>();
         long t0 = System.nanoTime();
+        int ran = 0;
         for (int round = start; round < spec.rounds(); round++) {
             long tr = System.nanoTime();
             long globalStep = (long) round * spec.localSteps();
             adapter.hooks().beforeRound(round, globalStep); // the driver's per-round decisions (DyLoRA's rank) travel in the round state
             if (gradientSync) step.begin(globalStep);     // what a hook decides for this step travels in the round state
-            RoundState st = new RoundState(round, AdapterTensors.ofValues(params), AdapterTensors.of(adapter.hooks().roundState()),
-                    moments, momentsStep);
+            if (dp.on() && dp.epsilonBudget() > 0) {
+                RdpAccountant next = RdpAccountant.of(accountant.history());
+                next.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
+                if (next.spent(dp.delta()).epsilon() > dp.epsilonBudget()) {
+                    console.printf(Locale.ROOT, "%s: stopping before round %d: it would spend epsilon %.4f, over the budget %.4g (spent so far %.4f at delta %.3g)%n",
+                            stageName, round + 1, next.spent(dp.delta()).epsilon(), dp.epsilonBudget(), accountant.spent(dp.delta()).epsilon(), dp.delta());
+                    stoppedAtBudget = true;
+                    if (spec.outputUri() != null && round > start) {
+                        Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
+                        TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().roundState(),
+                                checkpointState(spec, round, accountant), round, spec.base().uri());
+                    }
+                    break;
+                }
+            }
+            AdapterTensors roundAdapter = AdapterTensors.ofValues(params);
+            boolean[] sampledClients = dp.clientLevel() ? DpNoise.sampleClients(dp.noiseSeed(), round, clients, dp.sampleRate()) : null;
+            RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
             RoundResult res = executor.run(st);
-            if (res.weight == 0) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
+            if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
 
-            if (gradientSync) {
+            if (dp.exampleLevel()) {
+                // DP-SGD: Σ clipped per-example gradients + N(0, σ²C²), over the expected batch q·N
+                if (res.payload.isEmpty()) res.payload = AdapterTensors.ofValues(params).scale(0.0);   // no example sampled: noise alone
+                DpNoise.addGaussian(res.payload.data(), dp.noiseStd(), dp.noiseSeed(), round);
+                AdapterTensors meanGrad = res.payload.scale(1.0 / (dp.sampleRate() * res.shardExamples));
+                optimizer.zeroGrad();
+                for (Parameter p : params) {
+                    INDArray g = meanGrad.get(p.name());
+                    if (g != null) p.accumulate(g.castTo(p.value().dataType()));
+                }
+                step.apply(globalStep);
+            } else if (dp.clientLevel()) {
+                // DP-FedAvg: θ + (Σ clipped client updates + N(0, σ²C²)) / (q·n)
+                if (res.payload.isEmpty()) res.payload = AdapterTensors.ofValues(params).scale(0.0);   // no client sampled: noise alone
+                DpNoise.addGaussian(res.payload.data(), dp.noiseStd(), dp.noiseSeed(), round);
+                AdapterTensors.ofValues(params).addScaled(res.payload, 1.0 / (dp.sampleRate() * clients)).copyInto(params);
+            } else if (gradientSync) {
                 AdapterTensors meanGrad = res.payload.scale(1.0 / res.weight);
                 optimizer.zeroGrad();
                 for (Parameter p : params) p.accumulate(meanGrad.get(p.name()).castTo(p.value().dataType()));
@@ -130,29 +186,62 @@ public final class DistributedTrainer {
             reducedBytes = res.bytes();     // element-wise sums: the same size as one task's contribution
             tokens += res.tokens;
             seconds += roundSeconds;
-            lastLoss = res.lossSum / res.targets;
+            lastLoss = res.targets > 0 ? res.lossSum / res.targets : lastLoss;
             executors.addAll(res.executors);
             gpus.addAll(res.gpus);
             res.baseLoads.forEach((k, v) -> baseLoads.merge(k, v, Math::max));
             int done = round + 1;
-            metrics.append(metrics.line(stageName).put("round", done).put("step", (long) done * spec.localSteps())
+            ran++;
+            ObjectNode line = metrics.line(stageName).put("round", done).put("step", (long) done * spec.localSteps())
                     .put("loss", lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)
                     .put("bytes_broadcast", broadcastBytes).put("bytes_reduced", reducedBytes)
-                    .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds));
+                    .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds);
+            if (dp.on()) {
+                accountant.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
+                RdpAccountant.Spent sp = accountant.spent(dp.delta());
+                line.put("epsilon", sp.epsilon()).put("delta", dp.delta()).put("dp_sampled", res.sampled).put("max_clipped_norm", res.maxClippedNorm);
+            }
+            metrics.append(line);
             double eta = (System.nanoTime() - t0) / 1e9 / (done - start) * (spec.rounds() - done);
-            console.printf(Locale.ROOT, "%s round %d/%d  loss %.4f  %,.0f tok/s  moved %s down, %s up per task  ETA %s%n",
-                    stageName, done, spec.rounds(), lastLoss, res.tokens / roundSeconds, human(broadcastBytes), human(reducedBytes), clock(eta));
+            console.printf(Locale.ROOT, "%s round %d/%d  loss %.4f  %,.0f tok/s  moved %s down, %s up per task  ETA %s%s%n",
+                    stageName, done, spec.rounds(), lastLoss, res.tokens / roundSeconds, human(broadcastBytes), human(reducedBytes), clock(eta),
+                    dp.on() ? String.format(Locale.ROOT, "  epsilon %.3f", line.path("epsilon").asDouble()) : "");
             if (spec.checkpointEvery() > 0 && spec.outputUri() != null && (done % spec.checkpointEvery() == 0 || done == spec.rounds())) {
                 Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
-                TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().roundState(), checkpointState(spec, done), done,
+                TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().roundState(), checkpointState(spec, done, accountant), done,
                         spec.base().uri());
             }
             if (listener != null) listener.afterRound(done, res);
         }
         long trainable = adapter.trainableParameterCount();
-        return new Result(adapter, spec.rounds() - start, start, trainable, adapter.report().all(), 4 * trainable,
+        Privacy privacy = null;
+        if (dp.on()) {
+            RdpAccountant.Spent sp = accountant.spent(dp.delta());
+            privacy = new Privacy(dp.mode(), sp.epsilon(), dp.delta(), sp.order(), accountant.steps(), dp.sampleRate(), dp.noiseMultiplier(),
+                    dp.clipNorm(), stoppedAtBudget, dp.epsilonBudget());
+            console.printf(Locale.ROOT, "%s: %s-level DP, epsilon %.4f at delta %.3g after %d noisy steps (q %.4g, sigma %.4g, C %.4g)%s%n",
+                    stageName, dp.mode(), sp.epsilon(), dp.delta(), accountant.steps(), dp.sampleRate(), dp.noiseMultiplier(), dp.clipNorm(),
+                    stoppedAtBudget ? ", stopped at the budget" : "");
+        }
+        return new Result(adapter, ran, start, trainable, adapter.report().all(), 4 * trainable,
                 4 * adapter.model().baseParameterCount(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss,
-                executors, gpus, baseLoads);
+                executors, gpus, baseLoads, privacy);
+    }
+
+    /** The accountant's history a checkpoint holds ({q, σ, steps} triples). */
+    private static java.util.List<double[]> accountantHistory(com.fasterxml.jackson.databind.JsonNode state) {
+        java.util.List<double[]> h = new java.util.ArrayList<>();
+        for (var e : state.path("dp_accountant")) h.add(new double[]{e.get(0).asDouble(), e.get(1).asDouble(), e.get(2).asDouble()});
+        return h;
+    }
+
+    private static ObjectNode checkpointState(TrainSpec spec, int done, RdpAccountant accountant) {
+        ObjectNode s = checkpointState(spec, done);
+        if (spec.dp().on()) {
+            var arr = s.putArray("dp_accountant");
+            for (double[] h : accountant.history()) arr.addArray().add(h[0]).add(h[1]).add(h[2]);
+        }
+        return s;
     }
 
     private static ObjectNode checkpointState(TrainSpec spec, int done) {
@@ -168,7 +257,7 @@ public final class DistributedTrainer {
     private static String settings(TrainSpec s) {
         return "base=" + s.base().contentHash() + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
                 + " rounds=" + s.rounds() + " K=" + s.localSteps() + " sync=" + s.sync() + " avg_opt=" + s.averageOptimizerState()
-                + " options=" + s.options() + " sample=" + s.sampleFraction();
+                + " options=" + s.options() + " sample=" + s.sampleFraction() + (s.dp().on() ? " dp=" + s.dp() : "");
     }
 
     static String fingerprint(TrainSpec s) {

@@ -16,6 +16,9 @@ public final class RoundResult implements Serializable {
     public double lossSum;                          // Σ loss·targets over steps
     public long targets, tokens, steps;
     public long skippedSteps;                       // non-finite gradients
+    public long shardExamples;                      // examples in the tasks' shards (DP-SGD's expected batch is q times this)
+    public long sampled;                            // DP: examples (DP-SGD) or clients (DP-FedAvg) that contributed
+    public double maxClippedNorm;                   // DP: the largest contribution's norm after clipping (≤ C)
     public final TreeSet<String> executors = new TreeSet<>();
     public final TreeSet<String> gpus = new TreeSet<>();
     /** Per executor JVM: how many times it has read a base model from storage (1 = cached after the first read). */
@@ -33,6 +36,9 @@ public final class RoundResult implements Serializable {
         tokens += o.tokens;
         steps += o.steps;
         skippedSteps += o.skippedSteps;
+        shardExamples += o.shardExamples;
+        sampled += o.sampled;
+        maxClippedNorm = Math.max(maxClippedNorm, o.maxClippedNorm);
         executors.addAll(o.executors);
         gpus.addAll(o.gpus);
         o.baseLoads.forEach((k, v) -> baseLoads.merge(k, v, Math::max));

@@ -15,14 +15,23 @@ public final class RoundState implements Serializable {
     private final AdapterTensors methodState;
     private final AdapterTensors moments;
     private final long optimizerStep;
+    private final boolean[] clients;       // DP-FedAvg: the clients (partitions) the driver sampled this round; null: all
 
     public RoundState(int round, AdapterTensors adapter, AdapterTensors methodState, AdapterTensors moments, long optimizerStep) {
+        this(round, adapter, methodState, moments, optimizerStep, null);
+    }
+
+    public RoundState(int round, AdapterTensors adapter, AdapterTensors methodState, AdapterTensors moments, long optimizerStep, boolean[] clients) {
         this.round = round;
         this.adapter = adapter;
         this.methodState = methodState;
         this.moments = moments;
         this.optimizerStep = optimizerStep;
+        this.clients = clients == null ? null : clients.clone();
     }
+
+    /** Whether partition {@code p} takes part in this round (DP-FedAvg's client sampling; every partition otherwise). */
+    public boolean takesPart(int p) { return clients == null || (p < clients.length && clients[p]); }
 
     public int round() { return round; }
     public AdapterTensors adapter() { return adapter; }

@@ -31,15 +31,68 @@ public final class RoundWork {
      */
     public static RoundResult run(AttachedAdapter adapter, TokenBlocks data, RoundState st, TrainSpec spec, int partition) {
         RoundResult out = new RoundResult();
+        out.shardExamples = data.size();
         if (data.size() == 0) return out;     // an empty shard contributes nothing (weight 0)
+        if (spec.dp().clientLevel() && !st.takesPart(partition)) return out;    // DP-FedAvg: the driver did not sample this client
         List<Parameter> params = adapter.trainableParameters();
         st.adapter().copyInto(params);
         adapter.hooks().loadRoundState(st.methodState().toArrays());
         long seed = taskSeed(spec.options().seed(), partition, st.round());
         BatchOrder order = BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
-        if (spec.sync().equals("gradients")) gradients(adapter, params, data, order, seed, spec, out);
+        if (spec.dp().exampleLevel()) dpSgd(adapter, params, data, seed, spec, out);
+        else if (spec.sync().equals("gradients")) gradients(adapter, params, data, order, seed, spec, out);
         else localSteps(adapter, params, data, order, seed, st, spec, out);
+        if (spec.dp().clientLevel()) clipUpdate(params, st, spec, out);
         return out;
+    }
+
+    /**
+     * DP-SGD on this task's shard: a Poisson sample (each example with probability q, drawn from the task's seed), each
+     * sampled example's adapter gradient of its mean token loss clipped to C, summed. No noise: the driver adds it.
+     */
+    private static void dpSgd(AttachedAdapter adapter, List<Parameter> params, TokenBlocks data, long seed, TrainSpec spec, RoundResult out) {
+        io.sparklora.privacy.DpSpec dp = spec.dp();
+        java.util.SplittableRandom pick = new java.util.SplittableRandom(seed ^ 0x504F4953534F4EL);
+        List<Integer> chosen = new java.util.ArrayList<>();
+        for (int i = 0; i < data.size(); i++) if (pick.nextDouble() < dp.sampleRate()) chosen.add(i);
+        var rng = io.sparklora.model.Seeds.rng(seed);
+        AdapterTensors sum = new AdapterTensors();
+        int chunk = Math.max(1, spec.options().batchSize());
+        for (int start = 0; start < chosen.size(); start += chunk) {
+            int n = Math.min(chunk, chosen.size() - start);
+            int[] idx = new int[n];
+            for (int i = 0; i < n; i++) idx[i] = chosen.get(start + i);
+            TokenBatch batch = data.batch(idx);
+            io.sparklora.model.PerExampleGradients g = new io.sparklora.model.PerExampleGradients(n, batch.seq());
+            for (Parameter p : params) p.zeroGrad();
+            CrossEntropyLoss.Result r = adapter.model().forwardBackwardPerExample(batch, ForwardContext.training(rng), g);
+            double[] w = new double[n];
+            long[] perRow = batch.targets().gte(0).castTo(DataType.INT).sum(1).toLongVector();
+            for (int i = 0; i < n; i++) w[i] = perRow[i] > 0 ? 1.0 / perRow[i] : 0.0;     // each example's mean token loss
+            double[] norms = io.sparklora.privacy.PerExampleClipping.clipAndSum(g, w, dp.clipNorm());
+            for (double v : norms) out.maxClippedNorm = Math.max(out.maxClippedNorm, Math.min(v, dp.clipNorm()));
+            sum.addScaled(AdapterTensors.ofGradients(params), 1.0);
+            out.lossSum += r.sumLoss();
+            out.targets += r.count();
+            out.tokens += batch.tokens();
+        }
+        for (Parameter p : params) p.zeroGrad();
+        out.payload = sum;
+        out.sampled = chosen.size();
+        out.weight = chosen.size();
+        out.steps = 1;
+    }
+
+    /** DP-FedAvg: this client's round update θ_local − θ_round, clipped to C, replaces the weighted θ the payload held. */
+    private static void clipUpdate(List<Parameter> params, RoundState st, TrainSpec spec, RoundResult out) {
+        AdapterTensors delta = AdapterTensors.ofValues(params).addScaled(st.adapter(), -1.0);
+        double norm = Math.sqrt(delta.squaredNorm());
+        double c = spec.dp().clipNorm();
+        if (norm > c) delta.scale(c / norm);
+        out.maxClippedNorm = Math.min(norm, c);
+        out.payload = delta;
+        out.weight = 1;
+        out.sampled = 1;
     }
 
     /** Σ over target tokens of ∂loss/∂θ (not the mean), so the driver's division by Σ targets is exact. */

@@ -3,6 +3,7 @@ package io.sparklora.train;
 import io.sparklora.checkpoint.BaseModelRef;
 
 import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.privacy.DpSpec;
 import io.sparklora.train.TrainingOptions;
 
 import java.io.Serializable;
@@ -28,10 +29,11 @@ import java.util.Map;
  * @param sampleFraction        fraction of each shard used (LoRA-drop's brief warm-up on a subset); 1 = all
  * @param checkpointEvery       checkpoint every N rounds (0: never)
  * @param outputUri             where checkpoints and the final adapter go (any Hadoop URI)
+ * @param dp                    differentially private training ({@link DpSpec#OFF}: none)
  */
 public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
                         String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
-                        int checkpointEvery, String outputUri) implements Serializable {
+                        int checkpointEvery, String outputUri, DpSpec dp) implements Serializable {
     public static final String ADAPTER_NAME = "default";
 
     public TrainSpec {
@@ -46,6 +48,36 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
         }
         if (!(sampleFraction > 0 && sampleFraction <= 1)) throw new IllegalArgumentException("sample fraction must be in (0, 1], got " + sampleFraction);
         shareGroups = Map.copyOf(shareGroups);
+        if (dp == null) dp = DpSpec.OFF;
+        if (dp.exampleLevel() && !sync.equals("gradients")) {
+            throw new IllegalArgumentException("train.dp.mode: example (DP-SGD) clips each example's gradient, so it needs train.sync: gradients");
+        }
+        if (dp.clientLevel() && !sync.equals("parameters")) {
+            throw new IllegalArgumentException("train.dp.mode: client (DP-FedAvg) clips each client's round update, so it needs train.sync: parameters");
+        }
+        if (dp.on() && !adapter.bias().equals("none")) {
+            throw new IllegalArgumentException("train.dp: trained biases are not clipped per example; use adapter.bias: none");
+        }
+        if (dp.on() && adapter.trainableTokenIndices().length > 0) {
+            throw new IllegalArgumentException("train.dp: trainable token rows are not clipped per example; leave " + AdapterConfig.TRAINABLE_TOKENS + " empty");
+        }
+        if (dp.on() && averageOptimizerState) {
+            throw new IllegalArgumentException("train.dp: averaging optimizer state would send unclipped, un-noised moments; set average_optimizer_state: false");
+        }
+    }
+
+    /** A run without differential privacy. */
+    public TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
+                     String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
+                     int checkpointEvery, String outputUri) {
+        this(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction, checkpointEvery,
+                outputUri, DpSpec.OFF);
+    }
+
+    /** This spec with other DP settings. */
+    public TrainSpec withDp(DpSpec d) {
+        return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
+                checkpointEvery, outputUri, d);
     }
 
     public long totalSteps() { return (long) rounds * localSteps; }

@@ -49,7 +49,7 @@ public final class TrainStage {
                 b.destroy();
             }
         };
-        DistributedTrainer.Result r = DistributedTrainer.run(adapter, spec, conf, executor, metrics, stageName, console, listener);
+        DistributedTrainer.Result r = DistributedTrainer.run(adapter, spec, conf, executor, shards.partitions(), metrics, stageName, console, listener);
         if (spec.outputUri() != null) saveAdapter(conf, adapter, HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
         return r;
     }
