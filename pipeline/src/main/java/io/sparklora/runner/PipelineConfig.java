@@ -183,6 +183,23 @@ public final class PipelineConfig {
         public double maxGradNorm = 1.0;
         public long seed = 42;
         public int checkpointEvery = 10;
+        /** Differentially private training ({@link io.sparklora.privacy.DpSpec}); off by default. */
+        public DpSection dp = new DpSection();
+    }
+
+    /** {@code train.dp}: example-level DP-SGD or client-level DP-FedAvg, and the accountant's δ and ε budget. */
+    public static final class DpSection {
+        public String mode = "off";
+        public double clipNorm = 1.0;
+        public double noiseMultiplier = 1.0;
+        public double sampleRate = 0.01;
+        public double delta = 1e-5;
+        public double epsilonBudget = 0;
+        public long noiseSeed = 0;
+
+        public io.sparklora.privacy.DpSpec spec() {
+            return new io.sparklora.privacy.DpSpec(mode, clipNorm, noiseMultiplier, sampleRate, delta, epsilonBudget, noiseSeed);
+        }
     }
 
     public static final class LoraDropSection {
@@ -294,6 +311,19 @@ public final class PipelineConfig {
 
     private void validate(String where) {
         var method = adapterConfig(where).adapterMethod();
+        io.sparklora.privacy.DpSpec dp;
+        try {
+            dp = train.dp.spec();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
+        }
+        if (dp.on()) {
+            // every stage that trains on the data must be private, or the guarantee does not hold
+            if (loraDrop.enabled) throw new IllegalArgumentException(where + ": train.dp: lora_drop trains on the same data without privacy; set lora_drop.enabled: false");
+            if (fullFinetune.enabled) throw new IllegalArgumentException(where + ": train.dp: full_finetune trains on the same data without privacy; set full_finetune.enabled: false");
+            if (dp.exampleLevel() && !train.sync.equals("gradients")) throw new IllegalArgumentException(where + ": train.dp.mode example needs train.sync: gradients");
+            if (dp.clientLevel() && !train.sync.equals("parameters")) throw new IllegalArgumentException(where + ": train.dp.mode client needs train.sync: parameters");
+        }
         if (loraDrop.enabled && !method.supportsSharing()) {
             throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "
                     + method.name() + " cannot do; set lora_drop.enabled: false or use lora or lora_fa");

@@ -330,8 +330,10 @@ public final class PipelineRunner {
         var t = cfg.train;
         TrainingOptions o = new TrainingOptions(t.rounds * t.localSteps, t.batchSize, t.gradAccumulation, t.lr, t.weightDecay,
                 t.warmup, t.schedule, 0.0, t.maxGradNorm, t.seed);
-        return new TrainSpec(base, adapterConfig(), Map.of(), t.rounds, t.localSteps, t.sync, t.averageOptimizerState, o, 1.0,
-                t.checkpointEvery, out);
+        var dp = t.dp.spec();
+        // under DP the optimizer's moments are not averaged: they would leave the executors unclipped and un-noised
+        return new TrainSpec(base, adapterConfig(), Map.of(), t.rounds, t.localSteps, t.sync, t.averageOptimizerState && !dp.on(), o, 1.0,
+                t.checkpointEvery, out, dp);
     }
 
     private void train(ObjectNode r) throws IOException {

@@ -32,6 +32,25 @@ class PipelineConfigAdapterTest {
     }
 
     @Test
+    void dpSettingsReadAndEveryNonPrivateStageIsRefused() {
+        PipelineConfig c = PipelineConfig.parse(yaml("  type: dylora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  dp:\n    mode: client\n    clip_norm: 0.5\n    noise_multiplier: 1.2\n    sample_rate: 0.5\n    epsilon_budget: 8\n"), "t.yaml");
+        var dp = c.train.dp.spec();
+        assertEquals("client", dp.mode());
+        assertEquals(0.5, dp.clipNorm());
+        assertEquals(8.0, dp.epsilonBudget());
+        var sync = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  dp:\n    mode: example\n  sync: parameters\n"), "t.yaml"));
+        assertTrue(sync.getMessage().contains("train.dp.mode example needs train.sync: gradients"), sync.getMessage());
+        var drop = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  dp:\n    mode: example\n").replace("enabled: false", "enabled: true"), "t.yaml"));
+        assertTrue(drop.getMessage().contains("lora_drop trains on the same data without privacy"), drop.getMessage());
+        var noise = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  dp:\n    mode: example\n    clip_norm: 0\n"), "t.yaml"));
+        assertTrue(noise.getMessage().contains("train.dp.clip_norm must be positive"), noise.getMessage());
+    }
+
+    @Test
     void unknownOrMisplacedSettingsAreNamed() {
         var typo = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  d_inital: 0.2\n", ""), "t.yaml"));
         assertTrue(typo.getMessage().contains("unknown key 'adapter.d_inital' (line 8)") && typo.getMessage().contains("d_initial"), typo.getMessage());
