@@ -17,6 +17,7 @@ import io.sparklora.train.BatchOrder;
 import io.sparklora.train.Evaluator;
 import io.sparklora.train.Optimizers;
 import io.sparklora.train.Trainer;
+import io.sparklora.train.TokenBlocks;
 import io.sparklora.train.TrainingOptions;
 import org.nd4j.linalg.api.buffer.DataType;
 
@@ -83,6 +84,7 @@ public final class VariantsBenchmark {
             case "row" -> row(new Options(rest));
             case "activations" -> activations(new Options(rest));
             case "report" -> VariantsReport.write(new Options(rest));
+            case "rank-dp-report" -> RankDpReport.write(new Options(rest));
             default -> throw new IllegalArgumentException("unknown subcommand " + args[0]);
         }
     }
@@ -125,6 +127,7 @@ public final class VariantsBenchmark {
 
     static void row(Options o) throws IOException {
         String method = o.require("method");
+        String label = o.get("label", method);      // the row's name (one method can have several rows: ranks, DP settings)
         Path runDir = Path.of(o.get("run", "runs/demo"));
         int steps = o.getInt("steps", 150), batch = o.getInt("batch", 8), untimed = o.getInt("untimed", 5);
         int evalBatch = o.getInt("eval-batch", 16);
@@ -140,6 +143,7 @@ public final class VariantsBenchmark {
         TransformerLM model = task.loadBase();
         ObjectNode r = JSON.createObjectNode();
         r.put("method", method);
+        r.put("label", label);
         r.put("date", java.time.LocalDate.now().toString());
         r.put("load_average_at_start", TrainStepBenchmark.loadAverage());
         r.put("quiet_wait_seconds", o.getInt("quiet-wait", 0));     // how long the script let the row wait for idle CPUs
@@ -191,6 +195,28 @@ public final class VariantsBenchmark {
             r.put("frozen_adapter_params", adapter.adapterTensors().stream().filter(p -> !p.trainable()).mapToLong(Parameter::size).sum());
         }
         r.put("trainable_params", trainable);
+
+        // ---- DP training: the distributed trainer's rounds in this process, two partitions (see InProcessRounds)
+        io.sparklora.privacy.DpSpec dp = o.values.containsKey("dp-mode")
+                ? new io.sparklora.privacy.DpSpec(o.get("dp-mode", "example"), o.getDouble("dp-clip", 1.0), o.getDouble("dp-sigma", 1.0),
+                        o.getDouble("dp-q", (double) batch / task.train.size()), o.getDouble("dp-delta", 1e-5), 0, seed)
+                : io.sparklora.privacy.DpSpec.OFF;
+        if (dp.on() && adapter != null) {
+            io.sparklora.train.TrainSpec spec = new io.sparklora.train.TrainSpec(null, adapter.config(), Map.of(), steps, 1, "gradients", false,
+                    opts, 1.0, 0, null, dp);
+            TokenBlocks[] halves = task.train.splitEvery(2);
+            TransformerLM workerModel = TransformerLM.fromWeights(model.config(), model.stateDict());
+            AttachedAdapter worker = AttachedAdapter.attach(workerModel, "default", adapter.config(), seed);
+            long tt = System.nanoTime();
+            io.sparklora.train.DistributedTrainer.Result res = io.sparklora.train.DistributedTrainer.run(adapter, spec,
+                    new org.apache.hadoop.conf.Configuration(), new io.sparklora.train.InProcessRounds(worker, List.of(halves), spec), halves.length,
+                    io.sparklora.train.MetricsLog.inMemory(), label, System.out, null);
+            ObjectNode tr = r.putObject("training");
+            tr.put("steps", steps).put("expected_batch", dp.sampleRate() * task.train.size()).put("seed", seed).put("lr", lr)
+                    .put("seconds", TrainStepBenchmark.round((System.nanoTime() - tt) / 1e9, 2)).put("final_loss_last10", res.finalLoss());
+            res.privacy().toJson(r.putObject("dp"));
+            trainer = null;
+        }
 
         // ---- training, every step timed
         if (trainer != null) {
@@ -253,7 +279,7 @@ public final class VariantsBenchmark {
         r.put("peak_rss_after_training_bytes", TrainStepBenchmark.procStatusBytes("VmHWM"));
 
         // ---- the file that carries the result
-        Path dir = work.resolve(method);
+        Path dir = work.resolve(label);
         deleteTree(dir);
         if (adapter != null) {
             Path ad = dir.resolve("adapter");
@@ -295,6 +321,20 @@ public final class VariantsBenchmark {
         for (int i = 0; i < task.labelNames.size(); i++) {
             pred.put(task.labelNames.get(i), acc.predicted()[i]);
             truth.put(task.labelNames.get(i), counts[i]);
+        }
+        if (adapter != null && o.values.containsKey("eval-ranks")) {
+            // one adapter trained for several ranks (DyLoRA): the loss and accuracy of each truncation
+            ObjectNode byRank = r.putObject("by_rank");
+            for (String b : o.get("eval-ranks", "").split(",")) {
+                int rank = Integer.parseInt(b.trim());
+                if (!adapter.method().useRank(adapter, rank)) throw new IllegalArgumentException(method + " cannot be used at rank " + rank);
+                Evaluator.Result vr = task.validationLoss(model, evalBatch);
+                VariantsTask.Accuracy ar = task.accuracy(model);
+                byRank.putObject(Integer.toString(rank)).put("validation_loss", TrainStepBenchmark.round(vr.loss(), 4))
+                        .put("accuracy", TrainStepBenchmark.round(ar.accuracy(), 4));
+                System.out.printf(Locale.ROOT, "%s at rank %d: validation loss %.4f, accuracy %.3f%n", label, rank, vr.loss(), ar.accuracy());
+            }
+            adapter.method().useRank(adapter, adapter.config().r());
         }
         r.put("eval_seconds", TrainStepBenchmark.round((System.nanoTime() - te) / 1e9, 2));
         r.put("peak_rss_bytes", TrainStepBenchmark.procStatusBytes("VmHWM"));
