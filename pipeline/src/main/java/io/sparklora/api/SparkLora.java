@@ -43,10 +43,11 @@ public final class SparkLora {
             "tokenizer", List.of(),
             "tokenize", List.of("tokenizer"),
             "pretrain", List.of("tokenizer", "tokenize"),
-            "train", List.of("tokenizer", "tokenize", "pretrain"),
-            "lora_drop", List.of("tokenizer", "tokenize", "pretrain", "train"),
+            "glora_search", List.of("tokenizer", "tokenize", "pretrain"),
+            "train", List.of("tokenizer", "tokenize", "pretrain", "glora_search"),
+            "lora_drop", List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train"),
             "full_finetune", List.of("tokenizer", "tokenize", "pretrain"),
-            "evaluate", List.of("tokenizer", "tokenize", "pretrain", "train", "full_finetune"));
+            "evaluate", List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train", "full_finetune"));
 
     private final JavaSparkContext sc;
     private final PrintStream progress;
@@ -106,8 +107,8 @@ public final class SparkLora {
     /**
      * Runs the named stages and every earlier stage they need ({@link #withPrerequisites}); complete stages
      * are skipped. No names, or {@code "pipeline"}, means all stages. Names are the runner's
-     * ({@code tokenizer, tokenize, pretrain, train, lora_drop, full_finetune, evaluate}) or the CLI's
-     * ({@code lora-drop}).
+     * ({@code tokenizer, tokenize, pretrain, glora_search, train, lora_drop, full_finetune, evaluate}) or the CLI's
+     * ({@code lora-drop}, {@code glora-search}); a disabled stage among them is not run.
      */
     public Run run(PipelineConfig cfg, String... stages) {
         try {

@@ -22,7 +22,8 @@ import java.util.Set;
  *
  * <p>The page has a header (run name and total time), highlights (adapter against model size,
  * perplexity before and after, any failed stage), a stage table, then a section per stage that left
- * something to show: Training (loss curves and the train figures), LoRA-drop (importance per layer,
+ * something to show: GLoRA structure search (the chosen structure per layer, every candidate's losses),
+ * Training (loss curves and the train figures), LoRA-drop (importance per layer,
  * kept against shared, cumulative importance against the threshold) and Evaluation (perplexity, loss,
  * tokens and accuracy per model, and generated samples). Any field may be missing; what exists is
  * rendered and nothing else: no section, chart or row is drawn empty.
@@ -43,6 +44,7 @@ public final class ReportHtml {
     private static final String[][] STAGES = {
         {"tokenize"},
         {"pretrain", "pretrain_base"},
+        {"glora_search"},
         {"train", "train_lora"},
         {"lora_drop"},
         {"eval", "evaluate", "evaluation"},
@@ -50,11 +52,13 @@ public final class ReportHtml {
     private static final Map<String, String> STAGE_TITLES = Map.of(
             "tokenize", "Tokenization",
             "pretrain", "Pretraining",
+            "glora_search", "GLoRA structure search",
             "train", "Adapter training",
             "lora_drop", "LoRA-drop",
             "eval", "Evaluation");
     /** Stages whose figures have a section of their own (the stage table links to it). */
     private static final Map<String, String> STAGE_SECTIONS = Map.of(
+            "glora_search", "glora-search",
             "train", "training",
             "lora_drop", "lora-drop",
             "eval", "evaluation");
@@ -144,6 +148,7 @@ public final class ReportHtml {
             header(name, seconds);
             highlights();
             stageTable();
+            gloraSearch();
             training();
             loraDrop();
             evaluation();
@@ -435,6 +440,85 @@ public final class ReportHtml {
                         .append("</td></tr>\n");
             }
             out.append("</tbody>\n</table>\n");
+        }
+
+        // ------------------------------------------------------------------------------------------ GLoRA search
+
+        /** The chosen structure per layer and every candidate tried, best first (ties by id, as the search ranks). */
+        private void gloraSearch() {
+            JsonNode search = stage("glora_search");
+            if (search == null) return;
+            Optional<JsonNode> chosen = JsonFields.object(search, "chosen");
+            JsonNode candidates = search.get("candidates");
+            boolean failed = "failed".equals(JsonFields.text(search, "status").orElse(""));
+            if (chosen.isEmpty() && (candidates == null || !candidates.isArray()) && !failed) return;
+            out.append("<section id=\"glora-search\">\n<h2>GLoRA structure search</h2>\n");
+            if (failed) {
+                out.append("<p class=\"callout bad\">The search failed")
+                        .append(JsonFields.text(search, "error").map(m -> ": " + Xml.escape(firstLine(m))).orElse("."))
+                        .append("</p>\n");
+            }
+            List<String[]> rows = new ArrayList<>();
+            if (JsonFields.hasNumber(search, "chosen_candidate")) {
+                String v = "#" + Xml.escape(Fmt.integer(JsonFields.number(search, "chosen_candidate")));
+                if (JsonFields.hasNumber(search, "chosen_validation_loss")) {
+                    v += ", validation loss <strong>" + Xml.escape(Fmt.fixed(JsonFields.number(search, "chosen_validation_loss"), 4)) + "</strong>";
+                }
+                if (JsonFields.hasNumber(search, "configured_validation_loss")) {
+                    v += " (configured structure " + Xml.escape(Fmt.fixed(JsonFields.number(search, "configured_validation_loss"), 4)) + ")";
+                }
+                rows.add(new String[] {"chosen candidate", v});
+            }
+            for (String k : List.of("population", "generations", "steps", "candidates_evaluated", "train_blocks", "validation_blocks")) {
+                if (JsonFields.hasNumber(search, k)) rows.add(new String[] {k.replace('_', ' '), Xml.escape(Fmt.number(JsonFields.number(search, k)))});
+            }
+            JsonFields.text(search, "validation_source").ifPresent(v -> rows.add(new String[] {"validation blocks from",
+                    Xml.escape(v.equals("held_out_training_blocks") ? "held-out training blocks (the validation split is empty)"
+                            : v.equals("validation_split") ? "the validation split" : v)}));
+            if (!rows.isEmpty()) figures(rows);
+            if (chosen.isPresent() && chosen.get().size() > 0) {
+                out.append("<h3>Chosen structure per layer</h3>\n<table class=\"layers\">\n<thead><tr><th>layer</th>")
+                        .append("<th>A</th><th>B</th><th>C</th><th>D</th><th>E</th></tr></thead>\n<tbody>\n");
+                for (Iterator<Map.Entry<String, JsonNode>> it = chosen.get().fields(); it.hasNext(); ) {
+                    Map.Entry<String, JsonNode> e = it.next();
+                    out.append("<tr><td><code>").append(Xml.escape(e.getKey())).append("</code></td>");
+                    String[] terms = e.getValue().asText().split(",", -1);
+                    for (int i = 0; i < 5; i++) out.append("<td>").append(i < terms.length ? Xml.escape(terms[i].strip()) : DASH).append("</td>");
+                    out.append("</tr>\n");
+                }
+                out.append("</tbody>\n</table>\n");
+            }
+            if (candidates != null && candidates.isArray() && candidates.size() > 0) {
+                List<JsonNode> cs = new ArrayList<>();
+                candidates.forEach(c -> { if (c.isObject()) cs.add(c); });
+                cs.sort(java.util.Comparator.comparingDouble((JsonNode c) -> {
+                    double v = JsonFields.number(c, "validation_loss");
+                    return Double.isFinite(v) ? v : Double.POSITIVE_INFINITY;
+                }).thenComparingDouble(c -> JsonFields.number(c, "id")));
+                double chosenId = JsonFields.number(search, "chosen_candidate");
+                out.append("<h3>Candidates, best first</h3>\n<table class=\"layers\">\n<thead><tr><th class=\"num\">#</th>")
+                        .append("<th class=\"num\">generation</th><th class=\"num\">parent</th><th class=\"num\">validation loss</th>")
+                        .append("<th class=\"num\">train loss</th><th>executor</th><th></th></tr></thead>\n<tbody>\n");
+                for (JsonNode c : cs) {
+                    double id = JsonFields.number(c, "id");
+                    out.append("<tr><td class=\"num\">").append(num(c, "id", 0)).append("</td><td class=\"num\">").append(num(c, "generation", 0))
+                            .append("</td><td class=\"num\">").append(num(c, "parent", 0))
+                            .append("</td><td class=\"num\">").append(num(c, "validation_loss", 4))
+                            .append("</td><td class=\"num\">").append(num(c, "train_loss", 4))
+                            .append("</td><td>").append(JsonFields.text(c, "executor").map(Xml::escape).orElse(DASH))
+                            .append("</td><td>").append(Double.isFinite(id) && id == chosenId ? "<strong>chosen</strong>" : "")
+                            .append("</td></tr>\n");
+                }
+                out.append("</tbody>\n</table>\n");
+            }
+            out.append("</section>\n");
+        }
+
+        /** A number field, fixed to {@code decimals} places (0: an integer), or a dash. */
+        private static String num(JsonNode node, String field, int decimals) {
+            if (!JsonFields.hasNumber(node, field)) return DASH;
+            double v = JsonFields.number(node, field);
+            return Xml.escape(decimals == 0 ? Fmt.integer(v) : Fmt.fixed(v, decimals));
         }
 
         // ------------------------------------------------------------------------------------------ LoRA-drop

@@ -33,6 +33,7 @@ public final class PipelineConfig {
     public AdapterSection adapter = new AdapterSection();
     public TrainSection train = new TrainSection();
     public LoraDropSection loraDrop = new LoraDropSection();
+    public GloraSearchSection gloraSearch = new GloraSearchSection();
     public FullFinetuneSection fullFinetune = new FullFinetuneSection();
     public EvaluateSection evaluate = new EvaluateSection();
 
@@ -211,6 +212,26 @@ public final class PipelineConfig {
         public int rounds = 0;
     }
 
+    /**
+     * GLoRA's layer-wise structure search ({@link io.sparklora.spark.glora.GloraSearchStage}), before train; the
+     * chosen per-layer structures become the adapter's {@code layer_structures} for train and evaluate.
+     */
+    public static final class GloraSearchSection {
+        public boolean enabled = false;
+        /** Candidates per generation. */
+        public int population = 6;
+        /** 1: the initial population only; each further one keeps the best half and adds mutations of them. */
+        public int generations = 1;
+        /** Optimizer steps each candidate trains (the train section's batch size, lr, schedule and seed). */
+        public int steps = 20;
+        /** Fraction of every training shard the candidates train on. */
+        public double sampleFraction = 0.3;
+        /** Fraction of every validation shard the candidates are scored on. */
+        public double validationSampleFraction = 1.0;
+        /** Seeds the population, the mutations and the samples. */
+        public long seed = 42;
+    }
+
     public static final class FullFinetuneSection {
         /** A one-process full fine-tuning baseline for the report (every weight trains; the base is small). */
         public boolean enabled = false;
@@ -309,6 +330,13 @@ public final class PipelineConfig {
         }
     }
 
+    /** The {@code glora_search} section as the stage takes it (checked). */
+    public io.sparklora.spark.glora.GloraSearchStage.Spec gloraSearchSpec() {
+        var g = gloraSearch;
+        return new io.sparklora.spark.glora.GloraSearchStage.Spec(g.population, g.generations, g.steps, g.sampleFraction,
+                g.validationSampleFraction, g.seed);
+    }
+
     private void validate(String where) {
         var method = adapterConfig(where).adapterMethod();
         io.sparklora.privacy.DpSpec dp;
@@ -321,12 +349,24 @@ public final class PipelineConfig {
             // every stage that trains on the data must be private, or the guarantee does not hold
             if (loraDrop.enabled) throw new IllegalArgumentException(where + ": train.dp: lora_drop trains on the same data without privacy; set lora_drop.enabled: false");
             if (fullFinetune.enabled) throw new IllegalArgumentException(where + ": train.dp: full_finetune trains on the same data without privacy; set full_finetune.enabled: false");
+            if (gloraSearch.enabled) throw new IllegalArgumentException(where + ": train.dp: glora_search trains on the same data without privacy; set glora_search.enabled: false");
             if (dp.exampleLevel() && !train.sync.equals("gradients")) throw new IllegalArgumentException(where + ": train.dp.mode example needs train.sync: gradients");
             if (dp.clientLevel() && !train.sync.equals("parameters")) throw new IllegalArgumentException(where + ": train.dp.mode client needs train.sync: parameters");
         }
         if (loraDrop.enabled && !method.supportsSharing()) {
             throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "
                     + method.name() + " cannot do; set lora_drop.enabled: false or use lora or lora_fa");
+        }
+        if (gloraSearch.enabled) {
+            if (!method.name().equals("glora")) {
+                throw new IllegalArgumentException(where + ": glora_search.enabled is true, but glora_search searches the per-layer structures of "
+                        + "GLoRA and adapter.type is " + method.name() + "; set adapter.type: glora or glora_search.enabled: false");
+            }
+            try {
+                gloraSearchSpec();
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(where + ": " + e.getMessage());
+            }
         }
         try {
             data.objective();

@@ -5,6 +5,7 @@ import io.sparklora.spark.BaseModelCache;
 import io.sparklora.spark.StageErrors;
 import io.sparklora.spark.TokenizerCache;
 import io.sparklora.spark.drop.LoraDropStage;
+import io.sparklora.spark.glora.GloraSearchStage;
 import io.sparklora.spark.evaluate.ArrowExamples;
 import io.sparklora.spark.evaluate.EvalTarget;
 import io.sparklora.spark.evaluate.EvaluateStage;
@@ -27,6 +28,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.adapters.PeftAdapterFormat;
+import io.sparklora.adapters.glora.GloraMethod;
 import io.sparklora.checkpoint.HfModelDirectory;
 import io.sparklora.data.ArrowShardReader;
 import io.sparklora.data.CorpusReader;
@@ -63,7 +65,7 @@ import java.util.Set;
 import java.util.stream.Collectors;
 
 /**
- * Runs a pipeline config's stages in order: tokenizer → tokenize → pretrain → train → lora_drop →
+ * Runs a pipeline config's stages in order: tokenizer → tokenize → pretrain → glora_search → train → lora_drop →
  * full_finetune → evaluate, then writes {@code report.json} and {@code report.html}.
  *
  * <p>Each stage records its result in {@code <out>/stages/<stage>/result.json} followed by a
@@ -72,7 +74,8 @@ import java.util.stream.Collectors;
  * from memory, which is what makes skipping safe.
  */
 public final class PipelineRunner {
-    public static final List<String> STAGES = List.of("tokenizer", "tokenize", "pretrain", "train", "lora_drop", "full_finetune", "evaluate");
+    public static final List<String> STAGES = List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train", "lora_drop",
+            "full_finetune", "evaluate");
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final JavaSparkContext sc;
@@ -122,6 +125,7 @@ public final class PipelineRunner {
     private boolean enabled(String stage) {
         return switch (stage) {
             case "pretrain" -> cfg.base.path == null;
+            case "glora_search" -> cfg.gloraSearch.enabled;
             case "lora_drop" -> cfg.loraDrop.enabled;
             case "full_finetune" -> cfg.fullFinetune.enabled;
             default -> true;
@@ -148,6 +152,7 @@ public final class PipelineRunner {
                 case "tokenizer" -> tokenizer(r);
                 case "tokenize" -> tokenize(r);
                 case "pretrain" -> pretrain(r);
+                case "glora_search" -> gloraSearch(r);
                 case "train" -> train(r);
                 case "lora_drop" -> loraDrop(r);
                 case "full_finetune" -> fullFinetune(r);
@@ -300,12 +305,38 @@ public final class PipelineRunner {
     }
 
     private AdapterConfig resolvedAdapter;
+    private String searchedStructures;
 
     /**
-     * The adapter config; {@code trainable_token_indices: labels} becomes the ids of the adapt dataset's
-     * label prompt and label tokens (read from its shard manifest, so every stage resolves it alike).
+     * The adapter config that train and evaluate use: the configured one ({@link #configuredAdapter}) with, when
+     * {@code glora_search} is enabled, the per-layer structures the search chose (read from its result.json, so a
+     * rerun that skips the search uses the same choice).
      */
     private AdapterConfig adapterConfig() {
+        AdapterConfig c = configuredAdapter();
+        if (!cfg.gloraSearch.enabled) return c;
+        if (searchedStructures == null) {
+            String dir = stageDir("glora_search"), result = HadoopFiles.resolve(dir, "result.json");
+            try {
+                if (!HadoopFiles.isComplete(conf, dir) || !HadoopFiles.exists(conf, result)) {
+                    throw new IllegalStateException("glora_search is enabled but has not completed in " + dir
+                            + ": run it first (the pipeline runs it before train)");
+                }
+                JsonNode r = JSON.readTree(HadoopFiles.readString(conf, result));
+                if (!r.path("layer_structures").isTextual()) throw new IllegalStateException(result + " has no layer_structures");
+                searchedStructures = r.get("layer_structures").asText();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e.getMessage(), e);
+            }
+        }
+        return c.withOption(GloraMethod.LAYER_STRUCTURES, searchedStructures);
+    }
+
+    /**
+     * The adapter config as configured; {@code trainable_token_indices: labels} becomes the ids of the adapt
+     * dataset's label prompt and label tokens (read from its shard manifest, so every stage resolves it alike).
+     */
+    private AdapterConfig configuredAdapter() {
         if (resolvedAdapter != null) return resolvedAdapter;
         AdapterConfig c = cfg.adapterConfig();
         if (c.option(AdapterConfig.TRAINABLE_TOKENS).equals("labels")) {
@@ -326,29 +357,57 @@ public final class PipelineRunner {
         return c;
     }
 
-    private TrainSpec trainSpec(BaseModelRef base) {
+    private TrainSpec trainSpec(BaseModelRef base) { return trainSpec(base, adapterConfig()); }
+
+    private TrainSpec trainSpec(BaseModelRef base, AdapterConfig adapter) {
         var t = cfg.train;
         TrainingOptions o = new TrainingOptions(t.rounds * t.localSteps, t.batchSize, t.gradAccumulation, t.lr, t.weightDecay,
                 t.warmup, t.schedule, 0.0, t.maxGradNorm, t.seed);
         var dp = t.dp.spec();
         // under DP the optimizer's moments are not averaged: they would leave the executors unclipped and un-noised
-        return new TrainSpec(base, adapterConfig(), Map.of(), t.rounds, t.localSteps, t.sync, t.averageOptimizerState && !dp.on(), o, 1.0,
+        return new TrainSpec(base, adapter, Map.of(), t.rounds, t.localSteps, t.sync, t.averageOptimizerState && !dp.on(), o, 1.0,
                 t.checkpointEvery, out, dp);
     }
 
-    private void train(ObjectNode r) throws IOException {
-        ShardManifest m = manifest("adapt");
-        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+    private void requireVocabularyFits(ShardManifest m, BaseModelRef base) {
         int modelVocab = BaseModelCache.model(base, conf).config().vocabSize();
         if (m.vocabSize() > modelVocab) {
             throw new IllegalArgumentException("the tokenizer has " + m.vocabSize() + " tokens but the base model " + baseUri()
                     + " embeds only " + modelVocab + ": use the model's own tokenizer (tokenizer.path)");
         }
+    }
+
+    /**
+     * GLoRA's structure search: candidates train briefly on a sample of the adapt dataset's training shards and are
+     * scored on its validation shards (held-out training blocks when the validation split is empty); the choice goes
+     * into result.json, whence {@link #adapterConfig} reads it.
+     */
+    private void gloraSearch(ObjectNode r) throws IOException {
+        if (HadoopFiles.isComplete(conf, stageDir("train"))) {
+            throw new IllegalStateException("the train stage is already complete in " + stageDir("train") + ", trained without the search's "
+                    + "structures; rerun with --fresh (or delete " + stageDir("train") + " and " + uri("checkpoints") + ") so that train uses them");
+        }
+        ShardManifest m = manifest("adapt");
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        requireVocabularyFits(m, base);
+        GloraSearchStage.Result res = GloraSearchStage.run(sc, base, configuredAdapter(), trainSpec(base, configuredAdapter()).options(),
+                cfg.gloraSearchSpec(), new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN),
+                new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), cfg.evaluate.batchSize, console);
+        res.toJson(r);
+        console.printf(Locale.ROOT, "glora_search: chose candidate #%d of %d, validation loss %.4f (configured structure %.4f)%n",
+                res.best().id, res.candidates().size(), res.best().validationLoss, res.candidates().get(0).validationLoss);
+    }
+
+    private void train(ObjectNode r) throws IOException {
+        ShardManifest m = manifest("adapt");
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        requireVocabularyFits(m, base);
         TrainSpec spec = trainSpec(base);
         DistributedTrainer.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
         res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
                 .put("trainable_token_indices", spec.adapter().option(AdapterConfig.TRAINABLE_TOKENS))
                 .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size());
+        if (cfg.gloraSearch.enabled) r.put("layer_structures", spec.adapter().option(GloraMethod.LAYER_STRUCTURES));
         console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes)%n",
                 res.trainableParams(), res.totalParams(), res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes());
     }

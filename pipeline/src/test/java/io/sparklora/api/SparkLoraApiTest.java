@@ -53,9 +53,11 @@ class SparkLoraApiTest {
         assertEquals(List.of(), SparkLora.withPrerequisites());
         assertEquals(List.of(), SparkLora.withPrerequisites("pipeline"));
         assertEquals(List.of("tokenizer", "tokenize"), SparkLora.withPrerequisites("tokenize"));
-        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "train"), SparkLora.withPrerequisites("train"));
-        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "train", "lora_drop"), SparkLora.withPrerequisites("lora-drop"));
-        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "train", "full_finetune", "evaluate"), SparkLora.withPrerequisites("evaluate"));
+        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train"), SparkLora.withPrerequisites("train"));
+        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train", "lora_drop"), SparkLora.withPrerequisites("lora-drop"));
+        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "glora_search"), SparkLora.withPrerequisites("glora-search"));
+        assertEquals(List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train", "full_finetune", "evaluate"),
+                SparkLora.withPrerequisites("evaluate"));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> SparkLora.withPrerequisites("trian"));
         assertTrue(e.getMessage().contains("'trian'") && e.getMessage().contains("lora_drop"), e.getMessage());
     }

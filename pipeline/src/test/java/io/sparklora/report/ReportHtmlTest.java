@@ -358,4 +358,32 @@ class ReportHtmlTest {
         assertEquals(2, count(page2, "</svg>"), "loss charts from the metrics alone");
         assertTrue(page2.contains("The report records no stage."));
     }
+
+    @Test
+    void gloraSearchShowsTheChosenStructurePerLayerAndEveryCandidate() throws Exception {
+        String report = """
+                {"name": "g", "glora_search": {"status": "done", "seconds": 3.0, "population": 3, "generations": 1, "steps": 2,
+                  "validation_source": "validation_split", "chosen_candidate": 2, "chosen_validation_loss": 3.25,
+                  "configured_validation_loss": 3.5,
+                  "chosen": {"h.0.c_attn": "lora,vector,none,constant,none", "h.1.c_attn": "none,lora,vector,vector,constant"},
+                  "candidates": [
+                    {"generation": 0, "id": 0, "validation_loss": 3.5, "train_loss": 3.9, "executor": "driver@1", "structures": {}},
+                    {"generation": 0, "id": 1, "validation_loss": "NaN", "train_loss": "NaN", "executor": "1@<2>", "structures": {}},
+                    {"generation": 0, "id": 2, "validation_loss": 3.25, "train_loss": 3.8, "executor": "driver@1", "structures": {}}]},
+                 "train": {"status": "done", "method": "glora"}}
+                """;
+        String html = ReportHtml.render(json(report), List.of());
+        assertDoesNotThrow(() -> parseXml(html));
+        int section = html.indexOf("<section id=\"glora-search\">");
+        assertTrue(section > 0 && section < html.indexOf("<section id=\"training\">"), "its own section, before training");
+        assertTrue(html.contains("<a href=\"#glora-search\">"), "the stage table links to it");
+        assertTrue(html.contains("<tr><td><code>h.0.c_attn</code></td><td>lora</td><td>vector</td><td>none</td><td>constant</td><td>none</td></tr>"), html);
+        assertTrue(html.contains("#2, validation loss <strong>3.2500</strong> (configured structure 3.5000)"), html);
+        // best first, the diverged candidate last, the chosen one marked, executors escaped
+        int c2 = html.indexOf("<tr><td class=\"num\">2</td>", section), c0 = html.indexOf("<tr><td class=\"num\">0</td>", section),
+                c1 = html.indexOf("<tr><td class=\"num\">1</td>", section);
+        assertTrue(c2 > 0 && c2 < c0 && c0 < c1, html);
+        assertTrue(html.indexOf("<strong>chosen</strong>", c2) < c0);
+        assertTrue(html.contains("1@&lt;2&gt;"));
+    }
 }

@@ -66,4 +66,23 @@ class PipelineConfigAdapterTest {
         var value = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  d_initial: lots\n  targets: [c_attn]\n", ""), "t.yaml"));
         assertTrue(value.getMessage().contains("d_initial must be a number, got 'lots'"), value.getMessage());
     }
+
+    @Test
+    void gloraSearchIsOnlyForGlora() {
+        String search = "glora_search:\n  enabled: true\n  population: 4\n";
+        var lora = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(
+                yaml("  type: lora\n  targets: [c_attn]\n", "") + search, "t.yaml"));
+        assertTrue(lora.getMessage().contains("t.yaml: glora_search.enabled is true") && lora.getMessage().contains("adapter.type is lora")
+                && lora.getMessage().contains("set adapter.type: glora or glora_search.enabled: false"), lora.getMessage());
+        PipelineConfig ok = PipelineConfig.parse(yaml("  type: glora\n  r: 4\n  targets: [c_attn]\n", "") + search, "t.yaml");
+        assertEquals(4, ok.gloraSearchSpec().population());
+        assertEquals(1, ok.gloraSearchSpec().generations(), "default");
+        assertFalse(PipelineConfig.parse(yaml("  type: glora\n  targets: [c_attn]\n", ""), "t.yaml").gloraSearch.enabled, "off unless enabled");
+        var bad = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(
+                yaml("  type: glora\n  targets: [c_attn]\n", "") + search + "  sample_fraction: 0\n", "t.yaml"));
+        assertTrue(bad.getMessage().contains("glora_search.sample_fraction must be in (0, 1]"), bad.getMessage());
+        var typo = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(
+                yaml("  type: glora\n  targets: [c_attn]\n", "") + search + "  generation: 2\n", "t.yaml"));
+        assertTrue(typo.getMessage().contains("unknown key 'glora_search.generation'"), typo.getMessage());
+    }
 }

@@ -57,7 +57,8 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
         return List.of(out).iterator();
     }
 
-    static String executorId() {
+    /** The executor this code runs on, {@code id@pid} ({@code driver@pid} in local mode). */
+    public static String executorId() {
         SparkEnv env = SparkEnv.get();
         String id = env == null ? "driver" : env.executorId();
         return id + "@" + ProcessHandle.current().pid();
