@@ -18,7 +18,8 @@
 #   R=8 ALPHA=16 TARGETS=c_attn,c_proj,c_fc   adapter settings shared by every method (the demo's adapter)
 #   OPTIONS="key=value ..."            method settings, each passed to the methods that have it
 #                                      (e.g. "loraplus_lr_ratio=8 d_initial=0.1"); default
-#                                      "trainable_token_indices=labels", the demo's label rows, for every method
+#                                      "trainable_token_indices=labels delta_warmup=10": the demo's label rows for every
+#                                      method, and a Delta-LoRA warm-up that ends within the 100 steps
 #   LR_WARMUP=10 UNTIMED=5             lr warm-up steps (then cosine decay); first steps left out of the
 #                                      step-time median (they still train)
 #   METHODS="lora vera full"           only these rows (default: every registered method, then full)
@@ -52,7 +53,7 @@ LR_full=${LR_full:-1e-3}
 R=${R:-8}
 ALPHA=${ALPHA:-16}
 TARGETS=${TARGETS:-c_attn,c_proj,c_fc}
-OPTIONS=${OPTIONS-trainable_token_indices=labels}
+OPTIONS=${OPTIONS-trainable_token_indices=labels delta_warmup=10}
 LR_WARMUP=${LR_WARMUP:-10}
 UNTIMED=${UNTIMED:-5}
 METHODS=${METHODS:-}

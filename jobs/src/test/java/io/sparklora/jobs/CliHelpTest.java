@@ -12,7 +12,8 @@ import static org.junit.jupiter.api.Assertions.*;
 /** {@code spark-lora <command> --help} exits 0 and lists every option with its default, from the command's one table. */
 class CliHelpTest {
 
-    private static String[] run(String... argv) {
+    /** Runs the CLI in this JVM: {exit code, stdout, stderr}. */
+    static String[] run(String... argv) {
         PrintStream oldOut = System.out, oldErr = System.err;
         ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
         System.setOut(new PrintStream(out, true));

@@ -3,26 +3,13 @@ package io.sparklora.jobs;
 import io.sparklora.privacy.RdpAccountant;
 import org.junit.jupiter.api.Test;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.util.Locale;
 
 import static org.junit.jupiter.api.Assertions.*;
 
 /** {@code spark-lora privacy}: ε for a plan, the noise for a target ε, and clear errors. */
 class PrivacyCommandTest {
-    private static String[] run(String... argv) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(out, true));
-        System.setErr(new PrintStream(err, true));
-        try {
-            return new String[]{String.valueOf(SparkLoraCli.run(argv)), out.toString(), err.toString()};
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-    }
+    private static String[] run(String... argv) { return CliHelpTest.run(argv); }
 
     @Test
     void printsEpsilonAndTheBestOrderOrTheNoiseForATarget() {

@@ -160,20 +160,7 @@ class DyLoraTest {
         }
     }
 
-    private static TokenBlocks shard(int n, long seed) {
-        java.util.Random r = new java.util.Random(seed);
-        TokenBlocks b = new TokenBlocks(16);
-        for (int i = 0; i < n; i++) {
-            int[] t = new int[17];
-            boolean[] m = new boolean[17];
-            for (int j = 0; j < 17; j++) {
-                t[j] = r.nextInt(64);
-                m[j] = true;
-            }
-            b.add(t, m);
-        }
-        return b;
-    }
+    private static TokenBlocks shard(int n, long seed) { return io.sparklora.spark.train.DpTrainingTest.shard(n, seed); }
 
     /** The recorded ranks as one rank per round, checking each round's forwards all used one rank. */
     private static List<Integer> perRound(List<Integer> seen, int rounds) {

@@ -49,7 +49,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * Differentially private training: per-example gradients without a loop over the base, clipping, the driver's noise,
  * DP-SGD and DP-FedAvg on Spark against plain training at σ = 0 and C = ∞, reruns, resume and the ε budget.
  */
-class DpTrainingTest {
+public class DpTrainingTest {
     static JavaSparkContext sc;
     static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
     @TempDir static Path tmp;
