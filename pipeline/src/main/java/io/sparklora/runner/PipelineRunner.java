@@ -476,14 +476,15 @@ public final class PipelineRunner {
             targets.add(new EvalTarget("full_finetune", BaseModelRef.of(conf, uri("full-finetune")), EvalTarget.Mode.BASE));
         }
         // a method trained for several ranks (DyLoRA) is evaluated at each: its loss-by-rank curve
-        int[] ranks = cfg.evaluate.ranks != null ? cfg.evaluate.ranks.stream().mapToInt(Integer::intValue).toArray()
-                : adapterConfig().adapterMethod().ranks(adapterConfig());
-        if (cfg.evaluate.ranks != null && adapterConfig().adapterMethod().ranks(adapterConfig()).length == 0) {
-            throw new IllegalArgumentException("evaluate.ranks: adapter type '" + adapterConfig().method() + "' trains one rank; ranks are for"
+        AdapterConfig ac = adapterConfig();
+        int[] trained = ac.adapterMethod().ranks(ac);
+        if (cfg.evaluate.ranks != null && trained.length == 0) {
+            throw new IllegalArgumentException("evaluate.ranks: adapter type '" + ac.method() + "' trains one rank; ranks are for"
                     + " adapters trained for several (dylora)");
         }
+        int[] ranks = cfg.evaluate.ranks != null ? cfg.evaluate.ranks.stream().mapToInt(Integer::intValue).toArray() : trained;
         for (int b : ranks) {
-            if (b < 1 || b > adapterConfig().r()) throw new IllegalArgumentException("evaluate.ranks: rank " + b + " is outside [1, r = " + adapterConfig().r() + "]");
+            if (b < 1 || b > ac.r()) throw new IllegalArgumentException("evaluate.ranks: rank " + b + " is outside [1, r = " + ac.r() + "]");
             targets.add(new EvalTarget(RANK_PREFIX + b, base, EvalTarget.Mode.ADAPTED, b));
         }
         AdapterTensors adapter = adapterTensors(base, uri("adapter"), Map.of());

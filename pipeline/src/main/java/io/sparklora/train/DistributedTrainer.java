@@ -135,9 +135,10 @@ public final class DistributedTrainer {
             if (dp.on() && dp.epsilonBudget() > 0) {
                 RdpAccountant next = RdpAccountant.of(accountant.history());
                 next.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
-                if (next.spent(dp.delta()).epsilon() > dp.epsilonBudget()) {
+                double wouldSpend = next.spent(dp.delta()).epsilon();
+                if (wouldSpend > dp.epsilonBudget()) {
                     console.printf(Locale.ROOT, "%s: stopping before round %d: it would spend epsilon %.4f, over the budget %.4g (spent so far %.4f at delta %.3g)%n",
-                            stageName, round + 1, next.spent(dp.delta()).epsilon(), dp.epsilonBudget(), accountant.spent(dp.delta()).epsilon(), dp.delta());
+                            stageName, round + 1, wouldSpend, dp.epsilonBudget(), accountant.spent(dp.delta()).epsilon(), dp.delta());
                     stoppedAtBudget = true;
                     if (spec.outputUri() != null && round > start) {
                         Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
@@ -153,10 +154,13 @@ public final class DistributedTrainer {
             RoundResult res = executor.run(st);
             if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
 
-            if (dp.exampleLevel()) {
-                // DP-SGD: Σ clipped per-example gradients + N(0, σ²C²), over the expected batch q·N
-                if (res.payload.isEmpty()) res.payload = AdapterTensors.ofValues(params).scale(0.0);   // no example sampled: noise alone
+            if (dp.on()) {
+                // the summed clipped contributions (zeros when nothing was sampled: noise alone) + N(0, σ²C²), on the driver only
+                if (res.payload.isEmpty()) res.payload = AdapterTensors.ofValues(params).scale(0.0);
                 DpNoise.addGaussian(res.payload.data(), dp.noiseStd(), dp.noiseSeed(), round);
+            }
+            if (dp.exampleLevel()) {
+                // DP-SGD: the noisy sum over the expected batch q·N
                 AdapterTensors meanGrad = res.payload.scale(1.0 / (dp.sampleRate() * res.shardExamples));
                 optimizer.zeroGrad();
                 for (Parameter p : params) {
@@ -165,9 +169,7 @@ public final class DistributedTrainer {
                 }
                 step.apply(globalStep);
             } else if (dp.clientLevel()) {
-                // DP-FedAvg: θ + (Σ clipped client updates + N(0, σ²C²)) / (q·n)
-                if (res.payload.isEmpty()) res.payload = AdapterTensors.ofValues(params).scale(0.0);   // no client sampled: noise alone
-                DpNoise.addGaussian(res.payload.data(), dp.noiseStd(), dp.noiseSeed(), round);
+                // DP-FedAvg: θ + the noisy sum of clipped client updates / (q·n)
                 AdapterTensors.ofValues(params).addScaled(res.payload, 1.0 / (dp.sampleRate() * clients)).copyInto(params);
             } else if (gradientSync) {
                 AdapterTensors meanGrad = res.payload.scale(1.0 / res.weight);
