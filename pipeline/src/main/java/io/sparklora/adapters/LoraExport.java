@@ -54,7 +54,7 @@ public final class LoraExport {
         }
         source.method().useRank(source, rank);     // DyLoRA: the rank-R truncation, which is a LoRA of rank R exactly
         Map<String, INDArray> before = new LinkedHashMap<>();
-        for (String m : modules) before.put(m, model.linears().get(m).weight().value().dup());
+        for (String m : modules) before.put(m, model.linears().get(m).baseWeight().dense().dup());
         Map<String, INDArray> biasBefore = new LinkedHashMap<>();
         for (String m : modules) {
             Parameter b = model.linears().get(m).bias();
@@ -67,7 +67,7 @@ public final class LoraExport {
         for (String m : modules) {
             Linear l = model.linears().get(m);
             // dup: castTo returns the array itself when it is already float64, and the layer weight must not change
-            INDArray d = l.weight().value().castTo(DataType.DOUBLE).dup().subi(before.get(m).castTo(DataType.DOUBLE));
+            INDArray d = l.baseWeight().dense().castTo(DataType.DOUBLE).dup().subi(before.get(m).castTo(DataType.DOUBLE));
             delta.put(m, Adapter.inLayerLayout(l, d));                        // logical [out, in]
             if (l.bias() == null) continue;
             INDArray b0 = biasBefore.get(m);
@@ -97,7 +97,7 @@ public final class LoraExport {
         List<LayerError> errors = new ArrayList<>();
         for (String m : modules) {
             INDArray[] ab = truncate(delta.get(m), rank);
-            DataType dt = model.linears().get(m).weight().value().dataType();
+            DataType dt = model.linears().get(m).baseWeight().dataType();
             lora.layers().get(m).loadStateDict(Map.of("lora_A.weight", ab[0].castTo(dt), "lora_B.weight", ab[1].castTo(dt)), "export of " + m);
             errors.add(new LayerError(m, ab[2].getDouble(0), (int) ab[2].getDouble(1)));
         }

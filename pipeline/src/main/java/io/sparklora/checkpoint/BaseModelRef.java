@@ -15,9 +15,22 @@ import java.util.List;
 /**
  * Where the frozen base checkpoint lives (a Hugging Face model directory on any Hadoop file system) and
  * its content hash. Tasks carry only this reference; each executor JVM loads the weights once and
- * caches them by hash ({@code spark.BaseModelCache}), so the base is never broadcast.
+ * caches them by hash and quantization ({@code spark.BaseModelCache}), so the base is never broadcast.
  */
-public record BaseModelRef(String uri, String contentHash) implements Serializable {
+public record BaseModelRef(String uri, String contentHash, io.sparklora.quant.BaseQuantization quantization) implements Serializable {
+
+    public BaseModelRef {
+        if (quantization == null) quantization = io.sparklora.quant.BaseQuantization.NONE;
+    }
+
+    /** A reference to a base held in full precision (or as its checkpoint is, for a quantized checkpoint). */
+    public BaseModelRef(String uri, String contentHash) { this(uri, contentHash, io.sparklora.quant.BaseQuantization.NONE); }
+
+    /** The same base, held as {@code q} says on the executors (NF4 for QLoRA). */
+    public BaseModelRef withQuantization(io.sparklora.quant.BaseQuantization q) { return new BaseModelRef(uri, contentHash, q); }
+
+    /** The key a JVM caches this base under: its content and how it is held. */
+    public String cacheKey() { return contentHash + "/" + quantization.label(); }
 
     /** Files whose bytes define the model: config.json and the safetensors weights (and their index). */
     public static boolean definesModel(String fileName) {

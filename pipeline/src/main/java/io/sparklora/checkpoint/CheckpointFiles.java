@@ -47,12 +47,29 @@ public final class CheckpointFiles {
      * shard. {@code modelDir} is normally a model directory; a path to a .safetensors file is accepted too.
      */
     public static Map<String, INDArray> loadWeights(Path modelDir) {
+        Map<String, INDArray> weights = new LinkedHashMap<>();
+        visitTensors(modelDir, (name, reader) -> weights.put(name, readAsFloat(reader, name)));
+        return weights;
+    }
+
+    /** Called once per tensor, in file order, with the open file that holds it (read it, or parts of it, there). */
+    @FunctionalInterface
+    public interface TensorVisitor {
+        void visit(String name, SafetensorsReader reader);
+    }
+
+    /**
+     * Visits every tensor of a model directory (or one .safetensors file) without loading any: the caller reads what
+     * it needs, one tensor at a time (quantize-on-load keeps a single full-precision tensor alive at once).
+     */
+    public static void visitTensors(Path modelDir, TensorVisitor visitor) {
         if (Files.isRegularFile(modelDir)) {
             refuseIfPickle(modelDir, modelDir);
             if (!modelDir.getFileName().toString().endsWith(".safetensors")) {
                 throw CheckpointException.inFile(modelDir, "not a .safetensors file or a model directory");
             }
-            return loadSingle(modelDir);
+            visitSingle(modelDir, visitor);
+            return;
         }
         if (!Files.isDirectory(modelDir)) {
             throw CheckpointException.inFile(modelDir, "model directory does not exist");
@@ -60,11 +77,13 @@ public final class CheckpointFiles {
         // Same preference as transformers: the single file wins over an index.
         Path single = modelDir.resolve(SINGLE_FILE);
         if (Files.isRegularFile(single)) {
-            return loadSingle(single);
+            visitSingle(single, visitor);
+            return;
         }
         Path index = modelDir.resolve(INDEX_FILE);
         if (Files.isRegularFile(index)) {
-            return loadSharded(modelDir, index);
+            visitSharded(modelDir, index, visitor);
+            return;
         }
         List<String> found = listNames(modelDir);
         for (String name : found) {
@@ -126,28 +145,26 @@ public final class CheckpointFiles {
         deleteStale(modelDir, written);
     }
 
-    private static Map<String, INDArray> loadSingle(Path file) {
-        Map<String, INDArray> weights = new LinkedHashMap<>();
+    private static void visitSingle(Path file, TensorVisitor visitor) {
         try (SafetensorsReader reader = SafetensorsReader.open(file)) {
             for (String name : reader.names()) {
-                weights.put(name, readAsFloat(reader, name));
+                visitor.visit(name, reader);
             }
         }
-        return weights;
     }
 
     /**
      * Some checkpoints carry integer or bool buffers (position_ids, attention masks); they are
      * converted too, so the map is uniformly float32 and loading never fails on a buffer the model ignores.
      */
-    private static INDArray readAsFloat(SafetensorsReader reader, String name) {
+    public static INDArray readAsFloat(SafetensorsReader reader, String name) {
         if (reader.dtype(name).isFloatingPoint()) {
             return reader.read(name);
         }
         return reader.readRaw(name).castTo(DataType.FLOAT);
     }
 
-    private static Map<String, INDArray> loadSharded(Path modelDir, Path index) {
+    private static void visitSharded(Path modelDir, Path index, TensorVisitor visitor) {
         Map<String, List<String>> tensorsByShard = readWeightMap(index);
         // Check every shard before reading any, so a missing one fails in milliseconds, not after gigabytes.
         for (String shard : tensorsByShard.keySet()) {
@@ -157,7 +174,6 @@ public final class CheckpointFiles {
                 throw CheckpointException.inFile(index, "lists shard " + shard + ", which is missing from " + modelDir);
             }
         }
-        Map<String, INDArray> weights = new LinkedHashMap<>();
         for (Map.Entry<String, List<String>> shard : tensorsByShard.entrySet()) {
             Path shardPath = modelDir.resolve(shard.getKey());
             try (SafetensorsReader reader = SafetensorsReader.open(shardPath)) {
@@ -171,12 +187,11 @@ public final class CheckpointFiles {
                 Set<String> wanted = new LinkedHashSet<>(shard.getValue());
                 for (String name : reader.names()) {
                     if (wanted.contains(name)) {
-                        weights.put(name, readAsFloat(reader, name));
+                        visitor.visit(name, reader);
                     }
                 }
             }
         }
-        return weights;
     }
 
     /** weight_map inverted: shard file name → tensor names, shards in order of first mention. */

@@ -35,8 +35,12 @@ public final class HfModelDirectory {
 
     private HfModelDirectory() {}
 
-    /** Loads config and weights; every tensor is checked against the config by name and shape. */
+    /**
+     * Loads config and weights; every tensor is checked against the config by name and shape. A bitsandbytes 4-bit
+     * directory (config with {@code quantization_config}) loads as an NF4 base.
+     */
     public static TransformerLM load(Path dir) {
+        if (io.sparklora.quant.QuantizedCheckpoints.isQuantized(dir)) return io.sparklora.quant.QuantizedCheckpoints.load(dir);
         ModelConfig config = ModelConfig.load(dir);
         Map<String, INDArray> weights = CheckpointFiles.loadWeights(dir);
         try {
@@ -85,6 +89,7 @@ public final class HfModelDirectory {
     /** The config to write: the loaded one (or the generated one) with torch_dtype set to the stored type. */
     public static com.fasterxml.jackson.databind.node.ObjectNode configFor(TransformerLM model, DataType storeAs) {
         var json = model.checkpointConfig().toJson();   // with the bias flags a merge may have needed
+        json.remove("quantization_config");             // what this writes is full precision, even from an NF4 base
         String dtype = switch (storeAs) {
             case HALF -> "float16";
             case BFLOAT16 -> "bfloat16";

@@ -141,6 +141,25 @@ public final class SafetensorsReader implements AutoCloseable {
         return copyInto(e, type, e.dtype().byteSize(), NativeMemory::copyBytes);
     }
 
+    /**
+     * The tensor's bytes as a read-only memory map (little-endian), valid after this reader is closed: the operating
+     * system pages them in on use and may drop them again under memory pressure. Tensors of 2 GiB or more are refused.
+     */
+    public ByteBuffer mapBytes(String name) {
+        SafetensorsEntry e = entry(name);
+        long length = e.end() - e.begin();
+        if (length >= Integer.MAX_VALUE) throw CheckpointException.inTensor(file, name, "is " + length + " bytes, too large to map whole");
+        try {
+            if (channel.size() < header.dataStart() + e.end()) {
+                throw CheckpointException.inTensor(file, name, "ends at byte " + (header.dataStart() + e.end()) + " but the file has "
+                        + channel.size() + " (truncated?)");
+            }
+            return channel.map(FileChannel.MapMode.READ_ONLY, header.dataStart() + e.begin(), length).order(ByteOrder.LITTLE_ENDIAN);
+        } catch (IOException ex) {
+            throw CheckpointException.inTensor(file, name, "cannot map data: " + ex, ex);
+        }
+    }
+
     @Override
     public void close() {
         closeQuietly(channel);

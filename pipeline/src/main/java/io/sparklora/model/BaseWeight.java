@@ -36,9 +36,28 @@ public interface BaseWeight {
      */
     INDArray mutableDense();
 
-    /** The weight as a dense array in storage layout, read-only by contract (norms, exports). */
+    /**
+     * The weight as a dense array in storage layout, read-only by contract (exports, GLoRA's W0 ⊙ A). A dense weight
+     * returns its own array; a quantised one dequantises a fresh full-precision copy each call, so callers that only
+     * need W added into something should use {@link #addTo}, which never makes one.
+     */
     INDArray dense();
 
-    /** The tensor under its checkpoint name. */
+    /** target += alpha·W, target in storage layout (a quantised weight dequantises tile by tile into it). */
+    void addTo(INDArray target, double alpha);
+
+    /** The type forward computes in and adapters should take (FLOAT for a quantised base). */
+    org.nd4j.linalg.api.buffer.DataType dataType();
+
+    /** Bytes this weight holds in memory (for a quantised weight: codes and scales, not a dequantised copy). */
+    long bytesHeld();
+
+    /** Whether the weight is held quantised (and not yet turned dense by a merge). */
+    default boolean quantized() { return false; }
+
+    /**
+     * The tensor under its checkpoint name. A quantised weight has one only once a merge turned it dense; before
+     * that, this is an error, and callers use {@link #dense()}, {@link #addTo} or the products.
+     */
     Parameter parameter();
 }

@@ -33,6 +33,18 @@ public final class DenseWeight implements BaseWeight {
     @Override public Parameter parameter() { return weight; }
     @Override public INDArray dense() { return weight.value(); }
     @Override public INDArray mutableDense() { return weight.mutableValue(); }
+    @Override public org.nd4j.linalg.api.buffer.DataType dataType() { return weight.value().dataType(); }
+    @Override public long bytesHeld() { return weight.value().length() * weight.value().dataType().width(); }
+
+    @Override
+    public void addTo(INDArray target, double alpha) {
+        if (alpha == 1.0) target.addi(weight.value());
+        else {
+            INDArray scaled = weight.value().mul(alpha);
+            target.addi(scaled);
+            Tensors.release(scaled);
+        }
+    }
 
     @Override
     public INDArray forward(INDArray x) { return Nd4j.gemm(x, weight.value(), false, transposed); }

@@ -67,7 +67,7 @@ public final class Linear {
      */
     public INDArray mergeBias() {
         if (bias == null) {
-            bias = new Parameter(name + ".bias", org.nd4j.linalg.factory.Nd4j.zeros(weight().value().dataType(), outFeatures()), false, "bias");
+            bias = new Parameter(name + ".bias", org.nd4j.linalg.factory.Nd4j.zeros(weight.dataType(), outFeatures()), false, "bias");
             biasAddedByMerge = true;
         }
         return bias.mutableValue();

@@ -17,6 +17,9 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 
+import io.sparklora.quant.Nf4Tensor;
+import io.sparklora.quant.Nf4Weight;
+
 /**
  * A decoder-only language model (GPT-2, or the Llama family: Llama, Mistral, Qwen2, Qwen3, Phi-3) with a hand-written backward pass.
  *
@@ -37,6 +40,8 @@ public final class TransformerLM {
     private final Linear head;                    // [V, C] stored, read transposed
     private final Map<String, Parameter> parameters;   // unique, by name, in checkpoint order
     private final Map<String, Linear> linears;         // by module name, e.g. transformer.h.0.attn.c_attn
+    private final Map<String, Nf4Tensor> quantized;    // linear weights held in NF4, by checkpoint name (empty: none)
+    private final List<String> tensorOrder;            // every checkpoint tensor name, in checkpoint order
     private boolean activationCheckpointing;
     private int lossChunkRows;                         // 0: pick from the vocabulary size
     private TokenRows tokenRows;                       // trainable replacements of some embedding rows, or null
@@ -68,14 +73,16 @@ public final class TransformerLM {
 
     public boolean activationCheckpointing() { return activationCheckpointing; }
 
-    private TransformerLM(ModelConfig config, Map<String, INDArray> weights) {
+    private TransformerLM(ModelConfig config, Map<String, INDArray> weights, Map<String, Nf4Tensor> quantized) {
         this.config = config;
         this.parameters = new LinkedHashMap<>();
         this.linears = new LinkedHashMap<>();
+        this.quantized = new LinkedHashMap<>();
+        this.tensorOrder = new ArrayList<>();
         boolean gpt2 = config.architecture() == Architecture.GPT2;
         int c = config.hiddenSize(), f = config.intermediateSize(), v = config.vocabSize();
         int d = config.headDim(), h = config.numHeads(), kv = config.numKvHeads();
-        WeightSource w = new WeightSource(weights);
+        WeightSource w = new WeightSource(weights, quantized);
         List<TransformerBlock> bl = new ArrayList<>();
         if (gpt2) {
             tokenEmbedding = param(w, "transformer.wte.weight", "base", v, c);
@@ -149,7 +156,33 @@ public final class TransformerLM {
 
     /** Builds the model over checkpoint tensors (fp32, Hugging Face names); checks every name and shape. */
     public static TransformerLM fromWeights(ModelConfig config, Map<String, INDArray> weights) {
-        return new TransformerLM(config, weights);
+        return new TransformerLM(config, weights, Map.of());
+    }
+
+    /**
+     * Builds the model with the linear weights named in {@code quantized} held in NF4 (QLoRA's base): each is
+     * [out, in] whatever the checkpoint layout, and its name must be one of {@link #quantizableWeights}; the other
+     * tensors (embeddings, norms, biases, an untied head) come from {@code weights} in full precision.
+     */
+    public static TransformerLM fromWeights(ModelConfig config, Map<String, INDArray> weights, Map<String, Nf4Tensor> quantized) {
+        return new TransformerLM(config, weights, quantized);
+    }
+
+    /**
+     * The checkpoint names of the weights a quantised base holds in NF4: every linear layer's weight in the blocks
+     * (targeted by an adapter or not), in checkpoint order. Embeddings, norms and biases stay in full precision, and
+     * so does the output head, as bitsandbytes' loader in transformers keeps it.
+     */
+    public static List<String> quantizableWeights(ModelConfig config) {
+        List<String> names = new ArrayList<>();
+        for (Map.Entry<String, long[]> e : expectedShapes(config).entrySet()) {
+            String n = e.getKey();
+            if (e.getValue().length != 2 || !n.endsWith(".weight")) continue;
+            if (n.equals("transformer.wte.weight") || n.equals("transformer.wpe.weight") || n.equals("model.embed_tokens.weight")
+                    || n.equals("lm_head.weight")) continue;
+            names.add(n);
+        }
+        return names;
     }
 
     /**
@@ -176,7 +209,7 @@ public final class TransformerLM {
             }
             w.put(n, t);
         }
-        return new TransformerLM(config, w);
+        return new TransformerLM(config, w, Map.of());
     }
 
     /** The tensors a checkpoint of this config holds, with their shapes in Hugging Face layout. */
@@ -254,13 +287,24 @@ public final class TransformerLM {
     private Parameter param(WeightSource w, String name, String group, long... shape) {
         Parameter p = new Parameter(name, w.take(name, shape), true, group);
         parameters.put(name, p);
+        tensorOrder.add(name);
         return p;
     }
 
     private Linear linear(WeightSource w, String module, boolean transposed, boolean hasBias, int in, int out) {
-        Parameter weight = transposed ? param(w, module + ".weight", "base", out, in) : param(w, module + ".weight", "base", in, out);
+        String wn = module + ".weight";
+        Nf4Tensor q = w.quantized(wn, out, in);
+        BaseWeight weight;
+        if (q != null) {
+            weight = new Nf4Weight(module, q, transposed);
+            quantized.put(wn, q);
+            tensorOrder.add(wn);
+        } else {
+            Parameter p = transposed ? param(w, wn, "base", out, in) : param(w, wn, "base", in, out);
+            weight = new DenseWeight(p, transposed, module);
+        }
         Parameter bias = hasBias ? param(w, module + ".bias", "bias", out) : null;
-        Linear l = new Linear(module, weight, bias, transposed);
+        Linear l = new Linear(module, weight, bias);
         linears.put(module, l);
         return l;
     }
@@ -268,9 +312,26 @@ public final class TransformerLM {
     /** Hands out checkpoint tensors by name, checking shapes, and reports missing or unexpected ones. */
     private static final class WeightSource {
         private final Map<String, INDArray> weights;
+        private final Map<String, Nf4Tensor> quantized;
         private final Set<String> used = new LinkedHashSet<>();
 
-        WeightSource(Map<String, INDArray> weights) { this.weights = weights; }
+        WeightSource(Map<String, INDArray> weights, Map<String, Nf4Tensor> quantized) {
+            this.weights = weights;
+            this.quantized = quantized;
+        }
+
+        /** The NF4 form of a linear weight, [out, in], or null when it is held in full precision. */
+        Nf4Tensor quantized(String name, int out, int in) {
+            Nf4Tensor q = quantized.get(name);
+            if (q == null) return null;
+            if (weights.containsKey(name)) throw new ModelConfigException("checkpoint holds '" + name + "' both quantized and in full precision");
+            if (q.rows() != out || q.cols() != in) {
+                throw new ModelConfigException("quantized tensor '" + name + "' has shape [" + q.rows() + ", " + q.cols()
+                        + "] but the config implies [" + out + ", " + in + "] (NF4 weights are held [out, in])");
+            }
+            used.add(name);
+            return q;
+        }
 
         INDArray take(String name, long... shape) {
             INDArray t = weights.get(name);
@@ -285,6 +346,12 @@ public final class TransformerLM {
 
         void checkAllUsed() {
             Set<String> unexpected = new TreeSet<>();
+            for (String n : quantized.keySet()) {
+                if (!used.contains(n)) {
+                    throw new ModelConfigException("quantized tensor '" + n + "' is not a linear layer weight of this model"
+                            + (n.equals("lm_head.weight") ? " (the head stays in full precision)" : ""));
+                }
+            }
             for (String n : weights.keySet()) {
                 if (used.contains(n)) continue;
                 if (n.equals("lm_head.weight")) continue;   // tied checkpoints sometimes save the head too
@@ -310,7 +377,33 @@ public final class TransformerLM {
 
     public List<TransformerBlock> blocks() { return blocks; }
 
-    public long baseParameterCount() { return parameters.values().stream().mapToLong(Parameter::size).sum(); }
+    public long baseParameterCount() {
+        return parameters.values().stream().mapToLong(Parameter::size).sum() + quantized.values().stream().mapToLong(Nf4Tensor::length).sum();
+    }
+
+    /** The linear weights held in NF4, by checkpoint name ([out, in]; empty for a full-precision base). */
+    public Map<String, Nf4Tensor> quantizedWeights() { return java.util.Collections.unmodifiableMap(quantized); }
+
+    /** Whether some base weights are held in NF4. */
+    public boolean quantizedBase() { return !quantized.isEmpty(); }
+
+    /** The full-precision base tensors as held (no dequantised copies): with {@link #quantizedWeights()}, the whole base. */
+    public Map<String, INDArray> fullPrecisionTensors() {
+        Map<String, INDArray> m = new LinkedHashMap<>();
+        for (Parameter p : parameters.values()) m.put(p.name(), p.value());
+        return m;
+    }
+
+    /** Bytes the base holds in memory: full-precision tensors at their width, NF4 weights as codes and scales. */
+    public long baseBytesHeld() {
+        long b = 0;
+        for (Parameter p : parameters.values()) b += p.value().length() * p.value().dataType().width();
+        for (Nf4Tensor q : quantized.values()) b += q.bytesHeld();
+        for (TransformerBlock blk : blocks) {
+            for (Linear l : blk.linears()) if (l.baseWeight() instanceof Nf4Weight w && !w.quantized()) b += w.bytesHeld();   // merged: dense too
+        }
+        return b;
+    }
 
     /** Freezes (or unfreezes, for full fine-tuning) every base parameter. */
     public void setBaseTrainable(boolean trainable) {
@@ -324,14 +417,18 @@ public final class TransformerLM {
      */
     public Map<String, INDArray> stateDict() {
         Map<String, INDArray> m = new LinkedHashMap<>();
-        for (Parameter p : parameters.values()) m.put(p.name(), p.value());
+        for (String n : tensorOrder) {
+            Parameter p = parameters.get(n);
+            // an NF4 weight is written dequantised (or as merged, once a merge made it dense): a full-precision checkpoint
+            m.put(n, p != null ? p.value() : linears.get(n.substring(0, n.length() - ".weight".length())).baseWeight().dense());
+        }
         ModelConfig saved = checkpointConfig();
         if (saved == config) return m;
         Map<String, long[]> shapes = expectedShapes(saved);
         for (Linear l : linears.values()) {
             String bias = l.name() + ".bias";
             if (m.containsKey(bias) || !shapes.containsKey(bias)) continue;
-            m.put(bias, l.bias() != null ? l.bias().value() : Nd4j.zeros(l.weight().value().dataType(), l.outFeatures()));
+            m.put(bias, l.bias() != null ? l.bias().value() : Nd4j.zeros(l.baseWeight().dataType(), l.outFeatures()));
         }
         return m;
     }

@@ -9,9 +9,17 @@ package io.sparklora.quant;
  * @param codes        one byte per NF4 block
  * @param nestedAbsmax one fp32 per {@link #BLOCK} codes
  * @param offset       the mean that was subtracted
+ * @param map          the 256 code values ({@link #DYNAMIC_MAP} when quantized here; a loaded checkpoint's own
+ *                     {@code nested_quant_map} otherwise, so its values are used exactly as written)
  */
-public record DoubleQuant(byte[] codes, float[] nestedAbsmax, float offset) {
+public record DoubleQuant(byte[] codes, float[] nestedAbsmax, float offset, float[] map) {
     public static final int BLOCK = 256;
+
+    public DoubleQuant {
+        if (map.length != 256) throw new IllegalArgumentException("the nested quant map has " + map.length + " values, expected 256");
+    }
+
+    public DoubleQuant(byte[] codes, float[] nestedAbsmax, float offset) { this(codes, nestedAbsmax, offset, DYNAMIC_MAP); }
 
     /**
      * bitsandbytes' {@code create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)}: for exponents i = 0..6,
@@ -70,7 +78,7 @@ public record DoubleQuant(byte[] codes, float[] nestedAbsmax, float offset) {
     }
 
     /** The absmax of NF4 block {@code i}. */
-    public float absmax(int i) { return DYNAMIC_MAP[codes[i] & 0xFF] * nestedAbsmax[i / BLOCK] + offset; }
+    public float absmax(int i) { return map[codes[i] & 0xFF] * nestedAbsmax[i / BLOCK] + offset; }
 
     /** Every absmax, dequantized. */
     public float[] absmax() {

@@ -5,6 +5,8 @@ import io.sparklora.checkpoint.BaseModelRef;
 import io.sparklora.checkpoint.HfModelDirectory;
 import io.sparklora.model.ModelConfig;
 import io.sparklora.model.TransformerLM;
+import io.sparklora.quant.Nf4Tensor;
+import io.sparklora.quant.QuantizedCheckpoints;
 import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
@@ -26,9 +28,12 @@ import java.util.concurrent.atomic.AtomicInteger;
  * Nothing may write into these weights: every tensor of a model made here is marked shared
  * ({@link io.sparklora.model.Parameter#markShared()}), so whatever a method trains or changes (trained biases,
  * a merge) first gets a private copy for that model, and the cache stays bit-for-bit as loaded.
+ *
+ * <p>A base referenced with NF4 quantization ({@link BaseModelRef#quantization()}) is quantized here once, on load, and
+ * cached quantized (QLoRA): its linear weights are {@link Nf4Tensor}s, immutable, shared by every task the same way.
  */
 public final class BaseModelCache {
-    private record Loaded(ModelConfig config, Map<String, INDArray> weights) {}
+    private record Loaded(ModelConfig config, Map<String, INDArray> weights, Map<String, Nf4Tensor> quantized) {}
 
     private static final Map<String, Loaded> CACHE = new ConcurrentHashMap<>();
     private static final AtomicInteger LOADS = new AtomicInteger();
@@ -37,8 +42,8 @@ public final class BaseModelCache {
 
     /** A fresh model over the cached weights of {@code ref} (loaded from storage on first use in this JVM). */
     public static TransformerLM model(BaseModelRef ref, Configuration conf) {
-        Loaded l = CACHE.computeIfAbsent(ref.contentHash(), h -> load(ref, conf));
-        return shared(TransformerLM.fromWeights(l.config(), l.weights()));
+        Loaded l = CACHE.computeIfAbsent(ref.cacheKey(), h -> load(ref, conf));
+        return shared(TransformerLM.fromWeights(l.config(), l.weights(), l.quantized()));
     }
 
     /** Freezes the model and marks every tensor shared (copy-on-write). */
@@ -73,10 +78,10 @@ public final class BaseModelCache {
                 throw new IllegalStateException("base model " + ref.uri() + " changed while the job ran: content hash "
                         + actual.contentHash() + ", the driver saw " + ref.contentHash());
             }
-            TransformerLM m = HfModelDirectory.load(local);
-            if (tmp != null) deleteTree(tmp);
+            TransformerLM m = QuantizedCheckpoints.load(local, ref.quantization());
+            if (tmp != null && !m.quantizedBase()) deleteTree(tmp);   // an NF4 checkpoint's codes stay memory-mapped from there
             LOADS.incrementAndGet();
-            return new Loaded(m.config(), m.stateDict());
+            return new Loaded(m.config(), m.fullPrecisionTensors(), Map.copyOf(m.quantizedWeights()));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot load base model " + ref.uri() + ": " + e.getMessage(), e);
         }

@@ -7,6 +7,7 @@ import io.sparklora.model.ForwardContext;
 import io.sparklora.model.Linear;
 import io.sparklora.model.Parameter;
 import io.sparklora.model.Tensors;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -40,8 +41,11 @@ public final class DoraAdapter extends LoraAdapter {
 
     public DoraAdapter(String adapterName, Linear base, AdapterConfig config, Random rng) {
         super(adapterName, base, config, rng);
-        INDArray w0 = base.baseWeight().dense();
-        INDArray m = w0.norm2(base.transposed() ? 1 : 0).castTo(w0.dataType()).reshape(base.outFeatures());
+        DataType dt = base.baseWeight().dataType();
+        INDArray w0 = Nd4j.zeros(dt, base.transposed() ? new long[]{base.outFeatures(), base.inFeatures()} : new long[]{base.inFeatures(), base.outFeatures()});
+        base.baseWeight().addTo(w0, 1.0);           // a copy also over a quantised base, where dense() would dequantise anyway
+        INDArray m = w0.norm2(base.transposed() ? 1 : 0).castTo(dt).reshape(base.outFeatures());
+        Tensors.release(w0);
         this.magnitude = new Parameter(module + ".lora_magnitude_vector." + adapterName, m, true, "lora_magnitude_vector");
     }
 
@@ -71,7 +75,7 @@ public final class DoraAdapter extends LoraAdapter {
     /** c = ‖W0 + s·BA‖ per output feature [out], detached. */
     private INDArray weightNorm() {
         INDArray w = deltaWeight();
-        w.addi(base.baseWeight().dense());
+        base.baseWeight().addTo(w, 1.0);
         INDArray c = w.norm2(base.transposed() ? 1 : 0).reshape(base.outFeatures());
         Tensors.release(w);
         return c;

@@ -74,7 +74,7 @@ public final class GloraAdapter implements Adapter {
         this.r = config.r();
         int in = base.inFeatures(), out = base.outFeatures();
         io.sparklora.adapters.ParameterCounter.requireRankFits(module, in, out, r);
-        DataType dt = base.weight().value().dataType();
+        DataType dt = base.baseWeight().dataType();
         this.ad = param("glora_Ad", Nd4j.zeros(dt, out, r));
         this.au = param("glora_Au", Lycoris.kaiming(rng, r, in, dt));
         this.bd = param("glora_Bd", Nd4j.zeros(dt, out, r));
@@ -110,7 +110,7 @@ public final class GloraAdapter implements Adapter {
     /** The bias term b0 ⊙ D + E + W0·c, [out] (a new array). */
     private INDArray biasTerm() {
         int out = base.outFeatures();
-        INDArray t = Nd4j.zeros(base.weight().value().dataType(), out);
+        INDArray t = Nd4j.zeros(base.baseWeight().dataType(), out);
         Parameter b0 = base.bias();
         if (b0 != null && s.d() != Support.NONE) {
             if (s.d() == Support.VECTOR) t.addi(b0.value().mul(d.value()));

@@ -53,7 +53,7 @@ public final class LohaAdapter implements Adapter {
         this.config = config;
         int in = base.inFeatures(), out = base.outFeatures(), r = config.r();
         ParameterCounter.requireRankFits(module, in, out, r);
-        DataType dt = base.weight().value().dataType();
+        DataType dt = base.baseWeight().dataType();
         this.w1a = new Parameter(name("hada_w1_a"), kaiming(rng, out, r, dt), true, "hada_w1_a");
         this.w1b = new Parameter(name("hada_w1_b"), kaiming(rng, r, in, dt), true, "hada_w1_b");
         this.w2a = new Parameter(name("hada_w2_a"), kaiming(rng, out, r, dt), true, "hada_w2_a");

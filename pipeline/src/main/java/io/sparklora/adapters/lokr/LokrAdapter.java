@@ -58,7 +58,7 @@ public final class LokrAdapter implements Adapter {
         this.b = l.b();
         this.c = l.c();
         this.d = l.d();
-        DataType dt = base.weight().value().dataType();
+        DataType dt = base.baseWeight().dataType();
         if (l.fullW1()) {
             w1 = new Parameter(name("lokr_w1"), Nd4j.zeros(dt, a, c), true, "lokr_w1");
             w1a = w1b = null;

@@ -51,7 +51,7 @@ public class LoraAdapter implements Adapter {
         this.config = config;
         int in = base.inFeatures(), out = base.outFeatures();
         ParameterCounter.requireRankFits(module, in, out, config.r());
-        DataType dt = base.weight().value().dataType();
+        DataType dt = base.baseWeight().dataType();
         INDArray aInit;
         if (config.init().equals("gaussian")) {
             aInit = Nd4j.randn(rng, new long[]{config.r(), in}).castTo(dt).muli(1.0 / config.r());

@@ -52,7 +52,7 @@ public final class VeraAdapter implements Adapter {
         this.base = base;
         this.config = config;
         this.projections = projections;
-        DataType dt = base.weight().value().dataType();
+        DataType dt = base.baseWeight().dataType();
         this.lambdaD = new Parameter(module + ".vera_lambda_d." + adapterName, Nd4j.valueArrayOf(new long[]{config.r()}, dInitial, dt), true, "vera_lambda_d");
         this.lambdaB = new Parameter(module + ".vera_lambda_b." + adapterName, Nd4j.zeros(dt, base.outFeatures()), true, "vera_lambda_b");
     }

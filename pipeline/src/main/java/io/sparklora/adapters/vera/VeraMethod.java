@@ -55,7 +55,7 @@ public final class VeraMethod implements AdapterMethod {
             maxOut = Math.max(maxOut, l.outFeatures());
         }
         Linear first = model.linears().get(modules.get(0));
-        VeraProjections pair = new VeraProjections(config.r(), maxIn, maxOut, config.longOption(PRNG_KEY), first.weight().value().dataType());
+        VeraProjections pair = new VeraProjections(config.r(), maxIn, maxOut, config.longOption(PRNG_KEY), first.baseWeight().dataType());
         double dInitial = config.doubleOption(D_INITIAL);
         Map<String, Adapter> layers = new LinkedHashMap<>();
         for (String m : modules) layers.put(m, new VeraAdapter(adapterName, model.linears().get(m), config, pair, dInitial));
