@@ -81,6 +81,19 @@ public final class PipelineConfig {
         /** A Hugging Face model directory (any Hadoop URI); absent: pretrain one (see {@link PretrainSection}). */
         public String path;
         public PretrainSection pretrain = new PretrainSection();
+        /**
+         * How the executors hold the frozen base for adapter training, evaluation and LoRA-drop: {@code none} (full
+         * precision) or {@code nf4} (QLoRA's 4-bit NormalFloat, quantized on load; a bitsandbytes 4-bit checkpoint is
+         * NF4 whatever this says). Full fine-tuning always trains a full-precision copy.
+         */
+        public String quantization = "none";
+        /** With nf4: double-quantize the absmax (about 4.127 bits per weight instead of 4.5). */
+        public boolean doubleQuant = true;
+    }
+
+    /** base.quantization and base.double_quant, checked. */
+    public io.sparklora.quant.BaseQuantization baseQuantization() {
+        return io.sparklora.quant.BaseQuantization.parse(base.quantization, base.doubleQuant, "base.quantization");
     }
 
     public static final class PretrainSection {
@@ -367,6 +380,11 @@ public final class PipelineConfig {
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException(where + ": " + e.getMessage());
             }
+        }
+        try {
+            baseQuantization();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
         try {
             data.objective();

@@ -247,6 +247,11 @@ public final class PipelineRunner {
         return m;
     }
 
+    /** The base as the adapter stages hold it: full precision, or NF4 when base.quantization says so (QLoRA). */
+    private BaseModelRef baseRef() throws IOException {
+        return BaseModelRef.of(conf, baseUri()).withQuantization(cfg.baseQuantization());
+    }
+
     private String baseUri() { return cfg.base.path != null ? HadoopFiles.path(cfg.base.path).toString() : uri("base"); }
 
     private void pretrain(ObjectNode r) throws IOException {
@@ -388,7 +393,7 @@ public final class PipelineRunner {
                     + "structures; rerun with --fresh (or delete " + stageDir("train") + " and " + uri("checkpoints") + ") so that train uses them");
         }
         ShardManifest m = manifest("adapt");
-        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        BaseModelRef base = baseRef();
         requireVocabularyFits(m, base);
         GloraSearchStage.Result res = GloraSearchStage.run(sc, base, configuredAdapter(), trainSpec(base, configuredAdapter()).options(),
                 cfg.gloraSearchSpec(), new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN),
@@ -400,21 +405,23 @@ public final class PipelineRunner {
 
     private void train(ObjectNode r) throws IOException {
         ShardManifest m = manifest("adapt");
-        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        BaseModelRef base = baseRef();
         requireVocabularyFits(m, base);
         TrainSpec spec = trainSpec(base);
         DistributedTrainer.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
         res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
                 .put("trainable_token_indices", spec.adapter().option(AdapterConfig.TRAINABLE_TOKENS))
-                .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size());
+                .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size())
+                .put("base_quantization", base.quantization().label());
         if (cfg.gloraSearch.enabled) r.put("layer_structures", spec.adapter().option(GloraMethod.LAYER_STRUCTURES));
-        console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes)%n",
-                res.trainableParams(), res.totalParams(), res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes());
+        console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes%s)%n",
+                res.trainableParams(), res.totalParams(), res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
+                base.quantization().nf4() ? ", its base in " + base.quantization().label() : "");
     }
 
     private void loraDrop(ObjectNode r) throws IOException {
         ShardManifest m = manifest("adapt");
-        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        BaseModelRef base = baseRef();
         TrainSpec full = trainSpec(base);
         var d = cfg.loraDrop;
         int rounds = d.rounds > 0 ? d.rounds : cfg.train.rounds;
@@ -453,7 +460,7 @@ public final class PipelineRunner {
     private void fullFinetune(ObjectNode r) throws IOException {
         ShardManifest m = manifest("adapt");
         TokenBlocks data = ArrowShardReader.readSplit(conf, shardsUri("adapt"), m, ShardManifest.TRAIN);
-        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        BaseModelRef base = BaseModelRef.of(conf, baseUri());     // full precision whatever base.quantization says: every weight trains
         // every weight trains: making them trainable gives this model private copies (the cache is copy-on-write)
         TransformerLM model = BaseModelCache.model(base, conf);
         var f = cfg.fullFinetune;
@@ -469,7 +476,7 @@ public final class PipelineRunner {
 
     private void evaluate(ObjectNode r) throws IOException {
         ShardManifest m = manifest("adapt");
-        BaseModelRef base = BaseModelRef.of(conf, baseUri());
+        BaseModelRef base = baseRef();
         List<EvalTarget> targets = new java.util.ArrayList<>(List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
                 new EvalTarget("adapted", base, EvalTarget.Mode.ADAPTED), new EvalTarget("merged", base, EvalTarget.Mode.MERGED)));
         if (cfg.fullFinetune.enabled && HadoopFiles.isComplete(conf, stageDir("full_finetune"))) {

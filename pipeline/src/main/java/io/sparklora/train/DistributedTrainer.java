@@ -226,7 +226,7 @@ public final class DistributedTrainer {
                     stoppedAtBudget ? ", stopped at the budget" : "");
         }
         return new Result(adapter, ran, start, trainable, adapter.report().all(), 4 * trainable,
-                4 * adapter.model().baseParameterCount(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss,
+                adapter.model().baseBytesHeld(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss,
                 executors, gpus, baseLoads, privacy);
     }
 

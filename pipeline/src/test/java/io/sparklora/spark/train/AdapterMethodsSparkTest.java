@@ -56,7 +56,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * loaded; LoRA-FA's parameter averaging is exact averaging of ΔW (plain LoRA's is not); a method's
  * per-round state travels with each round and is restored on resume.
  */
-class AdapterMethodsSparkTest {
+public class AdapterMethodsSparkTest {
     static JavaSparkContext sc;
     static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
     @TempDir static Path tmp;
@@ -76,7 +76,8 @@ class AdapterMethodsSparkTest {
     @AfterAll
     static void stop() { sc.stop(); }
 
-    static Stream<AdapterConfig> methods() {
+    /** One configuration of every method (the Spark contract's, and QLoRA's over an NF4 base). */
+    public static Stream<AdapterConfig> methods() {
         return Stream.of(AdapterConfig.lora(4, 8, TARGETS), AdapterConfig.of("loraplus", 4, 8, TARGETS),
                 AdapterConfig.of("lora_fa", 4, 8, TARGETS), AdapterConfig.of("dora", 4, 8, TARGETS),
                 AdapterConfig.of("vera", 8, 1, TARGETS).withOption("d_initial", "0.5"),
@@ -102,7 +103,11 @@ class AdapterMethodsSparkTest {
 
     /** One process, the method's own optimizer groups and hooks, each step on both partitions' batches of that round stacked. */
     static AttachedAdapter oneProcess(TrainSpec spec, List<TokenBlocks> shards) throws Exception {
-        TransformerLM model = TransformerLM.randomInit(CFG, 7);      // the weights saved as the base, float32 both
+        return oneProcess(spec, shards, TransformerLM.randomInit(CFG, 7));      // the weights saved as the base, float32 both
+    }
+
+    /** As above over a given model (an NF4 one for QLoRA). */
+    static AttachedAdapter oneProcess(TrainSpec spec, List<TokenBlocks> shards, TransformerLM model) throws Exception {
         AttachedAdapter ad = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed());
         TrainingOptions o = spec.options();
         TrainingStep step = new TrainingStep(model, Optimizers.forAdapter(ad, o), ad.hooks(),
