@@ -18,6 +18,7 @@ public final class SparkLoraCli {
             "  " + EvaluateLocalCommand.SPEC.synopsis(),
             "  " + InspectCommand.SPEC.synopsis(),
             "  " + MergeCommand.SPEC.synopsis(),
+            "  " + QuantizeCommand.SPEC.synopsis(),
             "  " + ExportCommand.SPEC.synopsis(),
             "  " + PrivacyCommand.SPEC.synopsis(),
             "every command also takes --verbose (Spark's, Hadoop's and ND4J's INFO logs) and --help");
@@ -33,6 +34,7 @@ public final class SparkLoraCli {
                     : StageCommand.spec("evaluate").help() + System.lineSeparator() + System.lineSeparator() + EvaluateLocalCommand.SPEC.help();
             case "inspect" -> InspectCommand.SPEC.help();
             case "merge" -> MergeCommand.SPEC.help();
+            case "quantize" -> QuantizeCommand.SPEC.help();
             case "export" -> ExportCommand.SPEC.help();
             case "privacy" -> PrivacyCommand.SPEC.help();
             default -> throw new Args.UsageException("unknown command '" + command + "'\n" + USAGE);
@@ -63,6 +65,7 @@ public final class SparkLoraCli {
                 case "evaluate" -> restList.contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
+                case "quantize" -> QuantizeCommand.run(rest);
                 case "export" -> ExportCommand.run(rest);
                 case "privacy" -> PrivacyCommand.run(rest);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'\n" + USAGE);

@@ -7,7 +7,6 @@ import io.sparklora.adapters.AdapterSpecs;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.adapters.ParameterReport;
 import io.sparklora.adapters.PeftAdapterFormat;
-import io.sparklora.checkpoint.HfModelDirectory;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.tokenize.TextTokenizer;
 import io.sparklora.train.Evaluator;
@@ -46,7 +45,9 @@ final class TrainLocalCommand {
             Args.Option.value("clip", "X", "1.0", "gradient norm clip"),
             Args.Option.value("seed", "N", "42", "seed of the adapter's initialisation and the data order"),
             Args.Option.value("eval-every-k", "K", "10", "every K-th block is held out for evaluation"),
-            Args.Option.flag("activation-checkpointing", "recompute activations in the backward pass (less memory, more time)"));
+            Args.Option.flag("activation-checkpointing", "recompute activations in the backward pass (less memory, more time)"),
+            Args.Option.value("quantization", "TYPE", "none", "how the frozen base is held: none, or nf4 (QLoRA; a 4-bit checkpoint is nf4 anyway)"),
+            Args.Option.flag("no-double-quant", "with --quantization nf4: fp32 block scales (4.5 bits per weight) instead of 8-bit ones"));
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private TrainLocalCommand() {}
@@ -56,7 +57,8 @@ final class TrainLocalCommand {
         if (!a.flag("local")) throw new Args.UsageException("train: distributed training is the Spark pipeline's; pass --local to train in this process");
         Path modelDir = Path.of(a.require("model"));
         Path out = Path.of(a.require("out"));
-        TransformerLM model = HfModelDirectory.load(modelDir);
+        TransformerLM model = io.sparklora.quant.QuantizedCheckpoints.load(modelDir, io.sparklora.quant.BaseQuantization.parse(
+                a.get("quantization"), !a.flag("no-double-quant"), "train --quantization"));
         model.setActivationCheckpointing(a.flag("activation-checkpointing"));
         AdapterConfig cfg = AdapterSpecs.parse(a.require("adapter"), model.config().architecture());
         int steps = a.getInt("steps");

@@ -42,6 +42,7 @@ class CliHelpTest {
                 List.of("merge"), MergeCommand.SPEC));
         commands.put(List.of("export"), ExportCommand.SPEC);
         commands.put(List.of("privacy"), PrivacyCommand.SPEC);
+        commands.put(List.of("quantize"), QuantizeCommand.SPEC);
         for (var e : commands.entrySet()) {
             List<String> argv = new java.util.ArrayList<>(e.getKey());
             argv.add("--help");

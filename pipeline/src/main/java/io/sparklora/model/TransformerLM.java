@@ -279,6 +279,20 @@ public final class TransformerLM {
         return s;
     }
 
+    /**
+     * The bytes a base of this config holds when built as {@code q} says, from the shapes alone: fp32 tensors at 4
+     * bytes, NF4 weights as codes and scales ({@link Nf4Tensor#bytesFor}). Equal to {@link #baseBytesHeld()} of such a model.
+     */
+    public static long baseBytes(ModelConfig config, io.sparklora.quant.BaseQuantization q) {
+        Set<String> nf4 = q.nf4() ? new java.util.HashSet<>(quantizableWeights(config)) : Set.of();
+        long b = 0;
+        for (Map.Entry<String, long[]> e : expectedShapes(config).entrySet()) {
+            long n = Arrays.stream(e.getValue()).reduce(1, (x, y) -> x * y);
+            b += nf4.contains(e.getKey()) ? Nf4Tensor.bytesFor(n, q.doubleQuant()) : 4 * n;
+        }
+        return b;
+    }
+
     /** Parameter count of a config without building it (tied embeddings counted once). */
     public static long parameterCount(ModelConfig config) {
         return expectedShapes(config).values().stream().mapToLong(s -> Arrays.stream(s).reduce(1, (a, b) -> a * b)).sum();

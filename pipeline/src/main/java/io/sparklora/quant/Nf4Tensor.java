@@ -96,6 +96,12 @@ public final class Nf4Tensor {
     /** Bytes this tensor holds: the packed codes and the absmax (fp32, or 8-bit codes plus the nested fp32 and the offset). */
     public long bytesHeld() { return packed.capacity() + (absmax != null ? 4L * absmax.length : dq.bytes()); }
 
+    /** The bytes an NF4 tensor of n elements holds (see the class comment), without making one. */
+    public static long bytesFor(long n, boolean doubleQuant) {
+        long blocks = Nf4.blocks(n);
+        return (n + 1) / 2 + (doubleQuant ? blocks + 4 * ((blocks + DoubleQuant.BLOCK - 1) / DoubleQuant.BLOCK) + 4 : 4 * blocks);
+    }
+
     /** Bits per parameter from the bytes held. */
     public double bitsPerParameter() { return 8.0 * bytesHeld() / length(); }
 

@@ -99,6 +99,9 @@ class Nf4ModelTest {
         }
         assertEquals(other + plainLinear, plain.baseBytesHeld());
         assertEquals(other + dqLinear, dq.baseBytesHeld());
+        assertEquals(plain.baseBytesHeld(), TransformerLM.baseBytes(c, BaseQuantization.NF4), "the formula from shapes alone");
+        assertEquals(dq.baseBytesHeld(), TransformerLM.baseBytes(c, BaseQuantization.NF4_DOUBLE_QUANT));
+        assertEquals(fp32.baseBytesHeld(), TransformerLM.baseBytes(c, BaseQuantization.NONE));
         Nf4Tensor attn = plain.quantizedWeights().get("transformer.h.0.attn.c_attn.weight");
         assertEquals(192, attn.rows(), "GPT-2's Conv1D weight is held [out, in]");
         assertEquals(4.5, attn.bitsPerParameter(), 1e-12);
