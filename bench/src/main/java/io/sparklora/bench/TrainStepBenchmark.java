@@ -99,6 +99,8 @@ public final class TrainStepBenchmark {
         boolean workspace = false;
         /** Recompute each block in backward instead of keeping its activations. */
         boolean checkpointing = false;
+        /** How the frozen base is held: none, nf4 or nf4+dq (QLoRA; lora mode only). */
+        String quantization = "none";
 
         static Options parse(String[] args) {
             Options o = new Options();
@@ -134,6 +136,7 @@ public final class TrainStepBenchmark {
                     case "--sgemm-reps" -> o.sgemmReps = Integer.parseInt(v);
                     case "--out" -> o.out = v;
                     case "--label" -> o.label = v;
+                    case "--quantization" -> o.quantization = v;
                     case "--gc" -> {
                         if (!v.equals("none") && !v.equals("step")) {
                             throw new IllegalArgumentException("--gc must be step or none, got " + v);
@@ -195,6 +198,13 @@ public final class TrainStepBenchmark {
         }
         long t0 = System.nanoTime();
         TransformerLM model = TransformerLM.randomInit(config, o.seed);
+        io.sparklora.quant.BaseQuantization quant = io.sparklora.quant.BaseQuantization.parse(o.quantization.replace("+dq", ""),
+                o.quantization.endsWith("+dq"), "--quantization");
+        if (quant.nf4()) {
+            if (!o.mode.equals("lora")) throw new IllegalArgumentException("--quantization needs --mode lora: full fine-tuning trains the base");
+            model = io.sparklora.quant.QuantizedCheckpoints.quantize(model, quant.doubleQuant());
+            System.gc();     // the fp32 weights it was quantized from are garbage now; ND4J frees them when collected
+        }
         model.setActivationCheckpointing(o.checkpointing);
         List<Parameter> trainable;
         List<ModelFlops.Adapted> adapted = null;
@@ -288,7 +298,7 @@ public final class TrainStepBenchmark {
         long hwm = Math.max(hwmTimed, peakBeforeTimed);
 
         long paramBytes = 0, gradBytes = 0;
-        for (Parameter p : model.parameters().values()) paramBytes += bytes(p.value());
+        paramBytes += model.baseBytesHeld();      // fp32 tensors, and NF4 weights as codes and scales
         if (adapter != null) for (Parameter p : adapter.trainableParameters()) {
             if (!model.parameters().containsKey(p.name())) paramBytes += bytes(p.value());
         }
@@ -298,6 +308,8 @@ public final class TrainStepBenchmark {
         ObjectNode r = json.createObjectNode();
         r.put("impl", "spark-lora");
         r.put("label", o.label);
+        r.put("base_quantization", quant.label());
+        r.put("base_bytes_held", model.baseBytesHeld());
         r.put("mode", o.mode);
         r.put("shape", shape());
         r.put("batch", o.batch);

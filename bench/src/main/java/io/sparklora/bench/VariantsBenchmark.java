@@ -141,7 +141,16 @@ public final class VariantsBenchmark {
         long t0 = System.nanoTime();
         VariantsTask task = VariantsTask.load(runDir, o.get("dataset", "adapt"));
         TransformerLM model = task.loadBase();
+        // --quantization nf4: the same base held in NF4 (QLoRA), quantized here as the executors quantize it on load
+        io.sparklora.quant.BaseQuantization quant = io.sparklora.quant.BaseQuantization.parse(o.get("quantization", "none"),
+                !o.get("double-quant", "true").equals("false"), "--quantization");
+        if (quant.nf4()) {
+            if (method.equals(FULL)) throw new IllegalArgumentException("full fine-tuning trains every weight; it cannot run over an NF4 base");
+            model = io.sparklora.quant.QuantizedCheckpoints.quantize(model, quant.doubleQuant());
+        }
         ObjectNode r = JSON.createObjectNode();
+        r.put("base_quantization", quant.label());
+        r.put("base_bytes_held", model.baseBytesHeld());
         r.put("method", method);
         r.put("label", label);
         r.put("date", java.time.LocalDate.now().toString());
