@@ -50,15 +50,19 @@ public final class QloraBench {
                 case "--out" -> out = args[i + 1];
                 case "--activation-bytes-per-token-hidden" -> actCoef = Double.parseDouble(args[i + 1]);
                 case "--budget-gib" -> budgetGib = Double.parseDouble(args[i + 1]);
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
+                default -> {
+                    if (!args[0].equals("report")) throw new IllegalArgumentException("unknown option " + args[i]);
+                }
             }
         }
         ObjectNode r = switch (args[0]) {
             case "codec" -> codec();
             case "tiles" -> tiles();
             case "fit" -> fit(actCoef, budgetGib);
+            case "report" -> report(args);
             default -> throw new IllegalArgumentException("unknown subcommand " + args[0]);
         };
+        if (args[0].equals("report")) return;
         r.set("machine", VariantsReport.machine());
         String line = JSON.writeValueAsString(r);
         System.out.println(line);
@@ -146,6 +150,126 @@ public final class QloraBench {
         }
         System.out.println("tiled matmul (median of " + reps + "): " + rows);
         return r;
+    }
+
+    // ---- the report: docs/QLORA.md's figures region ------------------------------------------------
+
+    private static com.fasterxml.jackson.databind.JsonNode read(Path p) throws IOException { return JSON.readTree(Files.readString(p)); }
+
+    private static java.util.List<com.fasterxml.jackson.databind.JsonNode> lines(Path p) throws IOException {
+        java.util.List<com.fasterxml.jackson.databind.JsonNode> l = new java.util.ArrayList<>();
+        for (String s : Files.readAllLines(p)) if (!s.isBlank()) l.add(JSON.readTree(s));
+        return l;
+    }
+
+    private static String gib(double bytes) { return String.format(Locale.ROOT, "%.2f GiB", bytes / (1L << 30)); }
+    private static String mib(double bytes) { return String.format(Locale.ROOT, "%.1f MiB", bytes / (1 << 20)); }
+
+    /** report --dir bench/out --doc docs/QLORA.md --command CMD: the figures between the doc's qlora markers. */
+    static ObjectNode report(String[] args) throws IOException {
+        String dir = "bench/out", doc = "docs/QLORA.md", command = "bench/run-qlora.sh";
+        for (int i = 1; i + 1 < args.length; i += 2) {
+            switch (args[i]) {
+                case "--dir" -> dir = args[i + 1];
+                case "--doc" -> doc = args[i + 1];
+                case "--command" -> command = args[i + 1];
+                default -> { }
+            }
+        }
+        Path d = Path.of(dir);
+        var codec = read(d.resolve("qlora-codec.json"));
+        var tiles = read(d.resolve("qlora-tiles.json"));
+        var steps = lines(d.resolve("qlora-step-runs.jsonl"));
+        var fit = read(d.resolve("qlora-fit.json"));
+        var rows = lines(d.resolve("qlora-variants-runs.jsonl"));
+        StringBuilder m = new StringBuilder();
+        var mach = codec.get("machine");
+        m.append(String.format(Locale.ROOT, "Measured with `%s` on %s (%d cores, %s GiB, Java %s), %s.%n%n", command, mach.get("cpu").asText(),
+                mach.get("cores").asInt(), mach.get("memory_gib").asText(), mach.get("java").asText(), java.time.LocalDate.now()));
+        m.append("**Bits per base parameter**, on the bytes the engine holds (codes + scales):
+
+");
+        m.append("| tensor | elements | bytes held | bits / parameter | formula |
+|---|---:|---:|---:|---|
+");
+        for (String k : new String[]{"c_attn", "c_attn_double_quant"}) {
+            var o = codec.get(k);
+            m.append(String.format(Locale.ROOT, "| GPT-2-small c_attn, %s | %,d | %,d | %.4f | %s = %.4f |%n", k.endsWith("quant") ? "double quantization" : "fp32 absmax",
+                    o.get("elements").asLong(), o.get("bytes_held").asLong(), o.get("bits_per_parameter").asDouble(), o.get("formula").asText(), o.get("formula_value").asDouble()));
+        }
+        var g = codec.get("gpt2_small_base");
+        m.append(String.format(Locale.ROOT, "%nA whole GPT-2-small base (%,d parameters): fp32 %s; NF4 %s (%.3f bits per base parameter), NF4 with double quantization %s (%.3f),"
+                        + " because its %,d embedding and norm parameters stay fp32; the %,d linear weights take %.4f bits each.%n%n",
+                g.get("parameters").asLong(), mib(g.get("fp32_bytes").asDouble()), mib(g.get("nf4").get("bytes_held").asDouble()),
+                g.get("nf4").get("bits_per_base_parameter").asDouble(), mib(g.get("nf4+dq").get("bytes_held").asDouble()),
+                g.get("nf4+dq").get("bits_per_base_parameter").asDouble(), g.get("parameters").asLong() - g.get("nf4+dq").get("nf4_parameters").asLong(),
+                g.get("nf4+dq").get("nf4_parameters").asLong(), g.get("nf4+dq").get("nf4_bits_per_parameter").asDouble()));
+        var e = codec.get("error_normal_weights");
+        m.append(String.format(Locale.ROOT, "**Quantization error** on %,d N(0, 1) weights, blocks of %d, each scaled by its absmax: NF4 mean squared error"
+                        + " %.5f (mean |error| %.4f) against %.5f (%.4f) for a uniform 4-bit grid (16 evenly spaced values on [−1, 1]).%n%n",
+                e.get("elements").asLong(), e.get("block").asInt(), e.get("nf4_mse").asDouble(), e.get("nf4_mean_abs").asDouble(),
+                e.get("uniform4_mse").asDouble(), e.get("uniform4_mean_abs").asDouble()));
+        m.append(String.format(Locale.ROOT, "**The tiled matmul** (one %s layer, %d rows, median of %d; dequantizing the whole layer alone: %.2f ms):%n%n",
+                tiles.get("layer").asText(), tiles.get("rows").asInt(), tiles.get("reps").asInt(), tiles.get("dequantize_whole_layer_ms").asDouble()));
+        m.append("| weight | tile (elements) | scratch per thread | forward ms | backward to input ms |
+|---|---:|---:|---:|---:|
+");
+        for (var t : tiles.get("rows_by_tile")) {
+            m.append(String.format(Locale.ROOT, "| %s | %,d | %s | %.1f | %.1f |%n", t.get("weight").asText(), t.get("tile_elements").asLong(),
+                    t.has("scratch_bytes") ? mib(t.get("scratch_bytes").asDouble()) : "–", t.get("forward_ms").asDouble(), t.get("backward_input_ms").asDouble()));
+        }
+        m.append("
+**A training step at the GPT-2-small shape** (LoRA r 8 on c_attn, batch 4 × seq; each row its own JVM; peak RSS over the timed steps):
+
+");
+        m.append("| base | seq | base bytes held | AdamW state | peak RSS (timed steps) | median step s |
+|---|---:|---:|---:|---:|---:|
+");
+        for (var s : steps) {
+            m.append(String.format(Locale.ROOT, "| %s | %d | %s | %s | %s | %.2f |%n", s.get("base_quantization").asText(), s.get("seq").asInt(),
+                    mib(s.get("base_bytes_held").asDouble()), mib(s.path("training_state_bytes").path("adamw_moments").asDouble()),
+                    gib(s.path("peak_rss_timed_steps_gib").asDouble(s.get("peak_rss_gib").asDouble()) * (1L << 30)), s.get("median_step_seconds").asDouble()));
+        }
+        m.append(String.format(Locale.ROOT, "%nActivation bytes per token, layer and hidden unit, from the slope of peak RSS between the two NF4 sequence lengths: %.1f.%n%n",
+                fit.get("activation_bytes_per_token_layer_hidden").asDouble()));
+        m.append(String.format(Locale.ROOT, "**Which Llama fits an %.0f GiB executor** for LoRA training (r %d on every linear layer, %d tokens per step): base bytes from the shapes"
+                        + " (the formula `baseBytesHeld` is tested against), adapter + AdamW 16 bytes per trainable parameter, activations from the coefficient above, plus the"
+                        + " head's chunked logits. JVM and library overhead (a few hundred MiB) is not included.%n%n",
+                fit.get("budget_gib").asDouble(), fit.get("lora_rank").asInt(), fit.get("tokens_per_step").asInt()));
+        m.append("| model | parameters | base fp32 | base NF4 | step total fp32 | step total NF4 | fits fp32 | fits NF4 |
+|---|---:|---:|---:|---:|---:|:---:|:---:|
+");
+        for (var f : fit.get("models")) {
+            m.append(String.format(Locale.ROOT, "| %s | %.2f B | %s | %s | %s | %s | %s | %s |%n", f.get("model").asText(), f.get("parameters").asDouble() / 1e9,
+                    gib(f.get("base_fp32_bytes").asDouble()), gib(f.get("base_nf4_bytes").asDouble()), gib(f.get("total_fp32_bytes").asDouble()),
+                    gib(f.get("total_nf4_bytes").asDouble()), f.get("fits_fp32").asBoolean() ? "yes" : "no", f.get("fits_nf4").asBoolean() ? "yes" : "no"));
+        }
+        m.append("
+**Validation loss on the demo task** (the SpamAssassin slice on the demo's pretrained base; same steps, batch, seed and lr):
+
+");
+        m.append("| row | base | base bytes held | validation loss | label accuracy | median step ms | peak RSS |
+|---|---|---:|---:|---:|---:|---:|
+");
+        double loraLoss = Double.NaN;
+        for (var r : rows) if (r.get("label").asText().equals("lora")) loraLoss = r.get("validation_loss").asDouble();
+        for (var r : rows) {
+            double vl = r.get("validation_loss").asDouble();
+            String rel = Double.isNaN(loraLoss) || r.get("label").asText().equals("lora") ? "" : String.format(Locale.ROOT, " (%+.2f%%)", 100 * (vl - loraLoss) / loraLoss);
+            m.append(String.format(Locale.ROOT, "| %s | %s | %s | %.4f%s | %.3f | %.1f | %s |%n", r.get("label").asText(), r.get("base_quantization").asText(),
+                    mib(r.get("base_bytes_held").asDouble()), vl, rel, r.get("accuracy").asDouble(), r.path("training").path("median_step_ms").asDouble(),
+                    gib(r.get("peak_rss_bytes").asDouble())));
+        }
+        Path docPath = Path.of(doc);
+        String text = Files.readString(docPath);
+        int b = text.indexOf("<!-- qlora:begin -->"), en = text.indexOf("<!-- qlora:end -->");
+        if (b < 0 || en < b) throw new IllegalArgumentException(doc + " has no <!-- qlora:begin --> ... <!-- qlora:end --> region");
+        String updated = text.substring(0, b) + "<!-- qlora:begin -->\n" + m + "<!-- qlora:end -->" + text.substring(en + "<!-- qlora:end -->".length());
+        Path tmp = docPath.resolveSibling(docPath.getFileName() + ".tmp");
+        Files.writeString(tmp, updated);
+        Files.move(tmp, docPath, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        System.out.print(m);
+        return JSON.createObjectNode().put("what", "report");
     }
 
     private static double timeOne(int reps, Runnable f) {
