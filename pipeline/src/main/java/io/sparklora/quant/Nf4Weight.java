@@ -6,6 +6,7 @@ import io.sparklora.model.Parameter;
 import io.sparklora.model.Tensors;
 import org.nd4j.linalg.api.buffer.DataBuffer;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.concurrency.AffinityManager;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
@@ -27,6 +28,9 @@ import java.nio.FloatBuffer;
  * The weight never trains. Its storage layout ({@link #transposed()}) is the model's (GPT-2's Conv1D [in, out],
  * nn.Linear [out, in]), so adapters see the same layout over NF4 as over fp32; only the codes are always [out, in],
  * bitsandbytes' order.
+ *
+ * <p>Dequantization runs on the host (libnd4j has no NF4 op): under the CUDA backend each tile is written on the host,
+ * tagged as such, and copied to the device for its sgemm, which costs a host-to-device copy of every tile per pass.
  *
  * <p>{@link #mutableDense()} (a merge) dequantizes once into a private fp32 weight that this layer uses from then on:
  * a merged NF4 layer is full precision, since W0 + ΔW is not on the NF4 grid.
@@ -52,7 +56,7 @@ public final class Nf4Weight implements BaseWeight {
         Scratch(int elements) {
             heap = new float[elements];
             nativeTile = Nd4j.create(DataType.FLOAT, elements);
-            view = nativeTile.data().asNio().order(ByteOrder.nativeOrder()).asFloatBuffer();
+            view = floats(nativeTile);
         }
     }
 
@@ -103,6 +107,7 @@ public final class Nf4Weight implements BaseWeight {
         }
         q.dequantizeRows(r0, r1, s.heap);
         s.view.put(0, s.heap, 0, n);
+        written(s.nativeTile);
         DataBuffer buf = s.nativeTile.data();
         return Nd4j.create(buf, new long[]{r1 - r0, q.cols()}, new long[]{q.cols(), 1}, 0, 'c', DataType.FLOAT);
     }
@@ -150,7 +155,17 @@ public final class Nf4Weight implements BaseWeight {
         return plain ? a : a.castTo(DataType.FLOAT).dup('c');
     }
 
-    private static FloatBuffer floats(INDArray a) { return a.data().asNio().order(ByteOrder.nativeOrder()).asFloatBuffer(); }
+    /**
+     * The array's host buffer as floats, current: under the CUDA backend the host copy is brought up to date first
+     * (on CPU this is a no-op). Writers call {@link #written} after, so the device copy is refreshed before its next use.
+     */
+    private static FloatBuffer floats(INDArray a) {
+        Nd4j.getAffinityManager().ensureLocation(a, AffinityManager.Location.HOST);
+        return a.data().asNio().order(ByteOrder.nativeOrder()).asFloatBuffer();
+    }
+
+    /** Marks the host copy as the one written (CUDA backend: the device copy is stale until synchronized). */
+    private static void written(INDArray a) { Nd4j.getAffinityManager().tagLocation(a, AffinityManager.Location.HOST); }
 
     /**
      * dst[:, col0 : col0 + k] = src, for src [N, k] and dst [N, out], both plain row-major FLOAT: one bulk copy per row.
@@ -162,6 +177,7 @@ public final class Nf4Weight implements BaseWeight {
         FloatBuffer from = floats(s), to = floats(dst);
         long so = s.offset(), d0 = dst.offset();
         for (int i = 0; i < n; i++) to.put((int) (d0 + (long) i * out + col0), from, (int) (so + (long) i * k), k);
+        written(dst);
         if (s != src) Tensors.release(s);
     }
 
@@ -171,6 +187,7 @@ public final class Nf4Weight implements BaseWeight {
         FloatBuffer from = floats(src), to = floats(dst);
         long so = src.offset(), d0 = dst.offset();
         for (int i = 0; i < n; i++) to.put((int) (d0 + (long) i * k), from, (int) (so + (long) i * out + col0), k);
+        written(dst);
     }
 
     @Override
@@ -204,6 +221,7 @@ public final class Nf4Weight implements BaseWeight {
                     }
                 }
             }
+            written(target);
             return;
         }
         for (int r0 = 0; r0 < q.rows(); r0 += rows) {
