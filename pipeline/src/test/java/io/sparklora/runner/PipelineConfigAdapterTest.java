@@ -85,4 +85,18 @@ class PipelineConfigAdapterTest {
                 yaml("  type: glora\n  targets: [c_attn]\n", "") + search + "  generation: 2\n", "t.yaml"));
         assertTrue(typo.getMessage().contains("unknown key 'glora_search.generation'"), typo.getMessage());
     }
+
+    @Test
+    void baseQuantizationIsNoneOrNf4WithDoubleQuantOnByDefault() {
+        String y = yaml("  type: lora\n  targets: [c_attn]\n", "");
+        assertEquals(io.sparklora.quant.BaseQuantization.NONE, PipelineConfig.parse(y, "t.yaml").baseQuantization());
+        assertEquals(io.sparklora.quant.BaseQuantization.NF4_DOUBLE_QUANT,
+                PipelineConfig.parse(y.replace("  path: /models/tiny\n", "  path: /models/tiny\n  quantization: nf4\n"), "t.yaml").baseQuantization());
+        assertEquals(io.sparklora.quant.BaseQuantization.NF4, PipelineConfig.parse(y.replace("  path: /models/tiny\n",
+                "  path: /models/tiny\n  quantization: NF4\n  double_quant: false\n"), "t.yaml").baseQuantization());
+        var bad = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(
+                y.replace("  path: /models/tiny\n", "  path: /models/tiny\n  quantization: int8\n"), "t.yaml"));
+        assertTrue(bad.getMessage().contains("t.yaml: base.quantization: unknown quantization 'int8'") && bad.getMessage().contains("none or nf4"),
+                bad.getMessage());
+    }
 }
