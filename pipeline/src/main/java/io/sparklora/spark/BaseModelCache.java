@@ -79,11 +79,22 @@ public final class BaseModelCache {
                         + actual.contentHash() + ", the driver saw " + ref.contentHash());
             }
             TransformerLM m = QuantizedCheckpoints.load(local, ref.quantization());
-            if (tmp != null && !m.quantizedBase()) deleteTree(tmp);   // an NF4 checkpoint's codes stay memory-mapped from there
+            if (tmp != null) {
+                if (!m.quantizedBase() || !QuantizedCheckpoints.isQuantized(tmp)) deleteTree(tmp);
+                else deleteOnExit(tmp);     // a 4-bit checkpoint's codes stay memory-mapped from there while the JVM lives
+            }
             LOADS.incrementAndGet();
             return new Loaded(m.config(), m.fullPrecisionTensors(), Map.copyOf(m.quantizedWeights()));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot load base model " + ref.uri() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Registers the directory and its files for deletion when the JVM exits (files first: deleteOnExit runs in reverse). */
+    private static void deleteOnExit(java.nio.file.Path dir) throws IOException {
+        dir.toFile().deleteOnExit();
+        try (var s = Files.list(dir)) {
+            for (java.nio.file.Path f : s.toList()) f.toFile().deleteOnExit();
         }
     }
 
