@@ -51,7 +51,8 @@ import java.util.Optional;
  * and the next step faults them back in, so a memory spike elsewhere in the process slows the optimizer down
  * instead of getting the executor killed, with no swap configured. {@link #pageOutState()} moves the moments
  * out of the process on purpose (before a known spike: evaluation, merging, a checkpoint). The mechanism and
- * what ND4J 1.0.0-M2.1 does and does not allow (notably on CUDA) are in {@link MappedMomentStore} and
+ * what ND4J 1.0.0-M2.1 does and does not allow (notably on CUDA, where MAPPED is refused) are in
+ * {@code MappedMomentStore} and
  * {@code docs/paged-optimizer.md}. {@link #close()} deletes the files; a shutdown hook deletes those of
  * optimizers still open when the JVM exits.
  */
@@ -130,6 +131,7 @@ public final class AdamW implements AutoCloseable {
      *                       own uniquely named directory ({@code adamw-state-*}) for the moment files (created if
      *                       missing; local disk, e.g. an executor's spill directory); must be null for
      *                       {@link StateStorage#MEMORY}
+     * @throws UnsupportedOperationException for MAPPED when ND4J does not run on its CPU backend
      */
     public AdamW(List<ParamGroup> groups, double baseLr, double beta1, double beta2, double eps,
                  StateStorage storage, Path stateDirectory) {

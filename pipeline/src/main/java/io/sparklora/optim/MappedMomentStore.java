@@ -57,7 +57,8 @@ import java.util.stream.Stream;
  *
  * <p>Limits: a moment is one mapping, and {@link FileChannel#map} maps at most {@link Integer#MAX_VALUE} bytes,
  * so a single parameter may have at most 2 GiB per moment (536,870,911 float32 elements); the data types are
- * FLOAT, DOUBLE, HALF and BFLOAT16. Explicit unmapping uses {@code sun.misc.Unsafe.invokeCleaner} (module
+ * FLOAT, DOUBLE, HALF and BFLOAT16; the backend must be ND4J's CPU backend (the constructor refuses others).
+ * Explicit unmapping uses {@code sun.misc.Unsafe.invokeCleaner} (module
  * {@code jdk.unsupported}); where that is missing, unmapped buffers are left to the garbage collector.
  */
 final class MappedMomentStore implements AutoCloseable {
@@ -74,6 +75,12 @@ final class MappedMomentStore implements AutoCloseable {
     private boolean closed;
 
     MappedMomentStore(Path parent) {
+        if (!Nd4j.getEnvironment().isCPU()) {
+            // On CUDA an ND4J buffer has a device copy besides its host memory, and ops run on the device copy;
+            // mapping the host side would not take the moments off the device. See docs/paged-optimizer.md.
+            throw new UnsupportedOperationException("memory-mapped optimizer state needs ND4J's CPU backend (nd4j-native); "
+                    + "this JVM runs " + Nd4j.getBackend().getClass().getName());
+        }
         try {
             Files.createDirectories(parent);
             this.directory = Files.createTempDirectory(parent, "adamw-state-");
