@@ -47,7 +47,9 @@ final class TrainLocalCommand {
             Args.Option.value("eval-every-k", "K", "10", "every K-th block is held out for evaluation"),
             Args.Option.flag("activation-checkpointing", "recompute activations in the backward pass (less memory, more time)"),
             Args.Option.value("quantization", "TYPE", "none", "how the frozen base is held: none, or nf4 (QLoRA; a 4-bit checkpoint is nf4 anyway)"),
-            Args.Option.flag("no-double-quant", "with --quantization nf4: fp32 block scales (4.5 bits per weight) instead of 8-bit ones"));
+            Args.Option.flag("no-double-quant", "with --quantization nf4: fp32 block scales (4.5 bits per weight) instead of 8-bit ones"),
+            Args.Option.value("optimizer-state", "WHERE", "memory", "AdamW's moments: memory, or mapped (memory-mapped files the OS can page out)"),
+            Args.Option.value("spill-dir", "DIR", "java.io.tmpdir", "with --optimizer-state mapped: where the moment files go (local disk)"));
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private TrainLocalCommand() {}
@@ -79,7 +81,10 @@ final class TrainLocalCommand {
         System.out.println(report);
         System.out.printf("data: %d training blocks, %d held-out blocks of %d tokens%n", train.size(), held.size(), seq);
         Evaluator.Result before = Evaluator.evaluate(model, held, opts.batchSize());
-        Trainer trainer = Trainer.forAdapter(adapter, opts);
+        io.sparklora.train.Optimizers.StateStorage storage = io.sparklora.train.Optimizers.StateStorage.parse(a.get("optimizer-state"),
+                a.has("spill-dir") ? a.get("spill-dir") : null, "train --optimizer-state");
+        io.sparklora.optim.AdamW optimizer = io.sparklora.train.Optimizers.forAdapter(adapter, opts, storage);
+        Trainer trainer = new Trainer(model, optimizer, adapter.hooks(), opts);
         ProgressLine progress = new ProgressLine(System.out, "step", steps, 5.0);
         Files.createDirectories(out);
         long[] tokens = {0};
@@ -100,6 +105,7 @@ final class TrainLocalCommand {
                 }
             });
         }
+        optimizer.close();       // mapped moment files are deleted here
         Files.move(metricsTmp, out.resolve("metrics.jsonl"), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
                 java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         double seconds = (System.nanoTime() - t0) / 1e9;

@@ -58,6 +58,31 @@ class TrainLocalTest {
                 "--data", data.toString(), "--adapter", dir.resolve("run1/adapter").toString(), "--seq", "32"}));
     }
 
+    /** QLoRA in one process: over the NF4 base, with AdamW's moments memory-mapped or not, the same adapter bytes. */
+    @Test
+    void qloraWithMappedOptimizerStateTrainsTheSameAdapterAsInMemory(@TempDir Path dir) throws Exception {
+        Path data = setUp(dir);
+        List<String> mem = new ArrayList<>(List.of(train(dir, data, "qlora-mem")));
+        mem.addAll(List.of("--quantization", "nf4"));
+        List<String> mapped = new ArrayList<>(List.of(train(dir, data, "qlora-mapped")));
+        Path spill = dir.resolve("spill");
+        Files.createDirectories(spill);
+        mapped.addAll(List.of("--quantization", "nf4", "--optimizer-state", "mapped", "--spill-dir", spill.toString()));
+        assertEquals(0, SparkLoraCli.run(mem.toArray(String[]::new)));
+        assertEquals(0, SparkLoraCli.run(mapped.toArray(String[]::new)));
+        byte[] a = Files.readAllBytes(dir.resolve("qlora-mem/adapter/adapter_model.safetensors"));
+        assertArrayEquals(a, Files.readAllBytes(dir.resolve("qlora-mapped/adapter/adapter_model.safetensors")), "mapped moments step exactly as in memory");
+        assertEquals(0, SparkLoraCli.run(train(dir, data, "fp32")));
+        assertFalse(java.util.Arrays.equals(a, Files.readAllBytes(dir.resolve("fp32/adapter/adapter_model.safetensors"))),
+                "over the NF4 base the adapter trains differently from over fp32: the quantization took effect");
+        try (var files = Files.list(spill)) {
+            assertEquals(0, files.count(), "the moment files are deleted when training ends");
+        }
+        List<String> bad = new ArrayList<>(List.of(train(dir, data, "bad")));
+        bad.addAll(List.of("--optimizer-state", "disk"));
+        assertEquals(1, SparkLoraCli.run(bad.toArray(String[]::new)));
+    }
+
     @Test
     void badDataIsReportedWithItsLocation(@TempDir Path dir) throws Exception {
         setUp(dir);

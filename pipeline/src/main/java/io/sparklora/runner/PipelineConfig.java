@@ -251,6 +251,12 @@ public final class PipelineConfig {
         public int steps = 60;
         public double lr = 1e-3;
         public int batchSize = 8;
+        /**
+         * Where AdamW keeps its two moments (twice the model's size): {@code memory}, or {@code mapped}, in memory-mapped
+         * files under {@code spill_dir} (default: java.io.tmpdir) that the OS can page out under memory pressure.
+         */
+        public String optimizerState = "memory";
+        public String spillDir;
     }
 
     public static final class EvaluateSection {
@@ -380,6 +386,11 @@ public final class PipelineConfig {
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException(where + ": " + e.getMessage());
             }
+        }
+        try {
+            io.sparklora.train.Optimizers.StateStorage.parse(fullFinetune.optimizerState, fullFinetune.spillDir, "full_finetune.optimizer_state");
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
         try {
             baseQuantization();

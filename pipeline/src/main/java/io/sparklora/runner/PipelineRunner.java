@@ -270,9 +270,19 @@ public final class PipelineRunner {
 
     /** One-process training of every weight (pretraining a small base, or the full fine-tuning baseline). */
     private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o) {
+        return fullTraining(stage, model, data, o, io.sparklora.train.Optimizers.StateStorage.MEMORY);
+    }
+
+    private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o,
+                                io.sparklora.train.Optimizers.StateStorage storage) {
         model.setBaseTrainable(true);
         List<Parameter> params = model.parameters().values().stream().toList();
-        AdamW opt = io.sparklora.train.Optimizers.forAll(params, o);
+        try (AdamW opt = io.sparklora.train.Optimizers.forAll(params, o, storage)) {
+            return fullTraining(stage, model, data, o, opt);
+        }
+    }
+
+    private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o, AdamW opt) {
         ProgressLine progress = new ProgressLine(console, stage + " step", o.steps(), 5.0);
         metrics.removeIf(l -> l.path("stage").asText().equals(stage));
         long[] tokens = {0};
@@ -466,7 +476,8 @@ public final class PipelineRunner {
         var f = cfg.fullFinetune;
         TrainingOptions o = TrainingOptions.defaults(f.steps).withLr(f.lr).withBatch(f.batchSize, 1)
                 .withWarmup(Math.min(5, f.steps / 10), "cosine").withSeed(cfg.train.seed);
-        double loss = fullTraining("full_finetune", model, data, o);
+        double loss = fullTraining("full_finetune", model, data, o,
+                io.sparklora.train.Optimizers.StateStorage.parse(f.optimizerState, f.spillDir, "full_finetune.optimizer_state"));
         saveModel(model, uri("full-finetune"));
         r.put("params", model.baseParameterCount()).put("steps", f.steps).put("final_loss", loss).put("path", uri("full-finetune"));
     }
