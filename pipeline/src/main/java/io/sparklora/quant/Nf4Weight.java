@@ -36,8 +36,8 @@ import java.nio.FloatBuffer;
  * a merged NF4 layer is full precision, since W0 + ΔW is not on the NF4 grid.
  */
 public final class Nf4Weight implements BaseWeight {
-    /** Default tile size in elements (1 MiB of fp32), settable with the system property {@code sparklora.nf4.tile}. */
-    public static final int DEFAULT_TILE_ELEMENTS = Integer.getInteger("sparklora.nf4.tile", 1 << 18);
+    /** Default tile size in elements (4 MiB of fp32), settable with the system property {@code sparklora.nf4.tile}. */
+    public static final int DEFAULT_TILE_ELEMENTS = Integer.getInteger("sparklora.nf4.tile", 1 << 20);
 
     private static final ThreadLocal<Scratch> SCRATCH = new ThreadLocal<>();
 
