@@ -107,9 +107,10 @@ public class AdapterMethodsSparkTest {
     }
 
     /** As above over a given model (an NF4 one for QLoRA). */
-    static AttachedAdapter oneProcess(TrainSpec spec, List<TokenBlocks> shards, TransformerLM model) throws Exception {
+    public static AttachedAdapter oneProcess(TrainSpec spec, List<TokenBlocks> shards, TransformerLM model) throws Exception {
         AttachedAdapter ad = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed());
         TrainingOptions o = spec.options();
+        ad.hooks().plan(spec.totalSteps());
         TrainingStep step = new TrainingStep(model, Optimizers.forAdapter(ad, o), ad.hooks(),
                 LrSchedule.parse(o.schedule(), o.warmupSteps(), spec.totalSteps(), o.minLrRatio()), o.maxGradNorm());
         for (int round = 0; round < spec.rounds(); round++) {
