@@ -266,7 +266,8 @@ public final class DistributedTrainer {
     }
 
     private static String settings(TrainSpec s) {
-        return "base=" + s.base().contentHash() + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
+        // an NF4 base is another function than its fp32 checkpoint: a checkpoint of one must not resume over the other
+        return "base=" + s.base().contentHash() + (s.base().quantization().nf4() ? "/" + s.base().quantization().label() : "") + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
                 + " rounds=" + s.rounds() + " K=" + s.localSteps() + " sync=" + s.sync() + " avg_opt=" + s.averageOptimizerState()
                 + " options=" + s.options() + " sample=" + s.sampleFraction() + (s.dp().on() ? " dp=" + s.dp() : "");
     }
