@@ -85,6 +85,7 @@ public final class VariantsBenchmark {
             case "activations" -> activations(new Options(rest));
             case "report" -> VariantsReport.write(new Options(rest));
             case "rank-dp-report" -> RankDpReport.write(new Options(rest));
+            case "adalora-report" -> AdaLoraReport.write(new Options(rest));
             default -> throw new IllegalArgumentException("unknown subcommand " + args[0]);
         }
     }
@@ -286,6 +287,14 @@ public final class VariantsBenchmark {
             for (double v : stepMs) sm.add(TrainStepBenchmark.round(v, 1));
         }
         r.put("peak_rss_after_training_bytes", TrainStepBenchmark.procStatusBytes("VmHWM"));
+        if (adapter != null) {
+            Map<String, Integer> ranks = adapter.method().ranksInUse(adapter);     // a method that allocates ranks (AdaLoRA)
+            if (!ranks.isEmpty()) {
+                ObjectNode fr = r.putObject("final_ranks");
+                ranks.forEach(fr::put);
+                r.put("final_rank_total", ranks.values().stream().mapToInt(Integer::intValue).sum());
+            }
+        }
 
         // ---- the file that carries the result
         Path dir = work.resolve(label);

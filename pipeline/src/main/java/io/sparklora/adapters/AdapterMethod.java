@@ -107,6 +107,19 @@ public interface AdapterMethod {
     /** The ranks one trained adapter of this method can be evaluated at ({@link #useRank}); empty for most methods. */
     default int[] ranks(AdapterConfig config) { return new int[0]; }
 
+    /**
+     * The tensors of the adapter file PEFT reads, from the full ones {@link PeftAdapterFormat#tensors} gives (keys under
+     * {@code prefix}), and any keys the file's {@code adapter_config.json} needs from the trained adapter (AdaLoRA slices
+     * to its rank pattern and writes it). Checkpoints keep the full tensors. Unchanged by default.
+     */
+    default Map<String, org.nd4j.linalg.api.ndarray.INDArray> peftFile(AttachedAdapter adapter, Map<String, org.nd4j.linalg.api.ndarray.INDArray> tensors,
+                                                                     ObjectNode config, String prefix) {
+        return tensors;
+    }
+
+    /** Ranks in use per adapted module, for methods that allocate ranks (AdaLoRA); empty for the others. */
+    default Map<String, Integer> ranksInUse(AttachedAdapter adapter) { return Map.of(); }
+
     /** Whether the tensors shared across layers go into the adapter file (VeRA: its {@code save_projection}). */
     default boolean savesSharedTensors(AdapterConfig config) { return true; }
 

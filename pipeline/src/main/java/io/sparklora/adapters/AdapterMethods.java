@@ -29,6 +29,7 @@ public final class AdapterMethods {
         register(new io.sparklora.adapters.deltalora.DeltaLoraMethod());
         register(new io.sparklora.adapters.glora.GloraMethod());
         register(new io.sparklora.adapters.dylora.DyLoraMethod());
+        register(new io.sparklora.adapters.adalora.AdaLoraMethod());
     }
 
     private AdapterMethods() {}

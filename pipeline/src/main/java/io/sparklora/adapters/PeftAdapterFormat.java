@@ -112,6 +112,9 @@ public final class PeftAdapterFormat {
             s.path("options").fields().forEachRemaining(e -> options.put(e.getKey(), e.getValue().asText()));
             String tokens = config.options().get(AdapterConfig.TRAINABLE_TOKENS);
             if (tokens != null) options.put(AdapterConfig.TRAINABLE_TOKENS, tokens);
+            // a setting a run fills in (empty by default: AdaLoRA's rank pattern) is in adapter_config.json only
+            Map<String, String> defaults = m.optionDefaults();
+            config.options().forEach((k, v) -> { if ("".equals(defaults.get(k)) && !v.isEmpty()) options.putIfAbsent(k, v); });
             config = new AdapterConfig(method, config.r(), config.alpha(), config.dropout(), config.targetModules(), config.rslora(),
                     config.bias(), config.init(), options);
         }
@@ -178,7 +181,8 @@ public final class PeftAdapterFormat {
         if (caveat != null) o.put("peft_caveat", caveat);
         ObjectNode opts = o.putObject("options");
         // the token ids are in adapter_config.json already, as PEFT spells them
-        c.options().forEach((k, v) -> { if (!k.equals(AdapterConfig.TRAINABLE_TOKENS)) opts.put(k, v); });
+        // empty values (a setting a run fills in, such as AdaLoRA's rank pattern) are left to adapter_config.json
+        c.options().forEach((k, v) -> { if (!k.equals(AdapterConfig.TRAINABLE_TOKENS) && !v.isEmpty()) opts.put(k, v); });
         o.put("base_model", baseModel);
         return o;
     }
@@ -201,18 +205,29 @@ public final class PeftAdapterFormat {
         return PREFIX + emb.substring(0, emb.length() - ".weight".length()) + "." + AttachedAdapter.TOKEN_ROWS_KEY;
     }
 
-    /** Writes the adapter directory atomically (it appears complete or not at all). */
+    /** Writes the adapter directory atomically (it appears complete or not at all), as PEFT reads it. */
     public static void save(AttachedAdapter adapter, Path dir, String baseModel) {
+        save(adapter, dir, baseModel, true);
+    }
+
+    /**
+     * Writes the adapter directory atomically. {@code asPeftFile}: the tensors as the method gives them to PEFT
+     * ({@link AdapterMethod#peftFile}: AdaLoRA's sliced to its rank pattern); false (checkpoints): every tensor in full.
+     */
+    public static void save(AttachedAdapter adapter, Path dir, String baseModel, boolean asPeftFile) {
         try {
+            ObjectNode config = configJson(adapter.config(), adapter.model().config().architecture(), baseModel);
+            Map<String, INDArray> tensors = tensors(adapter);
+            if (asPeftFile) tensors = adapter.method().peftFile(adapter, tensors, config, PREFIX);
+            Map<String, INDArray> written = tensors;
             AtomicFiles.writeDirectory(dir, tmp -> {
-                Files.writeString(tmp.resolve(CONFIG_FILE), JSON.writerWithDefaultPrettyPrinter()
-                        .writeValueAsString(configJson(adapter.config(), adapter.model().config().architecture(), baseModel)));
+                Files.writeString(tmp.resolve(CONFIG_FILE), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(config));
                 Architecture arch = adapter.model().config().architecture();
                 Files.writeString(tmp.resolve(SIDECAR_FILE), JSON.writerWithDefaultPrettyPrinter()
                         .writeValueAsString(sidecarJson(adapter.config(), baseModel, arch)));
                 String caveat = adapter.method().peftCaveat(arch);
                 if (caveat != null) System.err.println("note: " + dir + ": " + caveat);
-                SafetensorsWriter.write(tmp.resolve(WEIGHTS_FILE), tensors(adapter), Map.of("format", "pt"), DataType.FLOAT);
+                SafetensorsWriter.write(tmp.resolve(WEIGHTS_FILE), written, Map.of("format", "pt"), DataType.FLOAT);
             });
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write adapter to " + dir + ": " + e.getMessage(), e);

@@ -12,12 +12,27 @@ import java.util.Map;
  * optimizer step: {@link #beforeStep} → forward/backward of the micro-batches →
  * {@link #regularize} → {@link #afterBackward} → clipping → optimizer → {@link #afterStep}.
  *
- * <p>{@link #roundState()} is state beyond the adapter tensors that must travel with every Spark round and
- * into checkpoints (AdaLoRA's masks, DyLoRA's rank of the round): the driver broadcasts it with the adapter
- * tensors, tasks {@link #loadRoundState load} it, and resume restores it.
+ * <p>{@link #roundState()} is state beyond the adapter tensors that must travel with every Spark round (AdaLoRA's
+ * masks, DyLoRA's rank of the round): the driver broadcasts it with the adapter tensors and tasks
+ * {@link #loadRoundState load} it; {@link #checkpointState()} is what a checkpoint keeps (the round state, or more:
+ * AdaLoRA's smoothed importance), restored on resume. Tasks under parameter sync may send statistics back
+ * ({@link #roundStatistics()}), which the driver averages like the parameters.
  */
 public interface TrainingHooks {
     TrainingHooks NONE = new TrainingHooks() {};
+
+    /**
+     * Before any step: the run will take {@code totalSteps} optimizer steps in all (methods with a schedule over the
+     * run, such as AdaLoRA's rank budget, plan it here). Called by every path: one process, the Spark driver, each task.
+     */
+    default void plan(long totalSteps) {}
+
+    /**
+     * On the Spark driver, once before the first round: this instance is the driver's, and {@code driverSteps} says
+     * whether the driver takes the optimizer steps (sync: gradients, on the reduced gradients) or the tasks do
+     * (parameter sync: {@code stepsPerRound} local steps each, averaged). Not called in one-process training or on tasks.
+     */
+    default void onDriver(boolean driverSteps, int stepsPerRound) {}
 
     /**
      * On the Spark driver, before round {@code round} (0-based; its first global step is {@code firstStep}) is broadcast:
@@ -42,9 +57,27 @@ public interface TrainingHooks {
     /** After the optimizer updated the tensors. */
     default void afterStep(long step) {}
 
-    /** State beyond the adapter tensors that each round and each checkpoint carries (empty for most methods). */
+    /** State beyond the adapter tensors that each round carries to the tasks (empty for most methods). */
     default Map<String, INDArray> roundState() { return Map.of(); }
 
-    /** Restores what {@link #roundState()} returned (on an executor, or on resume). */
+    /** Restores what {@link #roundState()} returned, on a task. */
     default void loadRoundState(Map<String, INDArray> state) {}
+
+    /** What a checkpoint holds beyond the adapter tensors and the optimizer: the round state unless the method keeps more. */
+    default Map<String, INDArray> checkpointState() { return roundState(); }
+
+    /** Restores what {@link #checkpointState()} returned, on the driver when a run resumes. */
+    default void loadCheckpointState(Map<String, INDArray> state) { loadRoundState(state); }
+
+    /**
+     * On a task after its local steps (parameter sync): statistics the driver should average over the tasks, weighted
+     * as the parameters are (AdaLoRA's smoothed importance). Adapter-sized at most; empty for most methods.
+     */
+    default Map<String, INDArray> roundStatistics() { return Map.of(); }
+
+    /** On the driver: the tasks' {@link #roundStatistics()}, averaged (called only when some task returned any). */
+    default void loadReducedStatistics(Map<String, INDArray> mean) {}
+
+    /** Figures of the method's state to log with each round or step (AdaLoRA's rank budget); empty for most methods. */
+    default Map<String, Double> metrics() { return Map.of(); }
 }

@@ -334,7 +334,56 @@ public final class ReportHtml {
             chart("Adapter training loss", adapter, null);
             chart("Loss of other stages", other, null);
             if (train != null) trainFigures(train);
+            Map<String, MetricSeries.Series> budget = MetricSeries.byStage(metrics, "adalora_budget");
+            Map<String, MetricSeries.Series> inUse = MetricSeries.byStage(metrics, "adalora_ranks_in_use");
+            Map<String, MetricSeries.Series> ranks = new LinkedHashMap<>();
+            budget.forEach((s, v) -> ranks.put("budget (" + s + ")", v));
+            inUse.forEach((s, v) -> ranks.put("ranks in use (" + s + ")", v));
+            chart("Rank budget", ranks, "total ranks the schedule allows, and in use, by step");
+            if (train != null) rankHeatMap(train.get("final_ranks"));
             out.append("</section>\n");
+        }
+
+        /**
+         * The rank each adapted matrix ended with (AdaLoRA), as a heat map of layer × matrix kind: rows are the blocks,
+         * columns the module kinds (c_attn, q_proj, ...), the colour the rank.
+         */
+        private void rankHeatMap(JsonNode ranks) {
+            if (ranks == null || !ranks.isObject() || ranks.isEmpty()) return;
+            java.util.TreeMap<Integer, Map<String, Integer>> byLayer = new java.util.TreeMap<>();
+            java.util.LinkedHashSet<String> kinds = new java.util.LinkedHashSet<>();
+            int max = 1;
+            java.util.regex.Pattern p = java.util.regex.Pattern.compile("^(.*?\\.)(\\d+)\\.(.+)$");
+            for (Iterator<Map.Entry<String, JsonNode>> it = ranks.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                java.util.regex.Matcher m = p.matcher(e.getKey());
+                int layer = m.matches() ? Integer.parseInt(m.group(2)) : -1;
+                String kind = m.matches() ? m.group(3) : e.getKey();
+                kinds.add(kind);
+                int r = e.getValue().asInt();
+                max = Math.max(max, r);
+                byLayer.computeIfAbsent(layer, k -> new LinkedHashMap<>()).put(kind, r);
+            }
+            out.append("<figure>\n<figcaption>Final rank of every adapted matrix (layer × matrix)</figcaption>\n")
+                    .append("<table class=\"heatmap\">\n<thead><tr><th>layer</th>");
+            for (String k : kinds) out.append("<th><code>").append(Xml.escape(k)).append("</code></th>");
+            out.append("</tr></thead>\n<tbody>\n");
+            for (Map.Entry<Integer, Map<String, Integer>> row : byLayer.entrySet()) {
+                out.append("<tr><th class=\"num\">").append(row.getKey() < 0 ? DASH : String.valueOf(row.getKey())).append("</th>");
+                for (String k : kinds) {
+                    Integer r = row.getValue().get(k);
+                    if (r == null) {
+                        out.append("<td>").append(DASH).append("</td>");
+                        continue;
+                    }
+                    double t = (double) r / max;                   // white (0) to deep blue (the largest rank)
+                    int red = (int) Math.round(255 - t * (255 - 31)), green = (int) Math.round(255 - t * (255 - 92)), blue = (int) Math.round(255 - t * (255 - 170));
+                    out.append("<td class=\"num\" style=\"background:rgb(").append(red).append(',').append(green).append(',').append(blue)
+                            .append(");color:").append(t > 0.55 ? "#fff" : "#111").append("\">").append(r).append("</td>");
+                }
+                out.append("</tr>\n");
+            }
+            out.append("</tbody>\n</table>\n</figure>\n");
         }
 
         private void chart(String title, Map<String, MetricSeries.Series> series, String caption) {

@@ -424,6 +424,12 @@ public final class PipelineRunner {
                 .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size())
                 .put("base_quantization", base.quantization().label());
         if (cfg.gloraSearch.enabled) r.put("layer_structures", spec.adapter().option(GloraMethod.LAYER_STRUCTURES));
+        Map<String, Integer> ranks = res.adapter().method().ranksInUse(res.adapter());      // a method that allocates ranks (AdaLoRA)
+        if (!ranks.isEmpty()) {
+            ObjectNode fr = r.putObject("final_ranks");
+            ranks.forEach(fr::put);
+            r.put("final_rank_total", ranks.values().stream().mapToInt(Integer::intValue).sum());
+        }
         console.printf(Locale.ROOT, "train: %,d trainable of %,d parameters; moved %,d bytes down and %,d up per task per round (the model is %,d bytes%s)%n",
                 res.trainableParams(), res.totalParams(), res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
                 base.quantization().nf4() ? ", its base in " + base.quantization().label() : "");
@@ -460,11 +466,27 @@ public final class PipelineRunner {
         AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig(), 0, shareGroups);
         Path local = HadoopFiles.copyToLocal(conf, adapterUri);
         try {
+            // what the saved adapter settled in training (AdaLoRA's rank pattern) comes from its own config
+            Map<String, String> filled = filledIn(PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE)));
+            if (!filled.isEmpty()) {
+                a.detach();
+                a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig().withOptions(filled), 0, shareGroups);
+            }
             PeftAdapterFormat.loadTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), adapterUri, false);
         } finally {
             HadoopFiles.deleteLocalTree(local);
         }
         return AdapterTensors.ofValues(a.stateTensors());
+    }
+
+    /** The settings a run fills in (empty by default: AdaLoRA's rank pattern), as a saved adapter holds them. */
+    private static Map<String, String> filledIn(AdapterConfig saved) {
+        Map<String, String> m = new LinkedHashMap<>();
+        saved.adapterMethod().optionDefaults().forEach((k, d) -> {
+            String v = saved.options().get(k);
+            if (d.isEmpty() && v != null && !v.isEmpty()) m.put(k, v);
+        });
+        return m;
     }
 
     private void fullFinetune(ObjectNode r) throws IOException {

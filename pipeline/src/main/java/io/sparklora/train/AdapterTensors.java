@@ -111,4 +111,19 @@ public final class AdapterTensors implements Serializable {
 
     /** Payload size in bytes (4 per value); names and shapes are negligible and not counted. */
     public long bytes() { return 4 * count(); }
+
+    /** A short hash of the names and values (in name order): two equal digests mean the same tensors, bit for bit. */
+    public String digest() {
+        var md = io.sparklora.checkpoint.BaseModelRef.sha256();
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4);
+        for (String k : new java.util.TreeSet<>(data.keySet())) {
+            md.update(k.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            for (float f : data.get(k)) {
+                b.clear();
+                b.putFloat(f);
+                md.update(b.array());
+            }
+        }
+        return java.util.HexFormat.of().formatHex(md.digest()).substring(0, 16);
+    }
 }

@@ -92,6 +92,8 @@ public final class DistributedTrainer {
         LrSchedule schedule = LrSchedule.parse(o.schedule(), o.warmupSteps(), spec.totalSteps(), o.minLrRatio());
         TrainingStep step = new TrainingStep(adapter.model(), optimizer, adapter.hooks(), schedule, o.maxGradNorm());
         boolean gradientSync = spec.sync().equals("gradients");
+        adapter.hooks().plan(spec.totalSteps());
+        adapter.hooks().onDriver(gradientSync || dp.exampleLevel(), spec.localSteps());     // who takes the optimizer steps
         AdapterTensors moments = null;      // averaged moments (parameters sync with averaging)
         long momentsStep = 0;
 
@@ -106,7 +108,7 @@ public final class DistributedTrainer {
                             + c.state().path("settings").asText() + "); delete " + TrainCheckpoint.dir(spec.outputUri()) + " or use another output");
                 }
                 io.sparklora.adapters.PeftAdapterFormat.loadTensors(adapter, c.adapter(), "checkpoint " + TrainCheckpoint.dir(spec.outputUri()), false);
-                adapter.hooks().loadRoundState(c.methodState());
+                adapter.hooks().loadCheckpointState(c.methodState());
                 if (dp.on()) accountant = RdpAccountant.of(accountantHistory(c.state()));
                 if (gradientSync) optimizer.importState(c.optimizer());
                 else if (spec.averageOptimizerState()) {
@@ -142,7 +144,7 @@ public final class DistributedTrainer {
                     stoppedAtBudget = true;
                     if (spec.outputUri() != null && round > start) {
                         Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
-                        TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().roundState(),
+                        TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(),
                                 checkpointState(spec, round, accountant), round, spec.base().uri());
                     }
                     break;
@@ -153,6 +155,11 @@ public final class DistributedTrainer {
             RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
             RoundResult res = executor.run(st);
             if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
+            if (!st.methodState().isEmpty() && !res.methodStateDigests.isEmpty()
+                    && !res.methodStateDigests.equals(new TreeSet<>(List.of(st.methodState().digest())))) {
+                throw new IllegalStateException(stageName + ": round " + (round + 1) + ": the tasks applied method states " + res.methodStateDigests
+                        + ", the driver broadcast " + st.methodState().digest() + " (every task must apply the driver's decision)");
+            }
 
             if (dp.on()) {
                 // the summed clipped contributions (zeros when nothing was sampled: noise alone) + N(0, σ²C²), on the driver only
@@ -178,6 +185,7 @@ public final class DistributedTrainer {
                 step.apply(globalStep);
             } else {
                 res.payload.scale(1.0 / res.weight).copyInto(params);
+                if (res.methodStats != null) adapter.hooks().loadReducedStatistics(res.methodStats.scale(1.0 / res.weight).toArrays());
                 if (res.moments != null) {
                     moments = res.moments.scale(1.0 / res.weight);
                     momentsStep += spec.localSteps();
@@ -198,6 +206,7 @@ public final class DistributedTrainer {
                     .put("loss", lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)
                     .put("bytes_broadcast", broadcastBytes).put("bytes_reduced", reducedBytes)
                     .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds);
+            adapter.hooks().metrics().forEach(line::put);
             if (dp.on()) {
                 accountant.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
                 RdpAccountant.Spent sp = accountant.spent(dp.delta());
@@ -210,7 +219,7 @@ public final class DistributedTrainer {
                     dp.on() ? String.format(Locale.ROOT, "  epsilon %.3f", line.path("epsilon").asDouble()) : "");
             if (spec.checkpointEvery() > 0 && spec.outputUri() != null && (done % spec.checkpointEvery() == 0 || done == spec.rounds())) {
                 Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
-                TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().roundState(), checkpointState(spec, done, accountant), done,
+                TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(), checkpointState(spec, done, accountant), done,
                         spec.base().uri());
             }
             if (listener != null) listener.afterRound(done, res);
@@ -257,7 +266,8 @@ public final class DistributedTrainer {
     }
 
     private static String settings(TrainSpec s) {
-        return "base=" + s.base().contentHash() + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
+        // an NF4 base is another function than its fp32 checkpoint: a checkpoint of one must not resume over the other
+        return "base=" + s.base().contentHash() + (s.base().quantization().nf4() ? "/" + s.base().quantization().label() : "") + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
                 + " rounds=" + s.rounds() + " K=" + s.localSteps() + " sync=" + s.sync() + " avg_opt=" + s.averageOptimizerState()
                 + " options=" + s.options() + " sample=" + s.sampleFraction() + (s.dp().on() ? " dp=" + s.dp() : "");
     }

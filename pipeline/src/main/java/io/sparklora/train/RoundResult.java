@@ -12,6 +12,9 @@ public final class RoundResult implements Serializable {
     /** Σ w·θ (parameters sync) or Σ per-token gradients (gradients sync); w = target tokens. */
     public AdapterTensors payload = new AdapterTensors();
     public AdapterTensors moments;                  // Σ w·moments, when averaged
+    public AdapterTensors methodStats;              // Σ w·(the method's round statistics), parameter sync (AdaLoRA's importance)
+    /** Digests of the method state each task applied (TrainingHooks.roundState() after loading): one value when all agree. */
+    public final TreeSet<String> methodStateDigests = new TreeSet<>();
     public double weight;                           // Σ w (target tokens)
     public double lossSum;                          // Σ loss·targets over steps
     public long targets, tokens, steps;
@@ -25,11 +28,13 @@ public final class RoundResult implements Serializable {
     public final java.util.TreeMap<String, Integer> baseLoads = new java.util.TreeMap<>();
 
     /** Bytes of tensors in this result (what one task sends up the tree). */
-    public long bytes() { return payload.bytes() + (moments == null ? 0 : moments.bytes()); }
+    public long bytes() { return payload.bytes() + (moments == null ? 0 : moments.bytes()) + (methodStats == null ? 0 : methodStats.bytes()); }
 
     public RoundResult add(RoundResult o) {
         payload.addScaled(o.payload, 1.0);
         if (o.moments != null) moments = (moments == null ? new AdapterTensors() : moments).addScaled(o.moments, 1.0);
+        if (o.methodStats != null) methodStats = (methodStats == null ? new AdapterTensors() : methodStats).addScaled(o.methodStats, 1.0);
+        methodStateDigests.addAll(o.methodStateDigests);
         weight += o.weight;
         lossSum += o.lossSum;
         targets += o.targets;

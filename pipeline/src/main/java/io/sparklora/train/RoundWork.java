@@ -36,7 +36,10 @@ public final class RoundWork {
         if (spec.dp().clientLevel() && !st.takesPart(partition)) return out;    // DP-FedAvg: the driver did not sample this client
         List<Parameter> params = adapter.trainableParameters();
         st.adapter().copyInto(params);
+        adapter.hooks().plan(spec.totalSteps());
         adapter.hooks().loadRoundState(st.methodState().toArrays());
+        Map<String, INDArray> applied = adapter.hooks().roundState();
+        if (!applied.isEmpty()) out.methodStateDigests.add(AdapterTensors.of(applied).digest());
         long seed = taskSeed(spec.options().seed(), partition, st.round());
         BatchOrder order = BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
         if (spec.dp().exampleLevel()) dpSgd(adapter, params, data, seed, spec, out);
@@ -131,6 +134,8 @@ public final class RoundWork {
         out.weight = out.targets;
         out.payload = AdapterTensors.ofValues(params).scale(out.weight);
         if (spec.averageOptimizerState()) out.moments = moments(trainer.optimizer().exportState()).scale(out.weight);
+        Map<String, INDArray> stats = spec.dp().on() ? Map.of() : adapter.hooks().roundStatistics();   // under DP nothing unprivatised goes up
+        if (!stats.isEmpty()) out.methodStats = AdapterTensors.of(stats).scale(out.weight);
     }
 
     /** AdamW state ({@link AdamW#importState}) from averaged moments (may be null: none yet) and a step count. */

@@ -47,7 +47,7 @@ public final class TrainCheckpoint {
         String name = String.format(Locale.ROOT, "round-%06d", roundsDone);
         String target = HadoopFiles.resolve(dir(outputUri), name);
         HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
-            PeftAdapterFormat.save(adapter, local, baseModel);
+            PeftAdapterFormat.save(adapter, local, baseModel, false);      // full tensors: resume needs everything
             Map<String, INDArray> opt = new LinkedHashMap<>(optimizerState);
             SafetensorsWriter.write(local.resolve("optimizer.safetensors"), opt, Map.of("format", "spark-lora-adamw"), DataType.FLOAT);
             if (!methodState.isEmpty()) {

@@ -40,6 +40,7 @@ public final class Trainer {
         this.options = options;
         LrSchedule schedule = LrSchedule.parse(options.schedule(), options.warmupSteps(), options.steps(), options.minLrRatio());
         this.trainingStep = new TrainingStep(model, optimizer, hooks, schedule, options.maxGradNorm());
+        hooks.plan(options.steps());
         this.dropoutRng = io.sparklora.model.Seeds.rng(options.seed() ^ 0x5DEECE66DL);
     }
 

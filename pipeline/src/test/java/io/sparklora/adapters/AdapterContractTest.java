@@ -83,6 +83,10 @@ class AdapterContractTest {
             "rank_dropout_scale", "decompose_both", "decompose_factor", "use_effective_conv2d", "init_weights", "rank_pattern",
             "alpha_pattern", "exclude_modules"));
 
+    /** AdaLoraConfig's keys: LoraConfig's and its own. */
+    private static final Set<String> ADALORA_KEYS = union(LORA_KEYS, Set.of("init_r", "target_r", "tinit", "tfinal", "deltaT", "beta1",
+            "beta2", "orth_reg_weight", "total_step"));
+
     /** The most balanced split m·n = dim, m ≤ n (what PEFT's factorization gives with factor −1). */
     private static long[] balanced(long dim) {
         long m = 1;
@@ -158,6 +162,9 @@ class AdapterContractTest {
                 // gradients on purpose, so the contract's gradient check runs the rule that trains all of the first b
                 new Case("dylora", a -> AdapterConfig.of("dylora", 4, 8, targets(a)).withDropout(0.2).withOption("dylora_update", "all"),
                         (s, r) -> sum(s, d -> (long) r * (d[0] + d[1])), LORA_KEYS, 3e-2),
+                // AdaLoRA: r = init_r; the orthogonality penalty, importance and allocation run in the hooks (AdaLoraTest)
+                new Case("adalora", a -> AdapterConfig.of("adalora", 4, 8, targets(a)).withDropout(0.2).withOption("target_r", "2"),
+                        (s, r) -> sum(s, d -> (long) r * (d[0] + d[1] + 1)), ADALORA_KEYS, 3e-2),
                 new Case("lokr+decompose_both", a -> AdapterConfig.of("lokr", 1, 4, targets(a)).withOption("decompose_both", "true")
                         .withOption("rank_dropout", "0.2").withOption("rank_dropout_scale", "true"),
                         (s, r) -> sum(s, d -> lokrCount(d, r, true)), LOKR_KEYS, 3e-2));

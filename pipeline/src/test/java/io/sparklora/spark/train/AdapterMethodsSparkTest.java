@@ -89,7 +89,9 @@ public class AdapterMethodsSparkTest {
                 AdapterConfig.of("glora", 2, 1, TARGETS).withOption("layer_structures",
                         "h.0.attn.c_attn=vector,constant,vector,vector,constant; mlp.c_proj=lora,lora,lora,constant,vector"),
                 // the driver draws the rank of each round (= the one-process rank of that step) and broadcasts it
-                AdapterConfig.of("dylora", 4, 8, TARGETS).withOption("rank_seed", "5"));
+                AdapterConfig.of("dylora", 4, 8, TARGETS).withOption("rank_seed", "5"),
+                // the driver takes each step (gradient sync) and decides the masks; they travel down with every round
+                AdapterConfig.of("adalora", 4, 8, TARGETS).withOption("target_r", "2").withOption("tinit", "0").withOption("tfinal", "1"));
     }
 
     static List<TokenBlocks> shards() {
@@ -107,9 +109,10 @@ public class AdapterMethodsSparkTest {
     }
 
     /** As above over a given model (an NF4 one for QLoRA). */
-    static AttachedAdapter oneProcess(TrainSpec spec, List<TokenBlocks> shards, TransformerLM model) throws Exception {
+    public static AttachedAdapter oneProcess(TrainSpec spec, List<TokenBlocks> shards, TransformerLM model) throws Exception {
         AttachedAdapter ad = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed());
         TrainingOptions o = spec.options();
+        ad.hooks().plan(spec.totalSteps());
         TrainingStep step = new TrainingStep(model, Optimizers.forAdapter(ad, o), ad.hooks(),
                 LrSchedule.parse(o.schedule(), o.warmupSteps(), spec.totalSteps(), o.minLrRatio()), o.maxGradNorm());
         for (int round = 0; round < spec.rounds(); round++) {
@@ -160,6 +163,7 @@ public class AdapterMethodsSparkTest {
         long state = r.adapter().hooks().roundState().values().stream().mapToLong(t -> t.length()).sum();
         if (a.method().equals("delta_lora")) assertEquals(trainable, state, "delta_lora: the snapshot (A_K, B_K) is adapter-sized");
         else if (a.method().equals("dylora")) assertEquals(1, state, "dylora: the round's rank, one scalar");
+        else if (a.method().equals("adalora")) assertEquals(4 * r.adapter().layers().size() + 1, state, "adalora: one mask entry per triplet and the final flag");
         else assertEquals(0, state, a.method() + " has no round state");
         assertEquals(4 * (trainable + state), r.bytesBroadcastPerRound(), a.method() + ": bytes down per round");
         assertEquals(4 * trainable, r.bytesReducedPerRound(), a.method() + ": bytes up per round");
