@@ -219,6 +219,12 @@ public final class PeftAdapterFormat {
             ObjectNode config = configJson(adapter.config(), adapter.model().config().architecture(), baseModel);
             Map<String, INDArray> tensors = tensors(adapter);
             if (asPeftFile) tensors = adapter.method().peftFile(adapter, tensors, config, PREFIX);
+            for (Map.Entry<String, INDArray> t : tensors.entrySet()) {
+                INDArray v = t.getValue();
+                if (v.length() > 0 && (v.isNaN().any() || v.isInfinite().any())) {
+                    throw new IllegalStateException("refusing to write adapter " + dir + ": tensor " + t.getKey() + " holds NaN or infinite values");
+                }
+            }
             Map<String, INDArray> written = tensors;
             AtomicFiles.writeDirectory(dir, tmp -> {
                 Files.writeString(tmp.resolve(CONFIG_FILE), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(config));

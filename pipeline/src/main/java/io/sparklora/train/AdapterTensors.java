@@ -112,6 +112,14 @@ public final class AdapterTensors implements Serializable {
     /** Payload size in bytes (4 per value); names and shapes are negligible and not counted. */
     public long bytes() { return 4 * count(); }
 
+    /** The first tensor holding a NaN or an infinity, or null when every value is finite. */
+    public String firstNonFinite() {
+        for (Map.Entry<String, float[]> e : data.entrySet()) {
+            for (float f : e.getValue()) if (!Float.isFinite(f)) return e.getKey();
+        }
+        return null;
+    }
+
     /** A short hash of the names and values (in name order): two equal digests mean the same tensors, bit for bit. */
     public String digest() {
         var md = io.sparklora.checkpoint.BaseModelRef.sha256();

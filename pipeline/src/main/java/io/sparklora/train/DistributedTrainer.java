@@ -155,6 +155,15 @@ public final class DistributedTrainer {
             RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
             RoundResult res = executor.run(st);
             if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
+            if (!res.nonFinite.isEmpty() || res.payload.firstNonFinite() != null) {
+                // stop before anything changes: the adapter of the last round and its checkpoint stay as they were
+                throw new NonFiniteRoundException(stageName + ": round " + (round + 1) + ": NaN or infinite values from "
+                        + (res.nonFinite.isEmpty() ? "the reduced sum (" + res.payload.firstNonFinite() + ")" : String.join("; ", res.nonFinite))
+                        + ". Nothing of this round was applied; " + (spec.checkpointEvery() > 0 && spec.outputUri() != null && round > 0
+                        ? "the last checkpoint, in " + TrainCheckpoint.dir(spec.outputUri()) + ", is intact and a rerun resumes from it"
+                        : "no checkpoint holds the rounds before it (train.checkpoint_every)")
+                        + ". Lower train.lr or train.max_grad_norm, or look for corrupt input in that partition");
+            }
             if (!st.methodState().isEmpty() && !res.methodStateDigests.isEmpty()
                     && !res.methodStateDigests.equals(new TreeSet<>(List.of(st.methodState().digest())))) {
                 throw new IllegalStateException(stageName + ": round " + (round + 1) + ": the tasks applied method states " + res.methodStateDigests
@@ -275,6 +284,11 @@ public final class DistributedTrainer {
     static String fingerprint(TrainSpec s) {
         var md = BaseModelRef.sha256();
         return java.util.HexFormat.of().formatHex(md.digest(settings(s).getBytes(java.nio.charset.StandardCharsets.UTF_8))).substring(0, 16);
+    }
+
+    /** A round whose loss or contributions were NaN or infinite: the run stops, naming the round and the partitions. */
+    public static final class NonFiniteRoundException extends IllegalStateException {
+        public NonFiniteRoundException(String message) { super(message); }
     }
 
     static String human(long bytes) {

@@ -19,6 +19,8 @@ public final class RoundResult implements Serializable {
     public double lossSum;                          // Σ loss·targets over steps
     public long targets, tokens, steps;
     public long skippedSteps;                       // non-finite gradients
+    /** Partitions whose loss or contribution was not finite (NaN or infinite), each with what: empty in a healthy round. */
+    public final TreeSet<String> nonFinite = new TreeSet<>();
     public long shardExamples;                      // examples in the tasks' shards (DP-SGD's expected batch is q times this)
     public long sampled;                            // DP: examples (DP-SGD) or clients (DP-FedAvg) that contributed
     public double maxClippedNorm;                   // DP: the largest contribution's norm after clipping (≤ C)
@@ -41,6 +43,7 @@ public final class RoundResult implements Serializable {
         tokens += o.tokens;
         steps += o.steps;
         skippedSteps += o.skippedSteps;
+        nonFinite.addAll(o.nonFinite);
         shardExamples += o.shardExamples;
         sampled += o.sampled;
         maxClippedNorm = Math.max(maxClippedNorm, o.maxClippedNorm);

@@ -46,7 +46,18 @@ public final class RoundWork {
         else if (spec.sync().equals("gradients")) gradients(adapter, params, data, order, seed, spec, out);
         else localSteps(adapter, params, data, order, seed, st, spec, out);
         if (spec.dp().clientLevel()) clipUpdate(params, st, spec, out);
+        checkFinite(out, partition);
         return out;
+    }
+
+    /** Flags this partition when its loss, a skipped step or its contribution was not finite (the driver then stops the run). */
+    static void checkFinite(RoundResult out, int partition) {
+        if (!Double.isFinite(out.lossSum)) out.nonFinite.add("partition " + partition + ": loss " + out.lossSum);
+        else if (out.skippedSteps > 0) out.nonFinite.add("partition " + partition + ": " + out.skippedSteps + " local step(s) with a non-finite gradient");
+        String bad = out.payload.firstNonFinite();
+        if (bad == null && out.moments != null) bad = out.moments.firstNonFinite();
+        if (bad == null && out.methodStats != null) bad = out.methodStats.firstNonFinite();
+        if (bad != null) out.nonFinite.add("partition " + partition + ": " + bad + " is not finite");
     }
 
     /**

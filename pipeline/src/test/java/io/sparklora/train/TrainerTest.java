@@ -29,14 +29,21 @@ class TrainerTest {
 
     @Test
     void gradientAccumulationOfTwoMicroBatchesEqualsOneBatchOfTheirUnion() {
-        // two micro-batches of 2 vs one batch of 4, no dropout: the first step's update must agree
+        // two micro-batches of 2 vs one batch of 4, no dropout: the accumulated gradients (read by a hook before
+        // clipping and the optimizer, which would normalise a wrong scale away) and the first update must agree
         List<double[]> results = new ArrayList<>();
+        List<double[]> grads = new ArrayList<>();
         for (int[] bs : new int[][]{{4, 1}, {2, 2}}) {
             TransformerLM m = TransformerLM.randomInit(TinyModels.gpt2(), 1, org.nd4j.linalg.api.buffer.DataType.DOUBLE);
             AttachedAdapter a = AttachedAdapter.attach(m, "default", AdapterConfig.lora(2, 4, List.of("c_attn")), 2);
             AdamW opt = new AdamW(ParamGroup.byTag(a.trainableParameters(), 0.0), 1e-2);
             TrainingOptions o = TrainingOptions.defaults(1).withBatch(bs[0], bs[1]).withWarmup(0, "constant").withMaxGradNorm(0);
-            Trainer t = new Trainer(m, opt, o);
+            io.sparklora.adapters.TrainingHooks capture = new io.sparklora.adapters.TrainingHooks() {
+                @Override public void afterBackward(long step) {
+                    grads.add(a.trainableParameters().stream().flatMapToDouble(p -> java.util.Arrays.stream(p.grad().dup().data().asDouble())).toArray());
+                }
+            };
+            Trainer t = new Trainer(m, opt, capture, o);
             // full blocks only: every micro-batch then has the same number of targets, so the mean of the
             // micro-batch means is the mean over the union
             TokenBlocks data = new TokenBlocks(6);
@@ -53,6 +60,9 @@ class TrainerTest {
             double[] flat = a.trainableParameters().stream().flatMapToDouble(p -> java.util.Arrays.stream(p.value().dup().data().asDouble())).toArray();
             results.add(flat);
         }
+        assertEquals(2, grads.size());
+        assertTrue(java.util.Arrays.stream(grads.get(0)).map(Math::abs).max().orElse(0) > 1e-6, "a gradient to compare");
+        assertArrayEquals(grads.get(0), grads.get(1), 1e-12, "the accumulated gradient is the mean over the union, scale included");
         assertArrayEquals(results.get(0), results.get(1), 1e-10);
     }
 

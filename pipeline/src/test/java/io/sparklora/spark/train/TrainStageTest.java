@@ -114,14 +114,16 @@ public class TrainStageTest {
         }
         List<Parameter> distributed = r.adapter().trainableParameters();
         assertEquals(params.size(), distributed.size());
+        // every tensor, A and B alike, moved away from its initial value (the same seed gives the same init)
+        List<Parameter> initial = AttachedAdapter.attach(TransformerLM.randomInit(CFG, 7), TrainSpec.ADAPTER_NAME, spec.adapter(),
+                spec.options().seed()).trainableParameters();
         double maxDiff = 0;
         for (int i = 0; i < params.size(); i++) {
             INDArray a = params.get(i).value(), b = distributed.get(i).value();
             maxDiff = Math.max(maxDiff, a.sub(b).amaxNumber().doubleValue());
-            assertTrue(a.sub(params.get(i).value().mul(0)).amaxNumber().doubleValue() > 0 || i % 2 == 1, "A matrices moved");
+            assertTrue(b.sub(initial.get(i).value()).amaxNumber().doubleValue() > 1e-4, distributed.get(i).name() + " did not train");
         }
         assertTrue(maxDiff < 1e-5, "distributed and one-process adapters differ by " + maxDiff);
-        assertTrue(params.get(1).value().amaxNumber().doubleValue() > 1e-4, "B left zero: nothing trained");
     }
 
     @Test
@@ -172,7 +174,11 @@ public class TrainStageTest {
         MetricsLog log = MetricsLog.inMemory();
         int loadsBefore = BaseModelCache.loads();
         DistributedTrainer.Result r = TrainStage.run(sc, spec("parameters", 6, 2, false, 0, null), new InMemoryShards(shards), log, "train", QUIET, null);
-        assertTrue(BaseModelCache.loads() - loadsBefore <= 0, "base already cached by this JVM: no reload");
+        // local[2]: tasks run in this JVM, which reads the base at most once whatever ran before (0 if another test did)
+        int afterFirst = BaseModelCache.loads();
+        assertTrue(afterFirst - loadsBefore <= 1, "one read of the base for all 12 tasks, got " + (afterFirst - loadsBefore));
+        TrainStage.run(sc, spec("parameters", 2, 1, false, 0, null), new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null);
+        assertEquals(afterFirst, BaseModelCache.loads(), "a second run on the same JVM reads nothing: the base is cached");
         double first = log.lines().get(0).path("loss").asDouble(), last = log.lines().get(5).path("loss").asDouble();
         assertTrue(last < first, "loss falls: " + first + " -> " + last);
         assertEquals(6, r.roundsRun());
