@@ -154,6 +154,7 @@ public final class DistributedTrainer {
             boolean[] sampledClients = dp.clientLevel() ? DpNoise.sampleClients(dp.noiseSeed(), round, clients, dp.sampleRate()) : null;
             RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
             RoundResult res = executor.run(st);
+            if (!res.inputErrors.isEmpty()) throw new IllegalArgumentException(String.join("; ", res.inputErrors));
             if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
             if (!res.nonFinite.isEmpty() || res.payload.firstNonFinite() != null) {
                 // stop before anything changes: the adapter of the last round and its checkpoint stay as they were

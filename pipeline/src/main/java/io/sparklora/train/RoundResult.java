@@ -21,6 +21,8 @@ public final class RoundResult implements Serializable {
     public long skippedSteps;                       // non-finite gradients
     /** Partitions whose loss or contribution was not finite (NaN or infinite), each with what: empty in a healthy round. */
     public final TreeSet<String> nonFinite = new TreeSet<>();
+    /** Refused input met by a task ("partition p: message"): returned rather than thrown, so Spark does not retry it. */
+    public final TreeSet<String> inputErrors = new TreeSet<>();
     public long shardExamples;                      // examples in the tasks' shards (DP-SGD's expected batch is q times this)
     public long sampled;                            // DP: examples (DP-SGD) or clients (DP-FedAvg) that contributed
     public double maxClippedNorm;                   // DP: the largest contribution's norm after clipping (≤ C)
@@ -44,6 +46,7 @@ public final class RoundResult implements Serializable {
         steps += o.steps;
         skippedSteps += o.skippedSteps;
         nonFinite.addAll(o.nonFinite);
+        inputErrors.addAll(o.inputErrors);
         shardExamples += o.shardExamples;
         sampled += o.sampled;
         maxClippedNorm = Math.max(maxClippedNorm, o.maxClippedNorm);

@@ -74,10 +74,16 @@ public final class LoraDropStage {
         // 2. importance of each adapted layer, on the executors
         Broadcast<AdapterTensors> b = sc.broadcast(AdapterTensors.ofValues(warmed.adapter().stateTensors()));
         ImportanceSumsAdd add = new ImportanceSumsAdd();
-        ImportanceSums sums = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions())
-                .mapPartitionsWithIndex(new ImportanceTask(warm, shards, b, Math.max(1, full.options().batchSize()),
-                        new SerializableConfiguration(sc.hadoopConfiguration())), false)
-                .treeAggregate(new ImportanceSums(), add, add, 2);
+        io.sparklora.spark.FailFast.install(sc.sc());
+        ImportanceSums sums;
+        try {
+            sums = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions())
+                    .mapPartitionsWithIndex(new ImportanceTask(warm, shards, b, Math.max(1, full.options().batchSize()),
+                            new SerializableConfiguration(sc.hadoopConfiguration())), false)
+                    .treeAggregate(new ImportanceSums(), add, add, 2);
+        } catch (Exception e) {
+            throw io.sparklora.spark.FailFast.translate(sc.sc(), e);
+        }
         b.destroy();
         Map<String, Double> importance = normalise(sums.means());
 

@@ -57,10 +57,16 @@ public final class EvaluateStage {
         if (parts == 0) throw new IllegalArgumentException("evaluate: no validation data");
         Broadcast<AdapterTensors> b = sc.broadcast(adapter == null ? new AdapterTensors() : adapter);
         EvalSumsAdd add = new EvalSumsAdd();
-        EvalSums sums = sc.parallelize(IntStream.range(0, parts).boxed().toList(), parts)
-                .mapPartitionsWithIndex(new EvalTask(targets, adapterConfig, shareGroups, b, blocks, examples, batchSize,
-                        new SerializableConfiguration(sc.hadoopConfiguration())), false)
-                .treeAggregate(new EvalSums(), add, add, 2);
+        io.sparklora.spark.FailFast.install(sc.sc());
+        EvalSums sums;
+        try {
+            sums = sc.parallelize(IntStream.range(0, parts).boxed().toList(), parts)
+                    .mapPartitionsWithIndex(new EvalTask(targets, adapterConfig, shareGroups, b, blocks, examples, batchSize,
+                            new SerializableConfiguration(sc.hadoopConfiguration())), false)
+                    .treeAggregate(new EvalSums(), add, add, 2);
+        } catch (Exception e) {
+            throw io.sparklora.spark.FailFast.translate(sc.sc(), e);
+        }
         b.destroy();
         Map<String, Figures> out = new LinkedHashMap<>();
         for (EvalTarget t : targets) {

@@ -163,8 +163,14 @@ public final class GloraSearchStage {
 
     /** One task per candidate, results in id order. */
     private static List<CandidateResult> evaluate(JavaSparkContext sc, List<Candidate> cs, CandidateTask task) {
-        List<CandidateResult> rs = new ArrayList<>(sc.parallelize(IntStream.range(0, cs.size()).boxed().toList(), cs.size())
-                .mapPartitionsWithIndex(task, false).collect());
+        io.sparklora.spark.FailFast.install(sc.sc());
+        List<CandidateResult> rs;
+        try {
+            rs = new ArrayList<>(sc.parallelize(IntStream.range(0, cs.size()).boxed().toList(), cs.size())
+                    .mapPartitionsWithIndex(task, false).collect());
+        } catch (Exception e) {
+            throw io.sparklora.spark.FailFast.translate(sc.sc(), e);
+        }
         if (rs.size() != cs.size()) throw new IllegalStateException("glora_search: " + cs.size() + " candidates but " + rs.size() + " results");
         rs.sort(Comparator.comparingInt(r -> r.id));
         return rs;

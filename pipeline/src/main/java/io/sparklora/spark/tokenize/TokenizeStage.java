@@ -94,6 +94,7 @@ public final class TokenizeStage {
             }
             List<TokenizeShardResult> results;
             List<ShardManifest.SourceCounts> counts = tables.count();
+            io.sparklora.spark.FailFast.install(sc.sc());
             try {
                 JavaPairRDD<TokenizeKey, EncodedDocument> docs = sc.parallelize(IntStream.range(0, files.size()).boxed().toList(),
                                 Math.max(1, Math.min(files.size(), 4 * sc.defaultParallelism())))
@@ -105,6 +106,8 @@ public final class TokenizeStage {
                                 eos, eos, dataset.labelled(), objective == TrainingObjective.LABEL, maxPromptTokens), false)
                         .collect();
             } catch (Exception e) {
+                var input = io.sparklora.spark.FailFast.takeInputError(sc.sc());     // bad input: its own message, not retried
+                if (input.isPresent()) throw new IllegalArgumentException(input.get(), e);
                 throw StageErrors.unwrap(e);
             }
             ShardManifest manifest = new ShardManifest(1, dataset.name(), tokenizer.fingerprint(), tokenizer.vocabSize(), eos, eos,

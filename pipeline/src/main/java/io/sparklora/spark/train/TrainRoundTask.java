@@ -42,15 +42,22 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
     public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
         RoundState st = state.value();
         String gpu = GpuBinding.bindCurrentTask().orElse(null);
-        TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
         RoundResult out;
-        if (data.size() == 0) {
+        try {
+            TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
+            if (data.size() == 0) {
+                out = new RoundResult();
+            } else {
+                TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
+                AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
+                out = RoundWork.run(adapter, data, st, spec, partition);
+                out.baseLoads.put(executorId(), BaseModelCache.loads());
+            }
+        } catch (RuntimeException e) {
+            // refused input fails the same way on every attempt: report it to the driver instead of having Spark retry it
+            if (!io.sparklora.spark.FailFast.isInputError(e)) throw e;
             out = new RoundResult();
-        } else {
-            TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
-            AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
-            out = RoundWork.run(adapter, data, st, spec, partition);
-            out.baseLoads.put(executorId(), BaseModelCache.loads());
+            out.inputErrors.add(e.getMessage() + " (partition " + partition + ")");
         }
         out.executors.add(executorId());
         if (gpu != null) out.gpus.add(gpu);

@@ -40,11 +40,14 @@ public final class TrainStage {
         AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
         JavaRDD<Integer> partitions = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions());
         RoundResultSum sum = new RoundResultSum();
+        io.sparklora.spark.FailFast.install(sc.sc());
         DistributedTrainer.RoundExecutor executor = state -> {
             Broadcast<RoundState> b = sc.broadcast(state);
             try {
                 return partitions.mapPartitionsWithIndex(new TrainRoundTask(spec, shards, sconf, b), false)
                         .treeAggregate(new RoundResult(), sum, sum, 2);
+            } catch (Exception e) {
+                throw io.sparklora.spark.FailFast.translate(sc.sc(), e);     // bad input: its own message, not retried
             } finally {
                 b.destroy();
             }
