@@ -16,10 +16,13 @@
 #                                      vectors train at ~10x LoRA's lr in its paper), LR_full=1e-3 (the
 #                                      demo's full_finetune.lr); every other row uses LR
 #   R=8 ALPHA=16 TARGETS=c_attn,c_proj,c_fc   adapter settings shared by every method (the demo's adapter)
+#   R_<row>=...                        one row's rank; default R_adalora=12 (AdaLoRA's init_r, falling to target_r = 8:
+#                                      the same final rank budget as the other rows)
 #   OPTIONS="key=value ..."            method settings, each passed to the methods that have it
 #                                      (e.g. "loraplus_lr_ratio=8 d_initial=0.1"); default
-#                                      "trainable_token_indices=labels delta_warmup=10": the demo's label rows for every
-#                                      method, and a Delta-LoRA warm-up that ends within the 100 steps
+#                                      "trainable_token_indices=labels delta_warmup=10 target_r=8 tinit=10 tfinal=30 deltaT=5":
+#                                      the demo's label rows for every method, a Delta-LoRA warm-up that ends within the
+#                                      100 steps, and AdaLoRA's schedule over them
 #   LR_WARMUP=10 UNTIMED=5             lr warm-up steps (then cosine decay); first steps left out of the
 #                                      step-time median (they still train)
 #   METHODS="lora vera full"           only these rows (default: every registered method, then full)
@@ -53,7 +56,8 @@ LR_full=${LR_full:-1e-3}
 R=${R:-8}
 ALPHA=${ALPHA:-16}
 TARGETS=${TARGETS:-c_attn,c_proj,c_fc}
-OPTIONS=${OPTIONS-trainable_token_indices=labels delta_warmup=10}
+OPTIONS=${OPTIONS-trainable_token_indices=labels delta_warmup=10 target_r=8 tinit=10 tfinal=30 deltaT=5}
+R_adalora=${R_adalora:-12}      # AdaLoRA starts at 12 per matrix and ends at R = 8 on average: LoRA's final rank budget
 LR_WARMUP=${LR_WARMUP:-10}
 UNTIMED=${UNTIMED:-5}
 METHODS=${METHODS:-}
@@ -81,6 +85,10 @@ for kv in "STEPS=$STEPS:150" "BATCH=$BATCH:8" "SEED=$SEED:42" "LR=$LR:1e-2" "LR_
 done
 for v in $(compgen -v LR_ || true); do
   case "$v" in LR_WARMUP|LR_vera|LR_full) ;; *) command="$v='${!v}' $command" ;; esac
+done
+for v in $(compgen -v R_ || true); do
+  [ "$v" = R_adalora ] && [ "${!v}" = 12 ] && continue
+  command="$v='${!v}' $command"
 done
 [ -z "$OPTIONS" ] || command="OPTIONS='$OPTIONS' $command"
 [ -z "$METHODS" ] || command="METHODS='$METHODS' $command"
@@ -137,10 +145,12 @@ if [ "$SUMMARY_ONLY" != 1 ]; then
   for m in "${rows[@]}"; do
     var="LR_$m"
     lr="${!var:-$LR}"
+    var="R_$m"
+    rank="${!var:-$R}"
     wait_quiet "$QUIET_WAIT"
     if [ "$m" = base ]; then echo "== base (no training)" >&2; else echo "== $m (lr $lr)" >&2; fi
     bench row --method "$m" --run "$RUN_DIR" --steps "$STEPS" --batch "$BATCH" --seed "$SEED" --lr "$lr" --lr-warmup "$LR_WARMUP" \
-        --untimed "$UNTIMED" --r "$R" --alpha "$ALPHA" --targets "$TARGETS" "${opt_args[@]}" \
+        --untimed "$UNTIMED" --r "$rank" --alpha "$ALPHA" --targets "$TARGETS" "${opt_args[@]}" \
         --quiet-wait "$QUIET_WAIT" --work "$out_dir/variants" --out "$runs" 2>&1 | quiet >&2
   done
 
