@@ -14,7 +14,9 @@
 #                                      LR x loraplus_lr_ratio (its default 16), as its method's groups say
 #   LR_<row>=...                       one row's lr, e.g. LR_dora=5e-3; defaults: LR_vera=1e-1 (VeRA's
 #                                      vectors train at ~10x LoRA's lr in its paper), LR_full=1e-3 (the
-#                                      demo's full_finetune.lr); every other row uses LR
+#                                      demo's full_finetune.lr), LR_adalora=1e-2 (PEFT starts P and Q at N(0, 0.02) and
+#                                      Λ at 0: at LoRA's 3e-3 it trains too slowly, bench/run-adalora.sh); every other
+#                                      row uses LR
 #   R=8 ALPHA=16 TARGETS=c_attn,c_proj,c_fc   adapter settings shared by every method (the demo's adapter)
 #   R_<row>=...                        one row's rank; default R_adalora=12 (AdaLoRA's init_r, falling to target_r = 8:
 #                                      the same final rank budget as the other rows)
@@ -52,6 +54,7 @@ BATCH=${BATCH:-16}
 SEED=${SEED:-42}
 LR=${LR:-3e-3}
 LR_vera=${LR_vera:-1e-1}
+LR_adalora=${LR_adalora:-1e-2}
 LR_full=${LR_full:-1e-3}
 R=${R:-8}
 ALPHA=${ALPHA:-16}
@@ -84,7 +87,7 @@ for kv in "STEPS=$STEPS:150" "BATCH=$BATCH:8" "SEED=$SEED:42" "LR=$LR:1e-2" "LR_
   [ "${val#*=}" = "$def" ] || command="${val%%=*}='${val#*=}' $command"
 done
 for v in $(compgen -v LR_ || true); do
-  case "$v" in LR_WARMUP|LR_vera|LR_full) ;; *) command="$v='${!v}' $command" ;; esac
+  case "$v" in LR_WARMUP|LR_vera|LR_full|LR_adalora) ;; *) command="$v='${!v}' $command" ;; esac
 done
 for v in $(compgen -v R_ || true); do
   [ "$v" = R_adalora ] && [ "${!v}" = 12 ] && continue

@@ -28,8 +28,8 @@ final class AdaLoraReport {
         StringBuilder m = new StringBuilder();
         m.append(String.format(Locale.ROOT, "Measured with `%s` on %s (%d cores), %s, %s rows.%n%n", o.get("command", "bench/run-adalora.sh"),
                 machine.get("cpu").asText(), machine.get("cores").asInt(), java.time.LocalDate.now(), rows.size()));
-        m.append("| row | seed | init → final ranks (total) | trainable params | validation loss | vs LoRA, same seed | label accuracy |\n")
-                .append("|---|---:|---|---:|---:|---:|---:|\n");
+        m.append("| row | lr | seed | init → final ranks (total) | trainable params | validation loss | vs LoRA, same seed | label accuracy |\n")
+                .append("|---|---:|---:|---|---:|---:|---:|---:|\n");
         Map<Long, Double> lora = new TreeMap<>();
         for (JsonNode r : rows) if (r.get("label").asText().startsWith("lora")) lora.put(r.path("training").path("seed").asLong(), r.get("validation_loss").asDouble());
         Map<String, List<Double>> byLabel = new LinkedHashMap<>();
@@ -47,8 +47,8 @@ final class AdaLoraReport {
             if (r.has("final_ranks")) lastRanks = r.get("final_ranks");
             Double ref = lora.get(seed);
             String rel = ref == null || label.startsWith("lora") ? "" : String.format(Locale.ROOT, "%+.2f%%", 100 * (vl - ref) / ref);
-            m.append(String.format(Locale.ROOT, "| %s | %d | %s | %,d | %.4f | %s | %.3f |%n", label, seed, ranks, r.get("trainable_params").asLong(),
-                    vl, rel, r.get("accuracy").asDouble()));
+            m.append(String.format(Locale.ROOT, "| %s | %s | %d | %s | %,d | %.4f | %s | %.3f |%n", label, r.path("training").path("lr").asText(), seed, ranks,
+                    r.get("trainable_params").asLong(), vl, rel, r.get("accuracy").asDouble()));
         }
         m.append("\nMean validation loss over the seeds:");
         for (Map.Entry<String, List<Double>> e : byLabel.entrySet()) {
