@@ -76,13 +76,7 @@ final class AdaLoraReport {
                 m.append(" |\n");
             }
         }
-        String text = Files.readString(doc);
-        int b = text.indexOf("<!-- adalora:begin -->"), e = text.indexOf("<!-- adalora:end -->");
-        if (b < 0 || e < b) throw new IllegalArgumentException(doc + " has no <!-- adalora:begin --> ... <!-- adalora:end --> region");
-        String updated = text.substring(0, b) + "<!-- adalora:begin -->\n" + m + "<!-- adalora:end -->" + text.substring(e + "<!-- adalora:end -->".length());
-        Path tmp = doc.resolveSibling(doc.getFileName() + ".tmp");
-        Files.writeString(tmp, updated);
-        Files.move(tmp, doc, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        DocRegion.replace(doc, "adalora", m.toString());
         System.out.print(m);
     }
 }

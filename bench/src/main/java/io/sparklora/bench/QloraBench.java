@@ -261,14 +261,7 @@ public final class QloraBench {
         }
         m.setLength(m.length() - 1);
         m.append(".\n");
-        Path docPath = Path.of(doc);
-        String text = Files.readString(docPath);
-        int b = text.indexOf("<!-- qlora:begin -->"), en = text.indexOf("<!-- qlora:end -->");
-        if (b < 0 || en < b) throw new IllegalArgumentException(doc + " has no <!-- qlora:begin --> ... <!-- qlora:end --> region");
-        String updated = text.substring(0, b) + "<!-- qlora:begin -->\n" + m + "<!-- qlora:end -->" + text.substring(en + "<!-- qlora:end -->".length());
-        Path tmp = docPath.resolveSibling(docPath.getFileName() + ".tmp");
-        Files.writeString(tmp, updated);
-        Files.move(tmp, docPath, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        DocRegion.replace(Path.of(doc), "qlora", m.toString());
         System.out.print(m);
         return JSON.createObjectNode().put("what", "report");
     }

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -17,7 +16,6 @@ import java.util.Locale;
  * ε for DP-DyLoRA at a few noise multipliers beside the same method without privacy.
  */
 final class RankDpReport {
-    static final String BEGIN = "<!-- dylora-dp:begin -->", END = "<!-- dylora-dp:end -->";
 
     private RankDpReport() {}
 
@@ -68,10 +66,7 @@ final class RankDpReport {
         }
         String region = s.toString();
         Path doc = Path.of(o.require("doc"));
-        String text = Files.readString(doc, StandardCharsets.UTF_8);
-        int b = text.indexOf(BEGIN), e = text.indexOf(END);
-        if (b < 0 || e < b) throw new IllegalArgumentException(doc + " has no " + BEGIN + " … " + END + " region");
-        Files.writeString(doc, text.substring(0, b + BEGIN.length()) + "\n" + region + text.substring(e), StandardCharsets.UTF_8);
+        DocRegion.replace(doc, "dylora-dp", region);
         System.out.println(region);
     }
 

@@ -18,11 +18,10 @@ import java.util.StringJoiner;
 
 /**
  * Turns the rows {@code VariantsBenchmark row} wrote (one JSON line each) and the activation measurement into
- * the comparison section of {@code docs/VARIANTS.md} (only the text between {@link #BEGIN} and {@link #END} is
+ * the comparison section of {@code docs/VARIANTS.md} (only the text between {@code <!-- comparison:begin -->} and {@code <!-- comparison:end -->} is
  * replaced) and into {@code bench/out/variants.json} (every raw figure, plus the machine).
  */
 final class VariantsReport {
-    static final String BEGIN = "<!-- comparison:begin -->", END = "<!-- comparison:end -->";
 
     private VariantsReport() {}
 
@@ -51,11 +50,7 @@ final class VariantsReport {
         int quietWait = rows.values().stream().mapToInt(r -> r.path("quiet_wait_seconds").asInt(0)).max().orElse(0);
         String region = markdown(rows, act, machine, date, command, totalSeconds, quietWait);
 
-        String text = Files.readString(doc);
-        int b = text.indexOf(BEGIN), e = text.indexOf(END);
-        if (b < 0 || e < b) throw new IllegalArgumentException(doc + " has no " + BEGIN + " … " + END + " region");
-        String updated = text.substring(0, b + BEGIN.length()) + "\n" + region + text.substring(e);
-        Files.writeString(doc, updated);
+        DocRegion.replace(doc, "comparison", region);
 
         ObjectNode all = VariantsBenchmark.JSON.createObjectNode();
         all.put("date", date).put("command", command);
