@@ -171,4 +171,17 @@ public record AdapterConfig(String method, int r, double alpha, double dropout, 
     public AdapterConfig withInit(String mode) {
         return new AdapterConfig(method, r, alpha, dropout, targetModules, rslora, bias, mode, options);
     }
+
+    /**
+     * The settings a run fills in, as this config holds them: those whose default is empty (AdaLoRA's rank pattern,
+     * decided in training and written only into adapter_config.json) and that have a value here.
+     */
+    public java.util.Map<String, String> filledIn() {
+        java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+        adapterMethod().optionDefaults().forEach((k, d) -> {
+            String v = options().get(k);
+            if (d.isEmpty() && v != null && !v.isEmpty()) m.put(k, v);
+        });
+        return m;
+    }
 }

@@ -113,8 +113,7 @@ public final class PeftAdapterFormat {
             String tokens = config.options().get(AdapterConfig.TRAINABLE_TOKENS);
             if (tokens != null) options.put(AdapterConfig.TRAINABLE_TOKENS, tokens);
             // a setting a run fills in (empty by default: AdaLoRA's rank pattern) is in adapter_config.json only
-            Map<String, String> defaults = m.optionDefaults();
-            config.options().forEach((k, v) -> { if ("".equals(defaults.get(k)) && !v.isEmpty()) options.putIfAbsent(k, v); });
+            config.filledIn().forEach(options::putIfAbsent);
             config = new AdapterConfig(method, config.r(), config.alpha(), config.dropout(), config.targetModules(), config.rslora(),
                     config.bias(), config.init(), options);
         }

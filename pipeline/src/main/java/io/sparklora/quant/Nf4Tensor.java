@@ -84,6 +84,13 @@ public final class Nf4Tensor {
     /** The packed codes (a read-only view, position 0). */
     public ByteBuffer packed() { return packed.duplicate(); }
 
+    /** The packed codes copied onto the heap. */
+    public byte[] packedBytes() {
+        byte[] b = new byte[packed.capacity()];
+        packed.duplicate().get(b);
+        return b;
+    }
+
     /** The fp32 absmax, or null when double-quantized. */
     public float[] absmaxFp32() { return absmax == null ? null : absmax.clone(); }
 

@@ -333,9 +333,7 @@ public final class QuantizedCheckpoints {
     /** One NF4 weight as bitsandbytes' state-dict tensors. */
     static Map<String, INDArray> serialize(String name, Nf4Tensor q) {
         Map<String, INDArray> t = new LinkedHashMap<>();
-        ByteBuffer codes = q.packed();
-        byte[] bytes = new byte[codes.remaining()];
-        codes.get(bytes);
+        byte[] bytes = q.packedBytes();
         t.put(name, ubytes(bytes).reshape(bytes.length, 1));
         ObjectNode state = JSON.createObjectNode();
         state.put("quant_type", "nf4");

@@ -467,7 +467,7 @@ public final class PipelineRunner {
         Path local = HadoopFiles.copyToLocal(conf, adapterUri);
         try {
             // what the saved adapter settled in training (AdaLoRA's rank pattern) comes from its own config
-            Map<String, String> filled = filledIn(PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE)));
+            Map<String, String> filled = PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE)).filledIn();
             if (!filled.isEmpty()) {
                 a.detach();
                 a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig().withOptions(filled), 0, shareGroups);
@@ -477,16 +477,6 @@ public final class PipelineRunner {
             HadoopFiles.deleteLocalTree(local);
         }
         return AdapterTensors.ofValues(a.stateTensors());
-    }
-
-    /** The settings a run fills in (empty by default: AdaLoRA's rank pattern), as a saved adapter holds them. */
-    private static Map<String, String> filledIn(AdapterConfig saved) {
-        Map<String, String> m = new LinkedHashMap<>();
-        saved.adapterMethod().optionDefaults().forEach((k, d) -> {
-            String v = saved.options().get(k);
-            if (d.isEmpty() && v != null && !v.isEmpty()) m.put(k, v);
-        });
-        return m;
     }
 
     private void fullFinetune(ObjectNode r) throws IOException {

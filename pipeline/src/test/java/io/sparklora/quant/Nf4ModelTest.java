@@ -126,8 +126,7 @@ class Nf4ModelTest {
                 }
             }
             // and the values are the codec's: code · absmax of the element's block
-            byte[] codes = new byte[q.packed().remaining()];
-            q.packed().get(codes);
+            byte[] codes = q.packedBytes();
             for (int i = 0; i < 259; i++) assertEquals(Nf4.CODE[Nf4.code(codes, i)] * q.absmax(i / 64), all[i], 0f);
         }
     }

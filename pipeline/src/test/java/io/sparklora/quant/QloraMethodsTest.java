@@ -18,7 +18,6 @@ import org.junit.jupiter.params.provider.MethodSource;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -37,12 +36,6 @@ class QloraMethodsTest {
 
     static Stream<AdapterConfig> methods() { return AdapterMethodsSparkTest.methods(); }
 
-    private static byte[] codes(Nf4Tensor q) {
-        ByteBuffer b = q.packed();
-        byte[] out = new byte[b.remaining()];
-        b.get(out);
-        return out;
-    }
 
     private static TokenBatch batch(ModelConfig c, long seed) { return TinyModels.batch(c, 3, 8, seed); }
 
@@ -74,7 +67,7 @@ class QloraMethodsTest {
         assertTrue(g < 1e-3, a.method() + ": gradients over NF4 vs the dequantized base differ by " + g);
 
         Map<String, byte[]> before = new java.util.LinkedHashMap<>();
-        nf4.quantizedWeights().forEach((k, v) -> before.put(k, codes(v)));
+        nf4.quantizedWeights().forEach((k, v) -> before.put(k, v.packedBytes()));
         for (int step = 0; step < 3; step++) {
             for (Parameter p : qa.trainableParameters()) {
                 p.value().subi(p.grad().mul(0.05));
@@ -82,7 +75,7 @@ class QloraMethodsTest {
             }
             nf4.forwardBackward(b, ForwardContext.inference(), 1.0);
         }
-        nf4.quantizedWeights().forEach((k, v) -> assertArrayEquals(before.get(k), codes(v), a.method() + ": " + k + " changed"));
+        nf4.quantizedWeights().forEach((k, v) -> assertArrayEquals(before.get(k), v.packedBytes(), a.method() + ": " + k + " changed"));
     }
 
     @Test

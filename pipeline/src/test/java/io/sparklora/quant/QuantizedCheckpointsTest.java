@@ -20,7 +20,6 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,12 +33,6 @@ class QuantizedCheckpointsTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     @TempDir Path tmp;
 
-    private static byte[] codes(Nf4Tensor q) {
-        ByteBuffer b = q.packed();
-        byte[] out = new byte[b.remaining()];
-        b.get(out);
-        return out;
-    }
 
     private static float[] floats(INDArray a) { return a.dup('c').reshape(a.length()).toFloatVector(); }
 
@@ -59,7 +52,7 @@ class QuantizedCheckpointsTest {
                 assertEquals(TransformerLM.quantizableWeights(c), java.util.List.copyOf(onLoad.quantizedWeights().keySet()));
                 String dtype = storeAs == DataType.FLOAT ? "float32" : storeAs == DataType.HALF ? "float16" : "bfloat16";
                 for (String n : TransformerLM.quantizableWeights(c)) {
-                    assertArrayEquals(codes(after.quantizedWeights().get(n)), codes(onLoad.quantizedWeights().get(n)), n);
+                    assertArrayEquals(after.quantizedWeights().get(n).packedBytes(), onLoad.quantizedWeights().get(n).packedBytes(), n);
                     assertEquals(dtype, onLoad.quantizedWeights().get(n).sourceDtype());
                 }
                 assertFalse(onLoad.parameters().containsKey(TransformerLM.quantizableWeights(c).get(0)), "NF4 weights are not parameters");
@@ -78,7 +71,7 @@ class QuantizedCheckpointsTest {
                 TransformerLM back = HfModelDirectory.load(out);      // detected from config.json, loaded as NF4
                 for (Map.Entry<String, Nf4Tensor> e : nf4.quantizedWeights().entrySet()) {
                     Nf4Tensor a = e.getValue(), b = back.quantizedWeights().get(e.getKey());
-                    assertArrayEquals(codes(a), codes(b), e.getKey());
+                    assertArrayEquals(a.packedBytes(), b.packedBytes(), e.getKey());
                     for (int i = 0; i < a.blocks(); i++) assertEquals(a.absmax(i), b.absmax(i), 0f, e.getKey() + " absmax " + i);
                     assertEquals(a.bytesHeld(), b.bytesHeld());
                 }

@@ -213,16 +213,13 @@ public final class AdaLoraAdapter implements Adapter {
     }
 
     /** Loads tensors sliced to the kept triplets of {@code keep} into their rows (the other triplets pruned). */
-    void loadSliced(Map<String, INDArray> tensors, boolean[] keep, String where) {
+    private void loadSliced(Map<String, INDArray> tensors, boolean[] keep, String where) {
         if (keep.length != mask.length) {
             throw new IllegalArgumentException(where + ": the rank pattern of " + module + " has " + keep.length + " entries, init_r is " + mask.length);
         }
         System.arraycopy(keep, 0, mask, 0, keep.length);
         int[] kept = keptIndices();
-        INDArray ta = tensors.get("lora_A"), te = tensors.get("lora_E"), tb = tensors.get("lora_B");
-        for (String k : new String[]{"lora_A", "lora_E", "lora_B"}) {
-            if (tensors.get(k) == null) throw new IllegalArgumentException(where + ": tensor " + module + "." + k + " is missing");
-        }
+        INDArray ta = tensors.get("lora_A"), te = tensors.get("lora_E"), tb = tensors.get("lora_B");    // present: loadStateDict checked
         long[] wantA = {kept.length, base.inFeatures()}, wantE = {kept.length, 1}, wantB = {base.outFeatures(), kept.length};
         if (!Arrays.equals(ta.shape(), wantA) || !Arrays.equals(te.shape(), wantE) || !Arrays.equals(tb.shape(), wantB)) {
             throw new IllegalArgumentException(where + ": " + module + ": tensors of shapes " + Arrays.toString(ta.shape()) + ", "

@@ -3,7 +3,6 @@ package io.sparklora.adapters.adalora;
 import io.sparklora.adapters.TrainingHooks;
 import io.sparklora.model.Parameter;
 import io.sparklora.model.Tensors;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -239,6 +238,4 @@ final class AdaLoraHooks implements TrainingHooks {
     }
 
     int lastBudget() { return lastBudget; }
-
-    static DataType maskType() { return DataType.FLOAT; }
 }
