@@ -7,7 +7,7 @@ import io.sparklora.data.DocumentEncoder;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.spark.evaluate.EvalTask;
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.GpuBinding;
+import io.sparklora.spark.TaskEngine;
 import io.sparklora.spark.TokenizerCache;
 import io.sparklora.storage.SerializableConfiguration;
 import io.sparklora.tokenize.TextTokenizer;
@@ -91,7 +91,7 @@ final class TransformTask implements FlatMapFunction<Iterator<Row>, Row> {
             }
 
             private void open() {
-                GpuBinding.bindCurrentTask();
+                TaskEngine.bind();
                 try {
                     tokenizer = TokenizerCache.get(conf.get(), tokenizerUri, tokenizerFingerprint);
                 } catch (IOException e) {

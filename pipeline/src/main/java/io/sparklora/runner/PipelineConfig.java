@@ -36,11 +36,22 @@ public final class PipelineConfig {
     public GloraSearchSection gloraSearch = new GloraSearchSection();
     public FullFinetuneSection fullFinetune = new FullFinetuneSection();
     public EvaluateSection evaluate = new EvaluateSection();
+    public EngineSection engine = new EngineSection();
 
     public static final class SparkSection {
         /** Used when the job was not started by spark-submit (which sets the master itself). */
         public String master = "local[*]";
         public Map<String, String> conf = new LinkedHashMap<>();
+    }
+
+    /** The tensor engine's settings for the stages the driver runs itself. */
+    public static final class EngineSection {
+        /**
+         * CPU threads of the driver's one-process stages (pretrain, full_finetune); absent: {@code spark.task.cpus}
+         * (1 unless set), as each Spark task gets ({@link io.sparklora.spark.TaskEngine}). At the demo's width one
+         * thread is fastest: docs/BENCHMARKS.md, "Threads per task".
+         */
+        public Integer threads;
     }
 
     public static final class DatasetsSection {
@@ -391,6 +402,9 @@ public final class PipelineConfig {
             io.sparklora.train.Optimizers.StateStorage.parse(fullFinetune.optimizerState, fullFinetune.spillDir, "full_finetune.optimizer_state");
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
+        }
+        if (engine.threads != null && engine.threads < 1) {
+            throw new IllegalArgumentException(where + ": engine.threads must be at least 1, got " + engine.threads);
         }
         try {
             baseQuantization();

@@ -268,6 +268,12 @@ public final class PipelineRunner {
                 .put("blocks", data.size());
     }
 
+    /** CPU threads of the driver's one-process stages: {@code engine.threads}, else what a Spark task gets. */
+    private int driverThreads() {
+        if (cfg.engine.threads != null) return cfg.engine.threads;
+        return Math.max(1, Integer.parseInt(sc.getConf().get("spark.task.cpus", "1").strip()));
+    }
+
     /** One-process training of every weight (pretraining a small base, or the full fine-tuning baseline). */
     private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o) {
         return fullTraining(stage, model, data, o, io.sparklora.train.Optimizers.StateStorage.MEMORY);
@@ -283,6 +289,7 @@ public final class PipelineRunner {
     }
 
     private double fullTraining(String stage, TransformerLM model, TokenBlocks data, TrainingOptions o, AdamW opt) {
+        io.sparklora.model.EngineThreads.set(driverThreads());
         ProgressLine progress = new ProgressLine(console, stage + " step", o.steps(), 5.0);
         metrics.removeIf(l -> l.path("stage").asText().equals(stage));
         long[] tokens = {0};

@@ -1,7 +1,7 @@
 package io.sparklora.spark.drop;
 
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.GpuBinding;
+import io.sparklora.spark.TaskEngine;
 import io.sparklora.spark.ShardSource;
 
 import io.sparklora.train.RoundWork;
@@ -46,7 +46,7 @@ public final class ImportanceTask implements Function2<Integer, Iterator<Integer
 
     @Override
     public Iterator<ImportanceSums> call(Integer partition, Iterator<Integer> ignored) {
-        GpuBinding.bindCurrentTask();
+        TaskEngine.bind();
         ImportanceSums out = new ImportanceSums();
         TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
         if (data.size() == 0) return List.of(out).iterator();

@@ -1,7 +1,7 @@
 package io.sparklora.spark.evaluate;
 
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.GpuBinding;
+import io.sparklora.spark.TaskEngine;
 import io.sparklora.spark.ShardSource;
 
 import io.sparklora.train.AdapterTensors;
@@ -57,7 +57,7 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
 
     @Override
     public Iterator<EvalSums> call(Integer partition, Iterator<Integer> ignored) {
-        GpuBinding.bindCurrentTask();
+        TaskEngine.bind();
         EvalSums out = new EvalSums();
         TokenBlocks data = blocks != null && partition < blocks.partitions() ? blocks.load(partition, conf.get()) : null;
         List<LabelledExample> ex = examples != null && partition < examples.partitions() ? examples.load(partition, conf.get()) : List.of();

@@ -6,7 +6,7 @@ import io.sparklora.adapters.glora.GloraMethod;
 import io.sparklora.checkpoint.BaseModelRef;
 import io.sparklora.model.TransformerLM;
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.GpuBinding;
+import io.sparklora.spark.TaskEngine;
 import io.sparklora.spark.ShardSource;
 import io.sparklora.spark.train.TrainRoundTask;
 import io.sparklora.storage.SerializableConfiguration;
@@ -68,7 +68,7 @@ public final class CandidateTask implements Function2<Integer, Iterator<Integer>
     @Override
     public Iterator<CandidateResult> call(Integer partition, Iterator<Integer> ignored) {
         long t0 = System.nanoTime();
-        GpuBinding.bindCurrentTask();
+        TaskEngine.bind();
         Candidate c = candidates.get(partition);
         Data data = data(train, validation, sampleFraction, validationSampleFraction, sampleSeed, conf.get());
         TransformerLM model = BaseModelCache.model(base, conf.get());

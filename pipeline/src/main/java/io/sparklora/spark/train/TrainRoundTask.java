@@ -1,7 +1,7 @@
 package io.sparklora.spark.train;
 
 import io.sparklora.spark.BaseModelCache;
-import io.sparklora.spark.GpuBinding;
+import io.sparklora.spark.TaskEngine;
 import io.sparklora.spark.ShardSource;
 
 import io.sparklora.adapters.AttachedAdapter;
@@ -41,7 +41,7 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
     @Override
     public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
         RoundState st = state.value();
-        String gpu = GpuBinding.bindCurrentTask().orElse(null);
+        String gpu = TaskEngine.bind().orElse(null);
         RoundResult out;
         try {
             TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
