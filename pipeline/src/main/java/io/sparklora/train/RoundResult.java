@@ -4,7 +4,7 @@ import java.io.Serializable;
 import java.util.TreeSet;
 
 /**
- * What tasks send back, summed by {@code treeAggregate}: weighted adapter tensors (or summed gradients),
+ * What tasks send back, summed in partition order ({@code spark/PartitionOrderSum}): weighted adapter tensors (or summed gradients),
  * optionally weighted moments, and the counts needed to turn sums into means. Only adapter-sized tensors.
  */
 public final class RoundResult implements Serializable {

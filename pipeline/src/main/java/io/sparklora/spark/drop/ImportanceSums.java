@@ -4,7 +4,7 @@ import java.io.Serializable;
 import java.util.Map;
 import java.util.TreeMap;
 
-/** Per adapted module: Σ‖B·A·x‖² over sampled tokens and the token count. Summed by treeAggregate. */
+/** Per adapted module: Σ‖B·A·x‖² over sampled tokens and the token count. Summed in partition order (PartitionOrderSum). */
 public final class ImportanceSums implements Serializable {
     private static final long serialVersionUID = 1L;
     public final TreeMap<String, double[]> byModule = new TreeMap<>();   // module → {Σ‖delta‖², rows}

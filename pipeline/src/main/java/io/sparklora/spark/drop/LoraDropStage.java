@@ -77,10 +77,9 @@ public final class LoraDropStage {
         io.sparklora.spark.FailFast.install(sc.sc());
         ImportanceSums sums;
         try {
-            sums = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions())
+            sums = io.sparklora.spark.PartitionOrderSum.sum(sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions())
                     .mapPartitionsWithIndex(new ImportanceTask(warm, shards, b, Math.max(1, full.options().batchSize()),
-                            new SerializableConfiguration(sc.hadoopConfiguration())), false)
-                    .treeAggregate(new ImportanceSums(), add, add, 2);
+                            new SerializableConfiguration(sc.hadoopConfiguration())), false), add);
         } catch (Exception e) {
             throw io.sparklora.spark.FailFast.translate(sc.sc(), e);
         }

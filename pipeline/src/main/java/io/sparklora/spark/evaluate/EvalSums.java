@@ -7,7 +7,7 @@ import java.util.Map;
 /**
  * Per evaluation target: Σ token NLL, target tokens, correct (by total label log-likelihood), correct by
  * length-normalised log-likelihood, and labelled examples; plus the validation examples per label (the same
- * for every target; kept once, for the majority-class baseline). Summed by treeAggregate.
+ * for every target; kept once, for the majority-class baseline). Summed in partition order (PartitionOrderSum).
  */
 public final class EvalSums implements Serializable {
     private static final long serialVersionUID = 1L;

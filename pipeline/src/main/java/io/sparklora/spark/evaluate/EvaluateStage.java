@@ -60,10 +60,9 @@ public final class EvaluateStage {
         io.sparklora.spark.FailFast.install(sc.sc());
         EvalSums sums;
         try {
-            sums = sc.parallelize(IntStream.range(0, parts).boxed().toList(), parts)
+            sums = io.sparklora.spark.PartitionOrderSum.sum(sc.parallelize(IntStream.range(0, parts).boxed().toList(), parts)
                     .mapPartitionsWithIndex(new EvalTask(targets, adapterConfig, shareGroups, b, blocks, examples, batchSize,
-                            new SerializableConfiguration(sc.hadoopConfiguration())), false)
-                    .treeAggregate(new EvalSums(), add, add, 2);
+                            new SerializableConfiguration(sc.hadoopConfiguration())), false), add);
         } catch (Exception e) {
             throw io.sparklora.spark.FailFast.translate(sc.sc(), e);
         }

@@ -4,7 +4,7 @@ import io.sparklora.train.RoundResult;
 
 import org.apache.spark.api.java.function.Function2;
 
-/** The reduction of {@code treeAggregate}: adds task results (used as both seqOp and combOp). */
+/** Adds two task results (the reduction of {@link io.sparklora.spark.PartitionOrderSum}). */
 public final class RoundResultSum implements Function2<RoundResult, RoundResult, RoundResult> {
     private static final long serialVersionUID = 1L;
 

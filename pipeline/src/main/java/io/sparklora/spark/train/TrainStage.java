@@ -26,7 +26,7 @@ import java.util.stream.IntStream;
  * The {@code train} stage: parameter-averaged adapter training on Spark. The loop itself (schedule, the
  * optimizer step, averaging, checkpoints, metrics) is {@link DistributedTrainer}'s; this stage only
  * distributes a round: it broadcasts the round state (adapter-sized), runs {@link TrainRoundTask} on every
- * partition, and brings back adapter-sized sums with a {@code treeAggregate}. The frozen base model never
+ * partition, and brings back adapter-sized sums, added in partition order ({@code PartitionOrderSum}). The frozen base model never
  * moves: each executor JVM reads it once from storage ({@link BaseModelCache}).
  */
 public final class TrainStage {
@@ -44,8 +44,8 @@ public final class TrainStage {
         DistributedTrainer.RoundExecutor executor = state -> {
             Broadcast<RoundState> b = sc.broadcast(state);
             try {
-                return partitions.mapPartitionsWithIndex(new TrainRoundTask(spec, shards, sconf, b), false)
-                        .treeAggregate(new RoundResult(), sum, sum, 2);
+                return io.sparklora.spark.PartitionOrderSum.sum(
+                        partitions.mapPartitionsWithIndex(new TrainRoundTask(spec, shards, sconf, b), false), sum);
             } catch (Exception e) {
                 throw io.sparklora.spark.FailFast.translate(sc.sc(), e);     // bad input: its own message, not retried
             } finally {
