@@ -21,7 +21,9 @@ class ModelConfigFuzzTest {
         try {
             ModelConfig c = ModelConfig.load(DIR);
             c.toJson();
-            c.ropeScaling().inverseFrequencies(c.headDim(), c.ropeTheta(), Math.min(c.maxPositions(), 64) + 1);
+            // the rotary frequencies a model of this config computes first (a head width within reason: the
+            // reader does not bound sizes, the weights that must match them do)
+            if (c.headDim() <= 4096) c.ropeScaling().inverseFrequencies(c.headDim(), c.ropeTheta(), Math.min(c.maxPositions(), 64) + 1);
         } catch (ModelConfigException e) {
             FuzzChecks.clearError(e, file.toString());
         }
