@@ -124,7 +124,11 @@ public final class ArrowShardReader {
         try (InputStream in = new DigestInputStream(new BufferedInputStream(raw, 1 << 16), digest)) {
             Exception failure = null;
             long rows = 0;
-            try (BufferAllocator allocator = ArrowMemory.newAllocator()) {
+            // Arrow allocates each record batch's body at the length the file declares; a batch's buffers are slices
+            // of its body and the previous batch's are released, so twice the file's size is ample for a true file
+            // and a false length fails here, not as an OutOfMemoryError
+            long size = HadoopFiles.fs(HadoopFiles.path(uri), conf).getFileStatus(HadoopFiles.path(uri)).getLen();
+            try (BufferAllocator allocator = ArrowMemory.newAllocator(2 * size + (1 << 20))) {
                 byte[] magic = in.readNBytes(8);
                 if (!Arrays.equals(Arrays.copyOf(magic, MAGIC.length), MAGIC)) throw new IOException("shard " + uri + ": not an Arrow IPC file");
                 try (ArrowStreamReader reader = new ArrowStreamReader(new KeepOpen(in), allocator)) {

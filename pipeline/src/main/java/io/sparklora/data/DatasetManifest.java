@@ -146,6 +146,8 @@ public record DatasetManifest(String uri, String name, String description, Strin
         } catch (JsonProcessingException e) {
             String line = e.getLocation() == null ? "" : ":" + e.getLocation().getLineNr();
             throw new IOException("dataset manifest " + where + line + ": not valid YAML/JSON: " + e.getOriginalMessage(), e);
+        } catch (java.io.CharConversionException e) {
+            throw new IOException("dataset manifest " + where + ": not valid YAML/JSON text: " + e.getMessage(), e);
         }
         return parse(root, file);
     }

@@ -1,11 +1,16 @@
 package io.sparklora.fuzz;
 
 import io.sparklora.adapters.PeftAdapterFormat;
+import io.sparklora.data.ArrowShardReader;
+import io.sparklora.data.ShardManifest;
+import org.apache.hadoop.conf.Configuration;
 import io.sparklora.model.ModelConfig;
 import io.sparklora.model.ModelConfigException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.IOException;
+import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -64,5 +69,38 @@ class FuzzFindingsTest {
                 + " \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PeftAdapterFormat.readConfig(f));
         assertTrue(e.getMessage().startsWith(f + ": ") && e.getMessage().contains("target_r"), e.getMessage());
+    }
+
+    private static byte[] finding(String resource) throws Exception {
+        try (InputStream in = FuzzFindingsTest.class.getResourceAsStream(resource)) {
+            return in.readAllBytes();
+        }
+    }
+
+    /**
+     * ArrowShardFuzzTest#blockShard: a record batch declaring an 8e18-byte body made Arrow ask for that much native
+     * memory (an OutOfMemoryError). The allocator is now bounded by the shard's size.
+     */
+    @Test
+    void anArrowBodyLengthBeyondTheFileIsAClearErrorNotAnOutOfMemoryError() throws Exception {
+        byte[] shard = finding("ArrowShardFuzzTestInputs/blockShard/finding-body-length-8e18-oom.arrow");
+        Files.write(dir.resolve("b.arrow"), shard);
+        ShardManifest.Shard s = new ShardManifest.Shard("b.arrow", 3, 1, 1, 1, SeedCorpus.sha256(shard));
+        ShardManifest m = new ShardManifest(1, "t", "f", 64, 63, 63, SeedCorpus.SEQ, 0.5, 7, null, java.util.List.of(),
+                java.util.Map.of(ShardManifest.TRAIN, java.util.List.of(s)));
+        IOException e = assertThrows(IOException.class, () -> ArrowShardReader.readBlocks(new Configuration(), dir.toString(), m, s));
+        assertTrue(e.getMessage().contains("b.arrow") && e.getMessage().contains("memory limit"), e.getMessage());
+    }
+
+    /**
+     * ArrowShardFuzzTest#shardManifest: bytes Jackson took for UTF-32 failed with a CharConversionException, an
+     * IOException that did not name the manifest.
+     */
+    @Test
+    void aManifestInAnUnreadableEncodingNamesTheFile() throws Exception {
+        Files.write(dir.resolve(ShardManifest.FILE_NAME), finding("ArrowShardFuzzTestInputs/shardManifest/finding-utf32-char-conversion.json"));
+        IOException e = assertThrows(IOException.class, () -> ShardManifest.read(new Configuration(), dir.toString()));
+        assertTrue(e.getMessage().startsWith("shard manifest ") && e.getMessage().contains(ShardManifest.FILE_NAME)
+                && e.getMessage().contains("not JSON text"), e.getMessage());
     }
 }
