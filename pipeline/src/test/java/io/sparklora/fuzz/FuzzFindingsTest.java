@@ -93,6 +93,22 @@ class FuzzFindingsTest {
     }
 
     /**
+     * ArrowShardFuzzTest#blockShard, after the fix above: a message declaring 2 GB of metadata made Arrow allocate
+     * a heap buffer of that size (an OutOfMemoryError: Java heap space). The declared length is now checked
+     * against the bytes left in the file first.
+     */
+    @Test
+    void anArrowMetadataLengthBeyondTheFileIsAClearErrorNotAnOutOfMemoryError() throws Exception {
+        byte[] shard = finding("ArrowShardFuzzTestInputs/blockShard/finding-metadata-length-heap-oom.arrow");
+        Files.write(dir.resolve("m.arrow"), shard);
+        ShardManifest.Shard s = new ShardManifest.Shard("m.arrow", 3, 1, 1, 1, SeedCorpus.sha256(shard));
+        ShardManifest m = new ShardManifest(1, "t", "f", 64, 63, 63, SeedCorpus.SEQ, 0.5, 7, null, java.util.List.of(),
+                java.util.Map.of(ShardManifest.TRAIN, java.util.List.of(s)));
+        IOException e = assertThrows(IOException.class, () -> ArrowShardReader.readBlocks(new Configuration(), dir.toString(), m, s));
+        assertTrue(e.getMessage().contains("m.arrow") && e.getMessage().contains("bytes of metadata at byte 8"), e.getMessage());
+    }
+
+    /**
      * ArrowShardFuzzTest#shardManifest: bytes Jackson took for UTF-32 failed with a CharConversionException, an
      * IOException that did not name the manifest.
      */
