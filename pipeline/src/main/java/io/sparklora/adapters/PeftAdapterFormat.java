@@ -55,6 +55,18 @@ public final class PeftAdapterFormat {
      * unsupported settings are errors, not silently dropped.
      */
     public static AdapterConfig readConfig(Path file) {
+        try {
+            return parseConfig(file);
+        } catch (IllegalArgumentException e) {
+            // a method's reader or validation names the setting, not the file; the user needs both
+            Path dir = file.toAbsolutePath().getParent();
+            String m = e.getMessage();
+            if (m != null && (m.contains(file.toString()) || (dir != null && m.contains(dir.toString())))) throw e;
+            throw new IllegalArgumentException(file + ": " + m, e);
+        }
+    }
+
+    private static AdapterConfig parseConfig(Path file) {
         JsonNode root = readJson(file);
         String where = file.toString();
         String type = root.path("peft_type").asText("LORA");

@@ -21,6 +21,14 @@ public final class ArrowMemory {
         return new RootAllocator(RootAllocator.configBuilder().allocationManagerFactory(FACTORY).build());
     }
 
+    /**
+     * A new root allocator that refuses (with Arrow's {@code OutOfMemoryException}) to hold more than {@code limit}
+     * bytes at once: for reading a file whose declared buffer lengths must not be trusted.
+     */
+    public static BufferAllocator newAllocator(long limit) {
+        return new RootAllocator(RootAllocator.configBuilder().allocationManagerFactory(FACTORY).maxAllocation(limit).build());
+    }
+
     private static final ArrowBuf EMPTY = new ArrowBuf(ReferenceManager.NO_OP, null, 0, MemoryUtil.UNSAFE.allocateMemory(0));
 
     private static final AllocationManager.Factory FACTORY = new AllocationManager.Factory() {

@@ -9,6 +9,9 @@ import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.complex.FixedSizeListVector;
 import org.apache.arrow.vector.complex.ListVector;
 import org.apache.arrow.vector.ipc.ArrowStreamReader;
+import org.apache.arrow.vector.ipc.ReadChannel;
+import org.apache.arrow.vector.ipc.message.MessageChannelReader;
+import org.apache.arrow.vector.ipc.message.MessageResult;
 import org.apache.arrow.vector.types.pojo.Schema;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.ChecksumException;
@@ -19,6 +22,10 @@ import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.io.PushbackInputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.Channels;
 import java.nio.charset.StandardCharsets;
 import java.security.DigestInputStream;
 import java.security.MessageDigest;
@@ -124,10 +131,15 @@ public final class ArrowShardReader {
         try (InputStream in = new DigestInputStream(new BufferedInputStream(raw, 1 << 16), digest)) {
             Exception failure = null;
             long rows = 0;
-            try (BufferAllocator allocator = ArrowMemory.newAllocator()) {
+            // Arrow allocates each record batch's body at the length the file declares; a batch's buffers are slices
+            // of its body and the previous batch's are released, so twice the file's size is ample for a true file
+            // and a false length fails here, not as an OutOfMemoryError
+            long size = HadoopFiles.fs(HadoopFiles.path(uri), conf).getFileStatus(HadoopFiles.path(uri)).getLen();
+            try (BufferAllocator allocator = ArrowMemory.newAllocator(2 * size + (1 << 20))) {
                 byte[] magic = in.readNBytes(8);
                 if (!Arrays.equals(Arrays.copyOf(magic, MAGIC.length), MAGIC)) throw new IOException("shard " + uri + ": not an Arrow IPC file");
-                try (ArrowStreamReader reader = new ArrowStreamReader(new KeepOpen(in), allocator)) {
+                BoundedMessages messages = new BoundedMessages(new PushbackInputStream(new KeepOpen(in), 8), size - 8, allocator, uri);
+                try (ArrowStreamReader reader = new ArrowStreamReader(messages, allocator)) {
                     ShardSchema.check(expected, reader.getVectorSchemaRoot().getSchema(), uri);
                     while (reader.loadNextBatch()) {
                         rows += reader.getVectorSchemaRoot().getRowCount();
@@ -152,6 +164,41 @@ public final class ArrowShardReader {
             if (failure instanceof IOException io && io.getMessage() != null && io.getMessage().startsWith("shard ")) throw io;
             if (failure != null) throw new IOException("shard " + uri + ": cannot be decoded: " + failure, failure);
             if (rows != shard.rows()) throw new IOException("shard " + uri + ": " + rows + " rows, but the manifest says " + shard.rows());
+        }
+    }
+
+    /**
+     * Refuses a message whose declared metadata length is more than the file has left, before Arrow allocates a heap
+     * buffer of that length (up to 2 GiB for one false int). Each message starts with its length, after the
+     * continuation marker 0xFFFFFFFF in the current format; the bytes are peeked and pushed back for Arrow to read.
+     */
+    private static final class BoundedMessages extends MessageChannelReader {
+        private final PushbackInputStream peek;
+        private final long streamBytes;
+        private final String uri;
+
+        BoundedMessages(PushbackInputStream peek, long streamBytes, BufferAllocator allocator, String uri) {
+            super(new ReadChannel(Channels.newChannel(peek)), allocator);
+            this.peek = peek;
+            this.streamBytes = streamBytes;
+            this.uri = uri;
+        }
+
+        @Override
+        public MessageResult readNext() throws IOException {
+            byte[] head = peek.readNBytes(8);
+            peek.unread(head);
+            if (head.length >= 4) {
+                ByteBuffer b = ByteBuffer.wrap(head).order(ByteOrder.LITTLE_ENDIAN);
+                long length = b.getInt(0);
+                if (length == -1 && head.length == 8) length = b.getInt(4);
+                long left = streamBytes - bytesRead() - head.length;
+                if (length != -1 && (length < 0 || length > left)) {
+                    throw new IOException("shard " + uri + ": an Arrow message declares " + length + " bytes of metadata at byte "
+                            + (8 + bytesRead()) + ", but the file has " + Math.max(left, 0) + " bytes after it");
+                }
+            }
+            return super.readNext();
         }
     }
 

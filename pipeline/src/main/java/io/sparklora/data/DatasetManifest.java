@@ -2,8 +2,9 @@ package io.sparklora.data;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.sparklora.storage.HadoopFiles;
+import io.sparklora.util.SafeYaml;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 
@@ -64,6 +65,8 @@ public record DatasetManifest(String uri, String name, String description, Strin
     public static final String CHAT_TEMPLATE_OF_TOKENIZER = "tokenizer";
 
     public static final String DEFAULT_LABEL_PROMPT = "\nLabel:";
+
+    private static final ObjectMapper YAML = new ObjectMapper(SafeYaml.factory());
 
     private static final Set<String> TOP_KEYS = Set.of("name", "description", "licence", "labels", "label_prompt", "sources",
             "chat_template", "system_prompt");
@@ -139,10 +142,12 @@ public record DatasetManifest(String uri, String name, String description, Strin
         if (!HadoopFiles.exists(conf, where)) throw new FileNotFoundException("dataset manifest " + where + " does not exist");
         JsonNode root;
         try {
-            root = new YAMLMapper().readTree(HadoopFiles.readBytes(conf, where));
+            root = SafeYaml.readTree(YAML, HadoopFiles.readBytes(conf, where));
         } catch (JsonProcessingException e) {
             String line = e.getLocation() == null ? "" : ":" + e.getLocation().getLineNr();
             throw new IOException("dataset manifest " + where + line + ": not valid YAML/JSON: " + e.getOriginalMessage(), e);
+        } catch (java.io.CharConversionException e) {
+            throw new IOException("dataset manifest " + where + ": not valid YAML/JSON text: " + e.getMessage(), e);
         }
         return parse(root, file);
     }

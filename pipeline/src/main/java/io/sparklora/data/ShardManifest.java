@@ -174,6 +174,9 @@ public record ShardManifest(
         } catch (JsonProcessingException e) {
             String line = e.getLocation() == null ? "" : ":" + e.getLocation().getLineNr();
             throw new IOException("shard manifest " + uri + line + ": " + e.getOriginalMessage(), e);
+        } catch (java.io.CharConversionException e) {
+            // Jackson guesses the encoding from the first bytes; bytes that are no text in it fail below the JSON level
+            throw new IOException("shard manifest " + uri + ": not JSON text: " + e.getMessage(), e);
         }
         if (m.schemaVersion() != ShardSchema.VERSION) {
             throw new IOException("shard manifest " + uri + ": schema version " + m.schemaVersion() + " is not supported (expected "

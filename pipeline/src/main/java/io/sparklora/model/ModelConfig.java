@@ -157,7 +157,18 @@ public record ModelConfig(
         return fromJson(root, file.toString());
     }
 
+    /** The config that {@code root} (a config.json) describes; every error names {@code where}. */
     public static ModelConfig fromJson(JsonNode root, String where) {
+        try {
+            return parse(root, where);
+        } catch (ModelConfigException e) {
+            // the record's own checks name the size, not the file
+            if (e.getMessage() != null && e.getMessage().startsWith(where)) throw e;
+            throw new ModelConfigException(where + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static ModelConfig parse(JsonNode root, String where) {
         String modelType = root.path("model_type").asText(null);
         if (modelType == null) {
             throw new ModelConfigException(where + ": missing 'model_type' (supported: " + Architecture.supported() + ")");
@@ -172,8 +183,9 @@ public record ModelConfig(
             }
             int d = requireInt(root, "n_embd", where);
             JsonNode inner = root.get("n_inner");
+            if (d <= 0 || d > Integer.MAX_VALUE / 4) throw new ModelConfigException(where + ": n_embd " + d + " is out of range");
             int ff = inner == null || inner.isNull() ? 4 * d : inner.asInt();
-            int heads = requireInt(root, "n_head", where);
+            int heads = requirePositiveInt(root, "n_head", where);
             if (d % heads != 0) {
                 throw new ModelConfigException(where + ": n_embd " + d + " is not divisible by n_head " + heads);
             }
@@ -193,7 +205,7 @@ public record ModelConfig(
             throw new ModelConfigException(where + ": partial_rotary_factor " + root.get("partial_rotary_factor")
                     + " is not supported (rotary over the whole head only)");
         }
-        int heads = requireInt(root, "num_attention_heads", where);
+        int heads = requirePositiveInt(root, "num_attention_heads", where);
         int kv = root.hasNonNull("num_key_value_heads") ? root.get("num_key_value_heads").asInt() : heads;
         int d = requireInt(root, "hidden_size", where);
         int headDim;
@@ -248,6 +260,12 @@ public record ModelConfig(
                     + " is shorter than the sequence length " + seq + " in use; sliding-window attention is not"
                     + " implemented, so use sequences of at most " + slidingWindow + " tokens");
         }
+    }
+
+    private static int requirePositiveInt(JsonNode root, String key, String where) {
+        int n = requireInt(root, key, where);
+        if (n <= 0) throw new ModelConfigException(where + ": '" + key + "' must be positive, got " + n);
+        return n;
     }
 
     private static int requireInt(JsonNode root, String key, String where) {

@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
-import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import io.sparklora.storage.HadoopFiles;
 import org.apache.hadoop.conf.Configuration;
 
@@ -279,7 +278,7 @@ public final class PipelineConfig {
         public List<Integer> ranks = null;
     }
 
-    private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory())
+    private static final ObjectMapper YAML = new ObjectMapper(io.sparklora.util.SafeYaml.factory())
             .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
             .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
             .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
@@ -293,7 +292,10 @@ public final class PipelineConfig {
     public static PipelineConfig parse(String yaml, String where) {
         PipelineConfig c;
         try {
-            c = YAML.readValue(yaml, PipelineConfig.class);
+            // tags and nesting checked (SafeYaml); one document, as readValue(String) reads
+            try (com.fasterxml.jackson.core.JsonParser p = io.sparklora.util.SafeYaml.parser(YAML, YAML.getFactory().createParser(yaml))) {
+                c = YAML.readValue(p, PipelineConfig.class);
+            }
         } catch (UnrecognizedPropertyException e) {
             String path = e.getPath().stream().map(r -> r.getFieldName() == null ? "[" + r.getIndex() + "]" : r.getFieldName())
                     .collect(Collectors.joining("."));
@@ -311,7 +313,11 @@ public final class PipelineConfig {
                 // the any-setter that threw has no location; the key's own line is where the typo is
                 throw new IllegalArgumentException(where + ": " + u.getMessage() + " (line " + lineOf(yaml, u.path) + "); known keys here: " + u.known);
             }
-            throw new IllegalArgumentException(where + ": " + e.getOriginalMessage().split("\n")[0]);
+            String line = e.getLocation() == null ? "" : " (line " + e.getLocation().getLineNr() + ")";
+            throw new IllegalArgumentException(where + ": " + e.getOriginalMessage().split("\n")[0] + line);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            String line = e.getLocation() == null ? "" : " (line " + e.getLocation().getLineNr() + ")";
+            throw new IllegalArgumentException(where + ": not valid YAML: " + e.getOriginalMessage().split("\n")[0] + line);
         } catch (IOException e) {
             throw new IllegalArgumentException(where + ": not valid YAML: " + e.getMessage().split("\n")[0]);
         }
