@@ -47,11 +47,18 @@ final class StageCommand {
         JavaSparkContext sc = SparkSetup.context("spark-lora " + stage + " (" + cfg.name + ")", master, cfg.spark.conf);
         try {
             ClusterOffer.requireFit(sc.getConf());   // a standalone cluster no executor fits on would wait forever
-            if (a.flag("fresh")) HadoopFiles.delete(sc.hadoopConfiguration(), cfg.output);
+            if (a.flag("fresh")) {
+                // never delete what a live run is writing: a scheduler's retry with --fresh beside the first attempt
+                io.sparklora.runner.OutputLock.requireFree(sc.hadoopConfiguration(), HadoopFiles.path(cfg.output).toString());
+                HadoopFiles.delete(sc.hadoopConfiguration(), cfg.output);
+            }
             // one implementation: the public API runs the stage and the earlier ones it needs
             SparkLora.on(sc).progressTo(System.out).run(cfg, stage);
             System.out.println("report: " + HadoopFiles.resolve(HadoopFiles.path(cfg.output).toString(), "report.html"));
             return 0;
+        } catch (io.sparklora.runner.OutputLock.HeldException e) {
+            System.err.println("spark-lora " + stage + ": " + e.getMessage());
+            return 1;
         } catch (PipelineRunner.StageFailedException e) {
             System.err.println("spark-lora " + stage + ": " + e.getMessage());
             return 1;

@@ -101,6 +101,12 @@ public final class PipelineRunner {
     /** Runs the selected stages (all when {@code only} is empty) and returns the report. */
     public ObjectNode run(Set<String> only) throws IOException {
         for (String s : only) if (!STAGES.contains(s)) throw new IllegalArgumentException("unknown stage '" + s + "'; stages: " + STAGES);
+        try (OutputLock lock = OutputLock.acquire(conf, out, console)) {
+            return runLocked(only);
+        }
+    }
+
+    private ObjectNode runLocked(Set<String> only) throws IOException {
         long t0 = System.nanoTime();
         report.put("name", cfg.name).put("output", out);
         report.putObject("spark").put("master", sc.master()).put("default_parallelism", sc.defaultParallelism());
