@@ -150,10 +150,15 @@ public final class Generator {
     }
 
     static int pick(double[] logits, double temperature, int topK, java.util.Random rng) {
+        if (temperature <= 0 || topK <= 1) {
+            // greedy: the first index of the largest logit (what the stable sort below puts first), in one pass
+            int best = 0;
+            for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+            return best;
+        }
         Integer[] order = new Integer[logits.length];
         for (int i = 0; i < order.length; i++) order[i] = i;
         Arrays.sort(order, (a, b) -> Double.compare(logits[b], logits[a]));
-        if (temperature <= 0 || topK <= 1) return order[0];
         int k = Math.min(topK, logits.length);
         double[] p = new double[k];
         double sum = 0;
