@@ -1,5 +1,6 @@
 package io.sparklora.model;
 
+import io.sparklora.adapters.Adapter;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -161,6 +162,75 @@ public final class CausalSelfAttention {
         Linear.Cache out = o.forward(yFlat, ctx);
         if (!o.needsInput()) Tensors.release(yFlat);
         return new Cache(batch, seq, inputs, qkvHeads, qh, kFull, vFull, probs, out, qNormCache, kNormCache);
+    }
+
+    /**
+     * Inference with a KV cache: x [B·t, C] holds the next t tokens of each of the B rows (t = the prompt's
+     * padded length at prefill, 1 per decoding step); their keys and values are appended to {@code cache}'s slots
+     * for {@code layer}, and each query attends to every filled slot of its row up to its own, padding masked.
+     * The projections run as in {@link #forward} (adapters included, inference context), rotary positions at each
+     * token's absolute position. Returns the output [B·t, C]; nothing is kept for backward.
+     *
+     * <p>Shapes: q [B, H, t, D]; new k, v [B, Hkv, t, D]; cached k, v [B, Hkv, L, D] with L = cache length + t;
+     * scores, probabilities [B, H, t, L].
+     */
+    public INDArray forwardCached(INDArray x, int batch, int seq, KvCache cache, int layer, int[] positions, ForwardContext ctx) {
+        INDArray qh, kh, vh, fused = null;
+        List<Linear.Cache> inputs = new ArrayList<>();
+        if (qkv != null) {
+            Linear.Cache c = qkv.forward(x, ctx);
+            inputs.add(c);
+            fused = c.out().reshape('c', batch, seq, 3, heads, headDim).permute(2, 0, 3, 1, 4).dup('c');
+            qh = fused.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
+            kh = fused.get(NDArrayIndex.point(1));
+            vh = fused.get(NDArrayIndex.point(2));
+        } else {
+            INDArray qFlat, kFlat, vFlat;
+            if (qkvRows != null) {
+                Linear.Cache c = qkvRows.forward(x, ctx);
+                inputs.add(c);
+                long qd = (long) heads * headDim, kvd = (long) kvHeads * headDim;
+                qFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(0, qd)).dup('c');
+                kFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd, qd + kvd)).dup('c');
+                vFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd + kvd, qd + 2 * kvd)).dup('c');
+            } else {
+                Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
+                inputs.add(cq); inputs.add(ck); inputs.add(cv);
+                qFlat = cq.out(); kFlat = ck.out(); vFlat = cv.out();
+            }
+            if (qNorm != null) {
+                Norm.Cache qc = headNorm(qNorm, qFlat, heads), kc = headNorm(kNorm, kFlat, kvHeads);
+                Tensors.release(qFlat, kFlat, qc.xhat(), qc.rstd(), kc.xhat(), kc.rstd());
+                qFlat = qc.out();
+                kFlat = kc.out();
+            }
+            qh = toHeads(qFlat, batch, seq, heads);
+            kh = toHeads(kFlat, batch, seq, kvHeads);
+            vh = toHeads(vFlat, batch, seq, kvHeads);
+            Tensors.release(qFlat, kFlat, vFlat);
+            int seqLen = cache.length() + seq;
+            INDArray qr = rope.forwardAt(qh, positions, seqLen, cache.capacity()), kr = rope.forwardAt(kh, positions, seqLen, cache.capacity());
+            Tensors.release(qh, kh);
+            qh = qr.muli(1.0 / Math.sqrt(headDim));
+            kh = kr;
+        }
+        inputs.forEach(Linear.Cache::release);
+        INDArray[] kv = cache.append(layer, kh, vh);
+        Tensors.release(kh, vh);
+        INDArray kFull = repeatKv(kv[0]), vFull = repeatKv(kv[1]);
+        INDArray mask = cache.mask(seq, x.dataType());
+        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false).addi(mask);
+        INDArray probs = Nd4j.nn().softmax(scores, -1);
+        INDArray y = Nd4j.matmul(probs, vFull);                               // [B,H,t,D]
+        INDArray yFlat = fromHeads(y, batch, seq);
+        Tensors.release(qh, mask, scores, probs, y, fused);
+        if (kFull != kv[0]) Tensors.release(kFull);
+        if (vFull != kv[1]) Tensors.release(vFull);
+        Linear.Cache out = o.forward(yFlat, ctx);
+        INDArray result = out.out();
+        Tensors.release(yFlat);
+        for (Adapter.Activation a : out.adapterActivations()) a.release();
+        return result;
     }
 
     /** RMSNorm over each head's D values: [N, h·D] viewed as [N·h, D]; the cache's out() is [N, h·D]. */

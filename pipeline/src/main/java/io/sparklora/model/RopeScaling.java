@@ -25,6 +25,9 @@ public record RopeScaling(String type, double factor, double lowFreqFactor, doub
 
     public boolean isNone() { return type.equals("default"); }
 
+    /** Whether inv_freq for a sequence of {@code seq} positions differs from that for a shorter one (dynamic scaling past the original context). */
+    public boolean dependsOnLength(int seq) { return type.equals("dynamic") && seq > originalMaxPositions; }
+
     /**
      * Reads {@code rope_scaling} (null or absent: none). {@code maxPositions} is the config's
      * {@code max_position_embeddings}, the original context of dynamic scaling.

@@ -39,6 +39,25 @@ public final class RotaryEmbedding {
 
     public INDArray backward(INDArray dy) { return rotate(dy, true); }
 
+    /**
+     * Inference with a KV cache: rotates x [B, h, t, D] whose token (b, i) sits at absolute position
+     * {@code positions[b·t + i]}, in a sequence of {@code seqLen} positions so far within a cache of
+     * {@code capacity}. The tables are those of the full {@link #forward} over the same positions (their rows do
+     * not depend on the table's length), except under dynamic scaling past the original context, where inv_freq
+     * depends on the length: new tokens then use the current length's, and keys already cached keep theirs
+     * (as transformers' cache does). Returns a fresh array.
+     */
+    public INDArray forwardAt(INDArray x, int[] positions, int seqLen, int capacity) {
+        long b = x.size(0), t = x.size(2);
+        int tableLen = scaling.dependsOnLength(seqLen) ? seqLen : capacity;
+        INDArray[] cs = tables(tableLen, x.dataType());
+        INDArray cos = Nd4j.pullRows(cs[0], 1, positions).reshape('c', b, 1, t, headDim);
+        INDArray sin = Nd4j.pullRows(cs[1], 1, positions).reshape('c', b, 1, t, headDim);
+        INDArray r = x.mul(cos).addi(rotateHalf(x).muli(sin));
+        Tensors.release(cos, sin);
+        return r;
+    }
+
     private INDArray rotate(INDArray x, boolean inverse) {
         int t = (int) x.size(2);
         INDArray[] cs = tables(t, x.dataType());

@@ -53,6 +53,27 @@ public final class TransformerBlock {
         return new Cache(n1, a, n2, m, h);
     }
 
+    /**
+     * Inference with a KV cache: x [B·t, C], the next t tokens of each row, → y [B·t, C]; the attention appends
+     * this layer's keys and values to {@code cache} (see {@link CausalSelfAttention#forwardCached}). Nothing is
+     * kept for backward.
+     */
+    public INDArray forwardCached(INDArray x, int batch, int seq, KvCache cache, int layer, int[] positions, ForwardContext ctx) {
+        Norm.Cache n1 = norm1.forward(x);
+        Tensors.release(n1.xhat(), n1.rstd());
+        INDArray a = attention.forwardCached(n1.out(), batch, seq, cache, layer, positions, ctx);
+        Tensors.release(n1.out());
+        INDArray h = x.add(a);
+        Tensors.release(a);
+        Norm.Cache n2 = norm2.forward(h);
+        Tensors.release(n2.xhat(), n2.rstd());
+        FeedForward.Cache m = mlp.forward(n2.out(), ctx);
+        h.addi(m.out());
+        m.release();
+        Tensors.release(n2.out());
+        return h;
+    }
+
     public INDArray backward(Cache c, INDArray dy) {
         // dy flows through the residual unchanged and through the MLP branch
         INDArray dMlp = mlp.backward(c.mlp(), dy);

@@ -483,7 +483,16 @@ public final class TransformerLM {
         if (t > config.maxPositions() && positionEmbedding != null) {
             throw new IllegalArgumentException("sequence length " + t + " exceeds the model's context " + config.maxPositions());
         }
-        INDArray ids = batch.inputs().reshape((long) b * t).castTo(DataType.INT);
+        INDArray h = embedTokens(batch.inputs().reshape((long) b * t).castTo(DataType.INT));
+        if (positionEmbedding != null) {
+            INDArray pos = positionEmbedding.value().get(NDArrayIndex.interval(0, t), NDArrayIndex.all());
+            h.reshape(b, t, config.hiddenSize()).addi(pos);                                  // broadcast over B
+        }
+        return h;
+    }
+
+    /** Token embeddings of ids [N] (INT), trainable token rows read in place of theirs: [N, C]. */
+    private INDArray embedTokens(INDArray ids) {
         INDArray h = OPS.gather(tokenEmbedding.value(), ids, 0);                         // [N,C]
         if (tokenRows != null) {
             int[][] at = replacedPositions(ids);
@@ -495,11 +504,92 @@ public final class TransformerLM {
                 Tensors.release(upd);
             }
         }
-        if (positionEmbedding != null) {
-            INDArray pos = positionEmbedding.value().get(NDArrayIndex.interval(0, t), NDArrayIndex.all());
-            h.reshape(b, t, config.hiddenSize()).addi(pos);                                  // broadcast over B
-        }
         return h;
+    }
+
+    // ---- inference with a KV cache ---------------------------------------------------------------
+
+    /**
+     * An empty KV cache for rows of the given prompt lengths, each left-padded to the longest, with room for
+     * {@code capacity} slots in all (the longest prompt plus the tokens to generate; at most the context for
+     * GPT-2's learned positions).
+     */
+    public KvCache newKvCache(int[] promptLengths, int capacity) {
+        int longest = 0;
+        for (int i = 0; i < promptLengths.length; i++) {
+            if (promptLengths[i] <= 0) throw new IllegalArgumentException("KV cache: prompt " + i + " is empty");
+            longest = Math.max(longest, promptLengths[i]);
+        }
+        if (capacity < longest) throw new IllegalArgumentException("KV cache: capacity " + capacity + " is below the longest prompt, " + longest);
+        if (positionEmbedding != null && capacity > config.maxPositions()) {
+            throw new IllegalArgumentException("KV cache: capacity " + capacity + " exceeds the model's context " + config.maxPositions());
+        }
+        int[] pad = new int[promptLengths.length];
+        for (int i = 0; i < pad.length; i++) pad[i] = longest - promptLengths[i];
+        return new KvCache(blocks.size(), promptLengths.length, config.numKvHeads(), config.headDim(), capacity, pad,
+                tokenEmbedding.value().dataType());
+    }
+
+    /**
+     * Runs the prompts through the model into an empty {@code cache} made by {@link #newKvCache} for their
+     * lengths, and returns the logits of each prompt's last token [B, V]: row b equals the last row of
+     * {@link #logits} over prompt b alone, to float rounding.
+     */
+    public INDArray prefill(KvCache cache, int[][] prompts) {
+        if (cache.length() != 0) throw new IllegalStateException("prefill needs an empty KV cache; it holds " + cache.length() + " slots");
+        if (prompts.length != cache.batch()) throw new IllegalArgumentException("prefill: " + prompts.length + " prompts for a cache of " + cache.batch() + " rows");
+        int t = 0;
+        for (int[] p : prompts) t = Math.max(t, p.length);
+        int[] ids = new int[prompts.length * t];
+        for (int b = 0; b < prompts.length; b++) {
+            if (prompts[b].length + cache.pad(b) != t) {
+                throw new IllegalArgumentException("prefill: prompt " + b + " has " + prompts[b].length + " tokens; the cache was made for " + (t - cache.pad(b)));
+            }
+            // padding slots repeat the row's first token: any id would do, attention never reads them
+            for (int i = 0; i < t; i++) ids[b * t + i] = prompts[b][Math.max(0, i - cache.pad(b))];
+        }
+        return forwardCached(cache, ids, t);
+    }
+
+    /** Appends one token per row ({@code next} [B]) to {@code cache} and returns each row's next-token logits [B, V]. */
+    public INDArray decodeStep(KvCache cache, int[] next) {
+        if (next.length != cache.batch()) throw new IllegalArgumentException("decode step: " + next.length + " tokens for a cache of " + cache.batch() + " rows");
+        return forwardCached(cache, next.clone(), 1);
+    }
+
+    /** ids [B·t] (row-major, t tokens per row) → the logits of each row's last token [B, V]; fills t cache slots. */
+    private INDArray forwardCached(KvCache cache, int[] ids, int t) {
+        int b = cache.batch();
+        if (cache.length() + t > cache.capacity()) {
+            throw new IllegalStateException("KV cache is full: " + cache.length() + " + " + t + " slots exceed its capacity " + cache.capacity());
+        }
+        config.checkSequenceLength(cache.length() + t);
+        for (int id : ids) {
+            if (id < 0 || id >= config.vocabSize()) throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + config.vocabSize() + ")");
+        }
+        int[] positions = cache.positions(t);
+        INDArray h = embedTokens(Nd4j.createFromArray(ids));                             // [B·t, C]
+        if (positionEmbedding != null) {
+            INDArray pos = Nd4j.pullRows(positionEmbedding.value(), 1, positions);
+            h.addi(pos);
+            Tensors.release(pos);
+        }
+        ForwardContext ctx = ForwardContext.inference();
+        for (int i = 0; i < blocks.size(); i++) {
+            INDArray next = blocks.get(i).forwardCached(h, b, t, cache, i, positions, ctx);
+            Tensors.release(h);
+            h = next;
+        }
+        cache.advance(t);
+        INDArray last = t == 1 ? h : h.reshape('c', b, t, config.hiddenSize()).get(NDArrayIndex.all(), NDArrayIndex.point(t - 1), NDArrayIndex.all()).dup('c');
+        if (last != h) Tensors.release(h);
+        Norm.Cache fn = finalNorm.forward(last);
+        Tensors.release(last, fn.xhat(), fn.rstd());
+        Linear.Cache logits = head.forward(fn.out(), ctx);
+        if (headUsesTokenRows()) replaceRowLogits(fn.out(), logits.out());
+        for (io.sparklora.adapters.Adapter.Activation a : logits.adapterActivations()) a.release();
+        Tensors.release(fn.out());
+        return logits.out();
     }
 
     public Forward forward(TokenBatch batch, ForwardContext ctx) {

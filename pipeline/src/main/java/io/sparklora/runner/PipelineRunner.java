@@ -574,12 +574,20 @@ public final class PipelineRunner {
         adapter.copyInto(a.stateTensors());
         TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
         int n = Math.min(cfg.evaluate.samples, val.size());
+        int[][] prompts = new int[n][];
+        long[] seeds = new long[n];
         for (int i = 0; i < n; i++) {
             int idx = (int) ((long) i * val.size() / n);
-            int[] prompt = Arrays.copyOf(val.block(idx), Math.min(cfg.evaluate.samplePromptTokens, val.seqLen()));
-            out.addObject().put("prompt", tok.decode(prompt))
-                    .put("base", tok.decode(Generator.sample(plain, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)))
-                    .put("adapted", tok.decode(Generator.sample(adapted, prompt, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, cfg.train.seed + i)));
+            prompts[i] = Arrays.copyOf(val.block(idx), Math.min(cfg.evaluate.samplePromptTokens, val.seqLen()));
+            seeds[i] = cfg.train.seed + i;
+        }
+        // all samples generate together, with a KV cache; each row gets what it would get alone
+        int[][] fromBase = Generator.sampleBatch(plain, prompts, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, seeds);
+        int[][] fromAdapted = Generator.sampleBatch(adapted, prompts, cfg.evaluate.sampleTokens, m.eosTokenId(), 0.8, 40, seeds);
+        for (int i = 0; i < n; i++) {
+            out.addObject().put("prompt", tok.decode(prompts[i]))
+                    .put("base", tok.decode(fromBase[i]))
+                    .put("adapted", tok.decode(fromAdapted[i]));
         }
     }
 

@@ -1,14 +1,23 @@
 package io.sparklora.train;
 
+import io.sparklora.model.KvCache;
 import io.sparklora.model.TokenBatch;
+import io.sparklora.model.Tensors;
 import io.sparklora.model.TransformerLM;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.util.Arrays;
 
 /**
- * Greedy decoding for the report's samples. It re-runs the whole window each token (no KV cache):
- * a few short samples per run, so simplicity wins over speed here.
+ * Decoding for the report's samples, the API's {@code generate} and the Spark ML transform: greedy or seeded
+ * top-k sampling, with a KV cache. The prompts of a batch may differ in length: they are left-padded into one
+ * cache ({@link KvCache}) and generate together, each row stopping at its own end-of-sequence token, and each
+ * gets the tokens it would get alone.
+ *
+ * <p>While a row and its continuation fit the model's context, every new token costs one incremental forward
+ * ({@link TransformerLM#decodeStep}). Past the context the window slides, which changes every position: the
+ * rows still generating then re-run their last {@code context} tokens per token, as {@link #sampleUncached}
+ * does throughout.
  */
 public final class Generator {
     private Generator() {}
@@ -18,16 +27,113 @@ public final class Generator {
         return sample(model, prompt, maxNew, eosId, 0, 1, 0);
     }
 
+    /** {@link #greedy} for a batch of prompts of any lengths, generated together; row i continues prompt i. */
+    public static int[][] greedyBatch(TransformerLM model, int[][] prompts, int maxNew, int eosId) {
+        return sampleBatch(model, prompts, maxNew, eosId, 0, 1, new long[prompts.length]);
+    }
+
     /**
      * Samples from the {@code topK} most likely tokens at {@code temperature} (0 = greedy), seeded, so
      * the same seed gives the same text. Small models repeat themselves under greedy decoding; a little
      * sampling shows better what they learned.
      */
     public static int[] sample(TransformerLM model, int[] prompt, int maxNew, int eosId, double temperature, int topK, long seed) {
-        java.util.Random rng = new java.util.Random(seed);
+        return sampleBatch(model, new int[][]{prompt}, maxNew, eosId, temperature, topK, new long[]{seed})[0];
+    }
+
+    /**
+     * {@link #sample} for a batch of prompts of any lengths, generated together with one KV cache; row i draws
+     * from its own stream seeded with {@code seeds[i]}, so it gets what {@code sample(prompts[i], ..., seeds[i])}
+     * gets alone (the batch's logits equal the row's own to float rounding).
+     */
+    public static int[][] sampleBatch(TransformerLM model, int[][] prompts, int maxNew, int eosId, double temperature,
+                                      int topK, long[] seeds) {
+        int n = prompts.length;
+        if (seeds.length != n) throw new IllegalArgumentException(n + " prompts but " + seeds.length + " seeds");
+        if (maxNew < 0) throw new IllegalArgumentException("maxNew must be >= 0, got " + maxNew);
+        for (int i = 0; i < n; i++) {
+            if (prompts[i] == null || prompts[i].length == 0) throw new IllegalArgumentException("prompt " + i + " is empty");
+        }
+        int[][] out = new int[n][];
+        if (n == 0) return out;
+        if (maxNew == 0) {
+            Arrays.fill(out, new int[0]);
+            return out;
+        }
         int ctx = model.config().maxPositions();
+        java.util.Random[] rng = new java.util.Random[n];
+        int[][] seq = new int[n][];
+        int[] len = new int[n], made = new int[n];
+        boolean[] done = new boolean[n];
+        int[][] window = new int[n][];
+        int longest = 0;
+        for (int i = 0; i < n; i++) {
+            rng[i] = new java.util.Random(seeds[i]);
+            seq[i] = Arrays.copyOf(prompts[i], prompts[i].length + maxNew);
+            len[i] = prompts[i].length;
+            // a prompt longer than the context starts from its last ctx tokens, as the sliding window does
+            window[i] = Arrays.copyOfRange(prompts[i], Math.max(0, len[i] - ctx), len[i]);
+            longest = Math.max(longest, window[i].length);
+        }
+        // the last token generated is never fed back, so maxNew − 1 decode steps follow the prompt
+        int capacity = (int) Math.min(ctx, (long) longest + maxNew - 1);
+        int[] lengths = new int[n];
+        for (int i = 0; i < n; i++) lengths[i] = window[i].length;
+        KvCache cache = model.newKvCache(lengths, capacity);
+        try {
+            INDArray logits = model.prefill(cache, window);
+            while (true) {
+                int[] next = new int[n];
+                boolean any = false;
+                for (int i = 0; i < n; i++) {
+                    if (done[i]) {
+                        next[i] = seq[i][len[i] - 1];        // keeps the batch's shape; its output is ignored
+                        continue;
+                    }
+                    int tok = pick(logits.getRow(i).toDoubleVector(), temperature, topK, rng[i]);
+                    if (tok == eosId) {
+                        done[i] = true;
+                    } else {
+                        seq[i][len[i]++] = tok;
+                        if (++made[i] == maxNew) done[i] = true;
+                    }
+                    next[i] = seq[i][len[i] - 1];
+                    any |= !done[i];
+                }
+                Tensors.release(logits);
+                if (!any) break;
+                if (cache.length() == cache.capacity()) {
+                    // the context is full: from here the window slides and each remaining row re-runs it per token
+                    for (int i = 0; i < n; i++) {
+                        if (!done[i]) len[i] = continueUncached(model, seq[i], len[i], made[i], maxNew, eosId, temperature, topK, rng[i]);
+                    }
+                    break;
+                }
+                logits = model.decodeStep(cache, next);
+            }
+        } finally {
+            cache.release();
+        }
+        for (int i = 0; i < n; i++) out[i] = Arrays.copyOfRange(seq[i], prompts[i].length, len[i]);
+        return out;
+    }
+
+    /**
+     * The reference decoder without a cache: re-runs the whole window (the last {@code context} tokens) for every
+     * new token. Same results as {@link #sample}; kept for the tests and the generation benchmark.
+     */
+    public static int[] sampleUncached(TransformerLM model, int[] prompt, int maxNew, int eosId, double temperature, int topK, long seed) {
+        if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
+        java.util.Random rng = new java.util.Random(seed);
         int[] seq = Arrays.copyOf(prompt, prompt.length + maxNew);
-        int len = prompt.length, made = 0;
+        int len = continueUncached(model, seq, prompt.length, 0, maxNew, eosId, temperature, topK, rng);
+        return Arrays.copyOfRange(seq, prompt.length, len);
+    }
+
+    /** Extends seq[0 .. len) in place, {@code made} of {@code maxNew} tokens already generated; returns the new length. */
+    private static int continueUncached(TransformerLM model, int[] seq, int len, int made, int maxNew, int eosId,
+                                        double temperature, int topK, java.util.Random rng) {
+        int ctx = model.config().maxPositions();
         while (made < maxNew) {
             int from = Math.max(0, len - ctx);
             int[] window = Arrays.copyOfRange(seq, from, len);
@@ -35,18 +141,24 @@ public final class Generator {
             Arrays.fill(noTargets, TokenBatch.IGNORE);
             INDArray logits = model.logits(TokenBatch.of(new int[][]{window}, new int[][]{noTargets}));
             int next = pick(logits.getRow(window.length - 1).toDoubleVector(), temperature, topK, rng);
+            Tensors.release(logits);
             if (next == eosId) break;
             seq[len++] = next;
             made++;
         }
-        return Arrays.copyOfRange(seq, prompt.length, len);
+        return len;
     }
 
     static int pick(double[] logits, double temperature, int topK, java.util.Random rng) {
+        if (temperature <= 0 || topK <= 1) {
+            // greedy: the first index of the largest logit (what the stable sort below puts first), in one pass
+            int best = 0;
+            for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+            return best;
+        }
         Integer[] order = new Integer[logits.length];
         for (int i = 0; i < order.length; i++) order[i] = i;
         Arrays.sort(order, (a, b) -> Double.compare(logits[b], logits[a]));
-        if (temperature <= 0 || topK <= 1) return order[0];
         int k = Math.min(topK, logits.length);
         double[] p = new double[k];
         double sum = 0;
