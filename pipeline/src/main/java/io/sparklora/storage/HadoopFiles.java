@@ -111,7 +111,9 @@ public final class HadoopFiles {
         boolean done = false;
         try {
             fill.writeInto(tmp, fs);
+            io.sparklora.util.FaultPoints.reach("write.before-rename", target.getName());
             if (fs.exists(target) && !fs.delete(target, directory)) throw new IOException("cannot replace " + target);
+            io.sparklora.util.FaultPoints.reach("write.after-delete", target.getName());
             if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
             done = true;
         } finally {

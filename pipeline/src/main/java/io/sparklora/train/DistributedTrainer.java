@@ -211,6 +211,7 @@ public final class DistributedTrainer {
             gpus.addAll(res.gpus);
             res.baseLoads.forEach((k, v) -> baseLoads.merge(k, v, Math::max));
             int done = round + 1;
+            io.sparklora.util.FaultPoints.reach("train.round", done);
             ran++;
             ObjectNode line = metrics.line(stageName).put("round", done).put("step", (long) done * spec.localSteps())
                     .put("loss", lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)

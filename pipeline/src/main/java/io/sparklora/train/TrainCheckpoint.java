@@ -25,8 +25,9 @@ import java.util.Optional;
  * optimizer state ({@code optimizer.safetensors}), the method's per-round state when it has any
  * ({@code method_state.safetensors}) and {@code state.json} (completed rounds, global step,
  * data position, RNG scheme, and a fingerprint of the settings). Each checkpoint directory is written
- * atomically, then {@code checkpoints/LATEST} is replaced to name it, so a crash at any moment leaves
- * the previous checkpoint intact. The two newest are kept.
+ * atomically (filled under a hidden temporary name, then renamed), then {@code checkpoints/LATEST} is replaced to
+ * name it. Resume takes the newest {@code round-*} directory, so a crash at any moment leaves the newest complete
+ * checkpoint to resume from and never a partial one (DriverKillIT). The two newest are kept.
  */
 public final class TrainCheckpoint {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -46,6 +47,7 @@ public final class TrainCheckpoint {
                              Map<String, INDArray> methodState, ObjectNode state, int roundsDone, String baseModel) throws IOException {
         String name = String.format(Locale.ROOT, "round-%06d", roundsDone);
         String target = HadoopFiles.resolve(dir(outputUri), name);
+        String previous = latestName(conf, outputUri).orElse(null);
         HadoopFiles.writeDirectoryFromLocal(conf, target, local -> {
             PeftAdapterFormat.save(adapter, local, baseModel, false);      // full tensors: resume needs everything
             Map<String, INDArray> opt = new LinkedHashMap<>(optimizerState);
@@ -55,8 +57,7 @@ public final class TrainCheckpoint {
             }
             Files.writeString(local.resolve("state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(state));
         });
-        String previous = latestName(conf, outputUri).orElse(null);
-        HadoopFiles.writeString(conf, HadoopFiles.resolve(dir(outputUri), LATEST), name + "\n");
+        HadoopFiles.writeString(conf, HadoopFiles.resolve(dir(outputUri), LATEST), name + "\n");   // for people and tools
         // keep this one and the one before it
         for (String f : listCheckpointDirs(conf, outputUri)) {
             String n = f.substring(f.lastIndexOf('/') + 1);
@@ -82,10 +83,17 @@ public final class TrainCheckpoint {
         }
     }
 
+    /**
+     * The newest checkpoint directory. A {@code round-*} directory appears under its name only once it is complete (it
+     * is renamed into place), so the newest one is the one to resume from, whatever {@code LATEST} says: a kill between
+     * removing the old {@code LATEST} and renaming the new one into place leaves no {@code LATEST} at all, and a kill
+     * after the directory's rename and before {@code LATEST}'s leaves it one checkpoint behind. Hidden temporary
+     * siblings ({@code .round-*.tmp-*}) of an interrupted write are never taken.
+     */
     private static Optional<String> latestName(Configuration conf, String outputUri) throws IOException {
-        String latest = HadoopFiles.resolve(dir(outputUri), LATEST);
-        if (!HadoopFiles.exists(conf, latest)) return Optional.empty();
-        return Optional.of(HadoopFiles.readString(conf, latest).strip());
+        if (!HadoopFiles.exists(conf, dir(outputUri))) return Optional.empty();
+        return listCheckpointDirs(conf, outputUri).stream().map(f -> f.substring(f.lastIndexOf('/') + 1))
+                .filter(n -> n.matches("round-\\d{6,}")).max(java.util.Comparator.comparingLong(n -> Long.parseLong(n.substring(6))));
     }
 
     private static java.util.List<String> listCheckpointDirs(Configuration conf, String outputUri) throws IOException {

@@ -67,6 +67,7 @@ public final class EvaluateStage {
             throw io.sparklora.spark.FailFast.translate(sc.sc(), e);
         }
         b.destroy();
+        io.sparklora.util.FaultPoints.reach("evaluate.scored", parts);
         Map<String, Figures> out = new LinkedHashMap<>();
         for (EvalTarget t : targets) {
             double[] s = sums.of(t.name());
