@@ -75,16 +75,16 @@ public final class SparkLoraCli {
             return 2;
         } catch (IllegalArgumentException | IllegalStateException | java.io.IOException | java.io.UncheckedIOException e) {
             // bad input: say what and where, without a stack trace
-            System.err.println("spark-lora " + argv[0] + ": " + e.getMessage());
+            System.err.println("spark-lora " + argv[0] + ": " + io.sparklora.util.Redaction.userInfo(e.getMessage()));
             return 1;
         } catch (RuntimeException e) {
             if (e.getClass().getName().startsWith("io.sparklora")) {
-                System.err.println("spark-lora " + argv[0] + ": " + e.getMessage());
+                System.err.println("spark-lora " + argv[0] + ": " + io.sparklora.util.Redaction.userInfo(e.getMessage()));
                 return 1;
             }
             throw e;
         } catch (Exception e) {
-            System.err.println("spark-lora " + argv[0] + ": " + e);
+            System.err.println("spark-lora " + argv[0] + ": " + io.sparklora.util.Redaction.userInfo(String.valueOf(e)));
             return 1;
         }
     }

@@ -54,7 +54,7 @@ final class StageCommand {
             }
             // one implementation: the public API runs the stage and the earlier ones it needs
             SparkLora.on(sc).progressTo(System.out).run(cfg, stage);
-            System.out.println("report: " + HadoopFiles.resolve(HadoopFiles.path(cfg.output).toString(), "report.html"));
+            System.out.println("report: " + io.sparklora.util.Redaction.userInfo(HadoopFiles.resolve(HadoopFiles.path(cfg.output).toString(), "report.html")));
             return 0;
         } catch (io.sparklora.runner.OutputLock.HeldException e) {
             System.err.println("spark-lora " + stage + ": " + e.getMessage());

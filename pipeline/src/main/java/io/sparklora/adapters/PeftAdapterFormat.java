@@ -260,9 +260,10 @@ public final class PeftAdapterFormat {
         Path configFile = dir.resolve(CONFIG_FILE), weightsFile = dir.resolve(WEIGHTS_FILE);
         if (!Files.exists(configFile)) throw new IllegalArgumentException(dir + ": no " + CONFIG_FILE + " (not a PEFT adapter directory)");
         if (!Files.exists(weightsFile)) {
-            if (Files.exists(dir.resolve("adapter_model.bin"))) {
-                throw new IllegalArgumentException(dir + ": only adapter_model.bin (a pickle) is present; spark-lora never unpickles — "
-                        + "save the adapter with safe_serialization=True to get " + WEIGHTS_FILE);
+            String pickle = io.sparklora.checkpoint.PickleFiles.firstPickle(fileNames(dir));
+            if (pickle != null) {
+                throw io.sparklora.checkpoint.PickleFiles.refusal(dir.toString(), pickle + " (there is no " + WEIGHTS_FILE + ")",
+                        io.sparklora.checkpoint.PickleFiles.convertAdapter());
             }
             throw new IllegalArgumentException(dir + ": no " + WEIGHTS_FILE);
         }
@@ -283,6 +284,16 @@ public final class PeftAdapterFormat {
             throw e;
         }
         return attached;
+    }
+
+    /** The names of the files in {@code dir}, sorted (adapter_model.bin first among the pickles a PEFT save leaves). */
+    private static List<String> fileNames(Path dir) {
+        try (var s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted(java.util.Comparator
+                    .comparing((String n) -> !n.startsWith("adapter_model")).thenComparing(n -> n)).toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list adapter directory " + dir + ": " + e.getMessage(), e);
+        }
     }
 
     /**

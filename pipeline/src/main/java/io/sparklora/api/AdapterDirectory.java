@@ -79,6 +79,12 @@ public final class AdapterDirectory {
     static <T> T withLocalCopy(Configuration conf, String uri, LocalBody<T> body) {
         try {
             if (!exists(conf, uri)) {
+                String pickle = io.sparklora.checkpoint.PickleFiles.firstPickle(     // listFiles: [] for a path that does not exist
+                        HadoopFiles.listFiles(conf, uri).stream().map(f -> f.substring(f.lastIndexOf('/') + 1)).toList());
+                if (pickle != null) {
+                    throw io.sparklora.checkpoint.PickleFiles.refusal(uri, pickle + " (there is no " + PeftAdapterFormat.WEIGHTS_FILE + ")",
+                            io.sparklora.checkpoint.PickleFiles.convertAdapter());
+                }
                 throw new IllegalArgumentException(uri + ": not an adapter directory (needs " + PeftAdapterFormat.CONFIG_FILE
                         + " and " + PeftAdapterFormat.WEIGHTS_FILE + ")");
             }

@@ -43,6 +43,10 @@ public record BaseModelRef(String uri, String contentHash, io.sparklora.quant.Ba
         if (files.stream().noneMatch(f -> f.endsWith("/config.json"))) {
             throw new IOException("base model " + uri + ": no config.json there (expected a Hugging Face model directory)");
         }
+        // refused here, on the driver, by name: executors copy only the safetensors files, so they would not see the pickle
+        List<String> names = files.stream().map(f -> f.substring(f.lastIndexOf('/') + 1)).toList();
+        PickleFiles.checkModelDirectory(HadoopFiles.path(uri).toString(), names,
+                () -> HadoopFiles.readBytes(conf, HadoopFiles.resolve(uri, CheckpointFiles.INDEX_FILE)));
         MessageDigest md = sha256();
         byte[] buf = new byte[1 << 16];
         for (String f : files) {

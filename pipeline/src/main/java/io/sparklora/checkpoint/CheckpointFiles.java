@@ -34,8 +34,6 @@ public final class CheckpointFiles {
     /** Shard names written by Hugging Face and by {@link #saveWeights}. */
     private static final Pattern SHARD_NAME = Pattern.compile("model-\\d{5}-of-\\d{5}\\.safetensors");
 
-    private static final List<String> PICKLE_SUFFIXES = List.of(".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle");
-
     /** Metadata Hugging Face writes and transformers checks when loading a safetensors checkpoint. */
     private static final Map<String, String> HF_METADATA = Map.of("format", "pt");
 
@@ -254,15 +252,7 @@ public final class CheckpointFiles {
 
     private static void refuseIfPickle(Path file, Path modelDir) {
         String name = file.getFileName().toString();
-        String lower = name.toLowerCase(Locale.ROOT);
-        for (String suffix : PICKLE_SUFFIXES) {
-            if (lower.endsWith(suffix)) {
-                throw CheckpointException.inFile(file, name + " is a pickle-based PyTorch checkpoint, and spark-lora"
-                        + " never unpickles files (loading a pickle can run arbitrary code). Convert the model to"
-                        + " safetensors first, e.g. in Python: AutoModelForCausalLM.from_pretrained(\"" + modelDir
-                        + "\").save_pretrained(OUT_DIR, safe_serialization=True)");
-            }
-        }
+        if (PickleFiles.isPickle(name)) throw PickleFiles.refusal(file.toString(), name, PickleFiles.convertModel(modelDir.toString()));
     }
 
     private static List<String> listNames(Path dir) {

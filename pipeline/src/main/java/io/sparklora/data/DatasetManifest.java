@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.sparklora.storage.HadoopFiles;
+import io.sparklora.util.PathScope;
 import io.sparklora.util.SafeYaml;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
@@ -32,6 +33,8 @@ import java.util.Set;
  *                                      #   .jinja file (relative to the manifest or any Hadoop URI); loss on the
  *                                      #   assistant's tokens only
  * system_prompt: "You are ..."         # optional, with chat_template: a system turn before each pair
+ * allow_outside: false                # optional: true lets relative uris and chat_template lead outside the
+ *                                      #   manifest's directory (by '..' or a symbolic link); see util.PathScope
  * sources:
  *   - name: ham                        # unique within the manifest
  *     uri: demo/spam-assassin-ham.jsonl  # relative to the manifest's directory, or any Hadoop URI; file or directory
@@ -51,7 +54,9 @@ import java.util.Set;
  *     table: db.curated                # instead of uri and format: a table or view of the session catalog
  * </pre>
  *
- * Unknown keys are errors (a misspelt {@code lable:} would otherwise silently drop the labels).
+ * Unknown keys are errors (a misspelt {@code lable:} would otherwise silently drop the labels). A relative path
+ * ({@code uri}, {@code chat_template}) must stay inside the manifest's directory, symbolic links followed, unless
+ * {@code allow_outside: true}; an absolute path or a URI with a scheme is taken as written ({@link PathScope}).
  * Serializable so that executors get it inside the task closure.
  *
  * @param uri the manifest file itself, fully qualified (error messages name it)
@@ -69,7 +74,7 @@ public record DatasetManifest(String uri, String name, String description, Strin
     private static final ObjectMapper YAML = new ObjectMapper(SafeYaml.factory());
 
     private static final Set<String> TOP_KEYS = Set.of("name", "description", "licence", "labels", "label_prompt", "sources",
-            "chat_template", "system_prompt");
+            "chat_template", "system_prompt", PathScope.ALLOW_OUTSIDE);
     private static final Set<String> SOURCE_KEYS = Set.of("name", "uri", "format", "text_field", "prompt_field",
             "response_field", "label_field", "label", "sha256", "table", "filter", "csv_header");
 
@@ -149,10 +154,10 @@ public record DatasetManifest(String uri, String name, String description, Strin
         } catch (java.io.CharConversionException e) {
             throw new IOException("dataset manifest " + where + ": not valid YAML/JSON text: " + e.getMessage(), e);
         }
-        return parse(root, file);
+        return parse(root, file, conf);
     }
 
-    private static DatasetManifest parse(JsonNode root, Path file) throws IOException {
+    private static DatasetManifest parse(JsonNode root, Path file, Configuration conf) throws IOException {
         String where = file.toString();
         if (root == null || !root.isObject()) throw new IOException("dataset manifest " + where + " is not a mapping of keys");
         checkKeys(root, TOP_KEYS, "", where);
@@ -170,10 +175,15 @@ public record DatasetManifest(String uri, String name, String description, Strin
             throw new IOException("dataset manifest " + where + ": 'sources' must be a non-empty list");
         }
         Path dir = file.getParent();
+        String allowOutside = optionalString(root, PathScope.ALLOW_OUTSIDE, "", where);
+        if (allowOutside != null && !allowOutside.equals("true") && !allowOutside.equals("false")) {
+            throw new IOException("dataset manifest " + where + ": " + PathScope.ALLOW_OUTSIDE + " must be true or false, not '" + allowOutside + "'");
+        }
+        PathScope scope = new PathScope(dir, "dataset manifest " + where, "the manifest's directory", "true".equals(allowOutside), conf);
         List<Source> sources = new ArrayList<>();
         Set<String> names = new HashSet<>();
         for (int i = 0; i < sourcesNode.size(); i++) {
-            Source s = source(sourcesNode.get(i), "sources[" + i + "]", dir, labels, where);
+            Source s = source(sourcesNode.get(i), "sources[" + i + "]", scope, labels, where);
             if (!names.add(s.name())) {
                 throw new IOException("dataset manifest " + where + ": source name '" + s.name() + "' is used twice");
             }
@@ -182,7 +192,7 @@ public record DatasetManifest(String uri, String name, String description, Strin
         String chatTemplate = optionalString(root, "chat_template", "", where);
         if (chatTemplate != null && !chatTemplate.equals(CHAT_TEMPLATE_OF_TOKENIZER)) {
             if (chatTemplate.isBlank()) throw new IOException("dataset manifest " + where + ": 'chat_template' is blank");
-            chatTemplate = new Path(dir, chatTemplate).toString();
+            chatTemplate = scope.resolve("chat_template", chatTemplate);
         }
         String systemPrompt = optionalString(root, "system_prompt", "", where);
         if (systemPrompt != null && chatTemplate == null) {
@@ -211,7 +221,7 @@ public record DatasetManifest(String uri, String name, String description, Strin
         return labels;
     }
 
-    private static Source source(JsonNode node, String at, Path dir, List<String> labels, String where) throws IOException {
+    private static Source source(JsonNode node, String at, PathScope scope, List<String> labels, String where) throws IOException {
         if (!node.isObject()) throw new IOException("dataset manifest " + where + ": " + at + " is not a mapping of keys");
         checkKeys(node, SOURCE_KEYS, at + ".", where);
         String name = requiredString(node, "name", at + ".", where);
@@ -291,7 +301,7 @@ public record DatasetManifest(String uri, String name, String description, Strin
             }
         }
         // Hadoop's Path(parent, child) keeps a child with a scheme as it is and puts a relative one under parent
-        String uri = rawUri == null ? null : new Path(dir, rawUri).toString();
+        String uri = rawUri == null ? null : scope.resolve(at + ".uri", rawUri);
         return new Source(name, uri, format, textField, promptField, responseField, labelField, label, sha256,
                 table, filter, !"false".equals(csvHeader));
     }

@@ -182,6 +182,14 @@ public record ShardManifest(
             throw new IOException("shard manifest " + uri + ": schema version " + m.schemaVersion() + " is not supported (expected "
                     + ShardSchema.VERSION + "); re-run the tokenize stage");
         }
+        for (Map.Entry<String, List<Shard>> split : m.splits().entrySet()) {
+            for (Shard s : split.getValue()) {
+                if (!io.sparklora.util.PathScope.staysBelow(s.file())) {
+                    throw new IOException("shard manifest " + uri + ": split '" + split.getKey() + "' lists shard file '" + s.file()
+                            + "', which is not a relative path inside " + dirUri);
+                }
+            }
+        }
         return m;
     }
 }

@@ -18,7 +18,9 @@ import java.util.stream.Collectors;
 /**
  * A pipeline run as one YAML file ({@code conf/demo.yaml} is the annotated example). Every key has a
  * default except the adaptation dataset; an unknown key anywhere is an error that names it, so a typo
- * never silently falls back to a default. Relative paths resolve against the working directory.
+ * never silently falls back to a default. Relative paths resolve against the working directory and must stay
+ * inside it, symbolic links followed, unless {@code allow_outside: true}; absolute paths and URIs are taken as
+ * written ({@link io.sparklora.util.PathScope}).
  */
 public final class PipelineConfig {
     public String name = "run";
@@ -36,6 +38,15 @@ public final class PipelineConfig {
     public FullFinetuneSection fullFinetune = new FullFinetuneSection();
     public EvaluateSection evaluate = new EvaluateSection();
     public EngineSection engine = new EngineSection();
+    /**
+     * Lets the relative paths ({@link #PATH_KEYS}) lead outside the working directory, by '..' or a symbolic link.
+     * Absolute paths and URIs never need it.
+     */
+    public boolean allowOutside = false;
+
+    /** The keys that name files or directories, checked by {@link io.sparklora.util.PathScope}. */
+    static final List<String> PATH_KEYS = List.of("output", "datasets.adapt", "datasets.pretrain", "tokenizer.path", "base.path",
+            "full_finetune.spill_dir");
 
     public static final class SparkSection {
         /** Used when the job was not started by spark-submit (which sets the master itself). */
@@ -290,6 +301,11 @@ public final class PipelineConfig {
     }
 
     public static PipelineConfig parse(String yaml, String where) {
+        return parse(yaml, where, java.nio.file.Path.of("").toAbsolutePath());
+    }
+
+    /** {@link #parse(String, String)} with relative paths confined to {@code workingDir} (tests give a temporary one). */
+    static PipelineConfig parse(String yaml, String where, java.nio.file.Path workingDir) {
         PipelineConfig c;
         try {
             // tags and nesting checked (SafeYaml); one document, as readValue(String) reads
@@ -322,8 +338,26 @@ public final class PipelineConfig {
             throw new IllegalArgumentException(where + ": not valid YAML: " + e.getMessage().split("\n")[0]);
         }
         if (c == null) throw new IllegalArgumentException(where + ": empty pipeline config");
+        String writtenOutput = c.output;     // the default, runs/<name>, is not the file's to answer for
         c.validate(where);
+        c.checkPaths(where, workingDir, writtenOutput);
         return c;
+    }
+
+    private void checkPaths(String where, java.nio.file.Path workingDir, String writtenOutput) {
+        var scope = new io.sparklora.util.PathScope(new org.apache.hadoop.fs.Path(workingDir.toUri()), where, "the working directory",
+                allowOutside, new Configuration());
+        String[] values = {writtenOutput, datasets.adapt, datasets.pretrain, tokenizer.path, base.path, fullFinetune.spillDir};
+        for (int i = 0; i < values.length; i++) {
+            // the output is where the run writes: a runs/ directory linked to a scratch disk is common and fine, so only
+            // its '..' segments are checked, not where symbolic links lead
+            if (i == 0 && values[0] != null && io.sparklora.util.PathScope.staysBelow(values[0])) continue;
+            try {
+                scope.check(PATH_KEYS.get(i), values[i]);
+            } catch (IOException e) {
+                throw new IllegalArgumentException(e.getMessage(), e);
+            }
+        }
     }
 
     /** The adapter this config trains: method from {@code adapter.type} (and PEFT's flags), its settings from the adapter and train sections. */

@@ -48,6 +48,7 @@ import io.sparklora.train.ProgressLine;
 import io.sparklora.train.TokenBlocks;
 import io.sparklora.train.Trainer;
 import io.sparklora.train.TrainingOptions;
+import io.sparklora.util.Redaction;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -72,6 +73,9 @@ import java.util.stream.Collectors;
  * {@code _SUCCESS} marker; a rerun skips every stage that has both, so a scheduler can retry a failed run
  * and only the unfinished work is done again. Stages read what earlier stages wrote from storage, never
  * from memory, which is what makes skipping safe.
+ *
+ * <p>Nothing it prints or writes carries a secret of the Spark or Hadoop configuration, or a URI's user-info: the
+ * console lines, result.json, report.json and report.html pass through {@link Redaction}.
  */
 public final class PipelineRunner {
     public static final List<String> STAGES = List.of("tokenizer", "tokenize", "pretrain", "glora_search", "train", "lora_drop",
@@ -85,13 +89,15 @@ public final class PipelineRunner {
     private final PrintStream console;
     private final MetricsLog metrics;
     private final ObjectNode report = JSON.createObjectNode();
+    private final Redaction redaction;
 
     public PipelineRunner(JavaSparkContext sc, PipelineConfig cfg, PrintStream console) {
         this.sc = sc;
         this.cfg = cfg;
         this.conf = sc.hadoopConfiguration();
         this.out = HadoopFiles.path(cfg.output).toString();
-        this.console = console;
+        this.redaction = Redaction.of(sc.getConf(), conf);
+        this.console = redaction.wrap(console);
         this.metrics = new MetricsLog(conf, uri("metrics.jsonl"));
     }
 
@@ -170,11 +176,11 @@ public final class PipelineRunner {
             ObjectNode failed = JSON.createObjectNode().put("status", "failed").put("seconds", (System.nanoTime() - t) / 1e9)
                     .put("error", String.valueOf(o.getMessage()));
             report.set(reportKey(stage), failed);
-            throw new StageFailedException(stage, o);
+            throw new StageFailedException(stage, o, redaction);
         }
         ObjectNode full = JSON.createObjectNode().put("status", "done").put("seconds", (System.nanoTime() - t) / 1e9);
         full.setAll(r);
-        HadoopFiles.writeString(conf, resultUri, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(full));
+        HadoopFiles.writeString(conf, resultUri, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(redaction.scrub(full)));
         HadoopFiles.markSuccess(conf, dir);
         report.set(reportKey(stage), full);
         writeReport();
@@ -184,7 +190,12 @@ public final class PipelineRunner {
     /** A stage failed; the message is the original error's, with the stage named. */
     public static final class StageFailedException extends RuntimeException {
         public StageFailedException(String stage, Throwable cause) {
-            super(stage + ": " + cause.getMessage(), cause);
+            this(stage, cause, Redaction.none());
+        }
+
+        /** The message with {@code redaction}'s secrets and any URI user-info replaced. */
+        StageFailedException(String stage, Throwable cause, Redaction redaction) {
+            super(stage + ": " + redaction.scrub(String.valueOf(cause.getMessage())), cause);
         }
     }
 
@@ -608,7 +619,8 @@ public final class PipelineRunner {
     }
 
     private void writeReport() throws IOException {
-        HadoopFiles.writeString(conf, uri("report.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(report));
-        HadoopFiles.writeString(conf, uri("report.html"), ReportHtml.render(report, metrics.lines()));
+        JsonNode safe = redaction.scrub(report);
+        HadoopFiles.writeString(conf, uri("report.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(safe));
+        HadoopFiles.writeString(conf, uri("report.html"), ReportHtml.render(safe, metrics.lines().stream().map(redaction::scrub).toList()));
     }
 }

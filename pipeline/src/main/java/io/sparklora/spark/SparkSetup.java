@@ -18,6 +18,8 @@ public final class SparkSetup {
         conf.setIfMissing("spark.ui.showConsoleProgress", "false");
         // tasks hold one model replica each; spark-lora's data is small, its compute is not
         conf.setIfMissing("spark.task.maxFailures", "4");
+        // Spark's own redaction (UI, event log, spark.logConf) also covers the credential keys its default misses
+        conf.setIfMissing("spark.redaction.regex", io.sparklora.util.Redaction.DEFAULT_REGEX);
         return conf;
     }
 

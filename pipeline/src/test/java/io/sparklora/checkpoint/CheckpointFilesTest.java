@@ -165,11 +165,16 @@ class CheckpointFilesTest {
     }
 
     @Test
-    void safetensorsWinsOverAPickleAlongsideIt() {
+    void safetensorsWinsOverAPickleAlongsideIt() throws Exception {
         Map<String, INDArray> w = weights();
         CheckpointFiles.saveWeights(dir, w, DataType.FLOAT, 1 << 20);
-        assertFalse(Files.exists(dir.resolve("pytorch_model.bin")));
+        Files.write(dir.resolve("pytorch_model.bin"), new byte[] {(byte) 0x80, 2, '.'}); // a pickle protocol-2 stub
         assertEquals(w, CheckpointFiles.loadWeights(dir));
+        // sharded too: the index's shards are read, the pickle beside them is not
+        Path sharded = dir.resolve("sharded");
+        CheckpointFiles.saveWeights(sharded, w, DataType.FLOAT, 600);
+        Files.write(sharded.resolve("pytorch_model.bin"), new byte[] {(byte) 0x80, 2, '.'});
+        assertEquals(w, CheckpointFiles.loadWeights(sharded));
     }
 
     @Test
