@@ -92,6 +92,7 @@ def last_round(metrics):
     return r
 
 
+# the JVM prints its decorations in a fixed order (timemillis before uptimemillis): the larger is the epoch time
 GC_LINE = re.compile(r"^\[(\d+)ms\]\[(\d+)ms\] GC\((\d+)\) (Pause .*?) (\d+)M->(\d+)M\((\d+)M\)")
 
 
@@ -101,7 +102,7 @@ def read_gc(path):
         for line in f:
             m = GC_LINE.match(line)
             if m:
-                events.append({"epoch_ms": int(m.group(2)), "gc": int(m.group(3)), "kind": m.group(4),
+                events.append({"epoch_ms": max(int(m.group(1)), int(m.group(2))), "gc": int(m.group(3)), "kind": m.group(4),
                                "before_mb": int(m.group(5)), "after_mb": int(m.group(6)), "heap_mb": int(m.group(7))})
     return events
 
@@ -144,10 +145,20 @@ def main():
     ap.add_argument("--warmup-fraction", type=float, default=0.1)
     ap.add_argument("--warmup-min", type=int, default=20)
     ap.add_argument("--max-seconds", type=float, default=0, help="stop the run (SIGTERM) after this long and analyse what it reached; 0: no limit")
+    ap.add_argument("--analyse-only", action="store_true", help="analyse the samples.jsonl and GC logs already in --out")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
     os.makedirs(a.out, exist_ok=True)
+    if a.analyse_only:
+        samples = [json.loads(l) for l in open(os.path.join(a.out, "samples.jsonl"))]
+        old = json.load(open(os.path.join(a.out, "summary.json")))
+        summary = analyse(a, samples, old["exit_code"], old["seconds"])
+        summary["stopped_after_max_seconds"] = old.get("stopped_after_max_seconds", False)
+        with open(os.path.join(a.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        print_summary(summary)
+        return
     log = open(os.path.join(a.out, "run.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
