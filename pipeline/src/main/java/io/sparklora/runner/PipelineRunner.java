@@ -121,15 +121,25 @@ public final class PipelineRunner {
             JsonNode old = JSON.readTree(HadoopFiles.readString(conf, uri("report.json")));
             old.fields().forEachRemaining(e -> { if (!report.has(e.getKey())) report.set(e.getKey(), e.getValue()); });
         }
+        Exception failure = null;
         try {
             for (String s : STAGES) {
                 if (!only.isEmpty() && !only.contains(s)) continue;
                 if (!enabled(s)) continue;
                 runStage(s);
             }
+        } catch (IOException | RuntimeException e) {
+            failure = e;
+            throw e;
         } finally {
             report.put("seconds", (System.nanoTime() - t0) / 1e9);
-            writeReport();
+            try {
+                writeReport();
+            } catch (IOException | RuntimeException e) {
+                // a full disk fails the report too: the stage's own error is the one to report
+                if (failure == null) throw e;
+                failure.addSuppressed(e);
+            }
         }
         return report;
     }
@@ -180,8 +190,14 @@ public final class PipelineRunner {
         }
         ObjectNode full = JSON.createObjectNode().put("status", "done").put("seconds", (System.nanoTime() - t) / 1e9);
         full.setAll(r);
-        HadoopFiles.writeString(conf, resultUri, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(redaction.scrub(full)));
-        HadoopFiles.markSuccess(conf, dir);
+        try {
+            HadoopFiles.writeString(conf, resultUri, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(redaction.scrub(full)));
+            HadoopFiles.markSuccess(conf, dir);
+        } catch (IOException e) {
+            // not marked complete: a rerun does the stage again
+            report.set(reportKey(stage), JSON.createObjectNode().put("status", "failed").put("error", redaction.scrub(String.valueOf(e.getMessage()))));
+            throw new StageFailedException(stage, e);
+        }
         report.set(reportKey(stage), full);
         writeReport();
         console.printf(Locale.ROOT, "[%s] done in %.1f s%n", stage, full.path("seconds").asDouble());

@@ -77,11 +77,22 @@ public final class HadoopFiles {
         return new String(readBytes(conf, uri), StandardCharsets.UTF_8);
     }
 
-    /** Writes {@code uri} atomically (temporary sibling, then rename over any old file). */
+    /**
+     * Writes {@code uri} atomically (temporary sibling, then rename over any old file). A failure of the storage
+     * (a full disk, a lost DataNode) is a {@link StorageWriteException} naming {@code uri}; an exception of
+     * {@code body} itself passes unchanged. Either way the temporary is removed and an old file stays as it was.
+     */
     public static void write(Configuration conf, String uri, Body body) throws IOException {
+        String target = path(uri).toString();
         replaceAtomically(conf, uri, false, (tmp, fs) -> {
-            fs.mkdirs(tmp.getParent());
-            try (FSDataOutputStream out = fs.create(tmp, false)) {
+            FSDataOutputStream created;
+            try {
+                fs.mkdirs(tmp.getParent());
+                created = fs.create(tmp, false);
+            } catch (IOException e) {
+                throw StorageWriteException.of(target, e);
+            }
+            try (TargetNamingOutputStream out = new TargetNamingOutputStream(created, target)) {
                 body.writeTo(out);
                 out.hsync();
             }
@@ -98,23 +109,39 @@ public final class HadoopFiles {
      */
     public static void writeDirectory(Configuration conf, String uri, DirectoryBody body) throws IOException {
         replaceAtomically(conf, uri, true, (tmp, fs) -> {
-            fs.mkdirs(tmp);
+            try {
+                fs.mkdirs(tmp);
+            } catch (IOException e) {
+                throw StorageWriteException.of(tmp.toString(), e);
+            }
             body.writeInto(tmp, fs);
         });
     }
 
-    /** {@code fill} writes a hidden temporary sibling of {@code uri}, which is then renamed over it; on failure it is deleted. */
+    /**
+     * {@code fill} writes a hidden temporary sibling of {@code uri}, which is then renamed over it; on failure it is
+     * deleted. A {@link StorageWriteException} from inside a temporary directory is renamed to name the file's
+     * final place.
+     */
     private static void replaceAtomically(Configuration conf, String uri, boolean directory, DirectoryBody fill) throws IOException {
         Path target = path(uri);
         FileSystem fs = fs(target, conf);
         Path tmp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + UUID.randomUUID());
         boolean done = false;
         try {
-            fill.writeInto(tmp, fs);
+            try {
+                fill.writeInto(tmp, fs);
+            } catch (StorageWriteException e) {
+                throw e.movedTo(tmp.toString(), target.toString());
+            }
             io.sparklora.util.FaultPoints.reach("write.before-rename", target.getName());
-            if (fs.exists(target) && !fs.delete(target, directory)) throw new IOException("cannot replace " + target);
-            io.sparklora.util.FaultPoints.reach("write.after-delete", target.getName());
-            if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
+            try {
+                if (fs.exists(target) && !fs.delete(target, directory)) throw new IOException("cannot delete the old " + target);
+                io.sparklora.util.FaultPoints.reach("write.after-delete", target.getName());
+                if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
+            } catch (IOException e) {
+                throw StorageWriteException.of(target.toString(), e);
+            }
             done = true;
         } finally {
             if (!done) deleteQuietly(fs, tmp);
@@ -142,7 +169,12 @@ public final class HadoopFiles {
             writeDirectory(conf, uri, (dir, fs) -> {
                 try (var files = java.nio.file.Files.list(staging)) {
                     for (java.nio.file.Path f : files.sorted().toList()) {
-                        fs.copyFromLocalFile(false, true, new Path(f.toUri()), new Path(dir, f.getFileName().toString()));
+                        Path to = new Path(dir, f.getFileName().toString());
+                        try {
+                            fs.copyFromLocalFile(false, true, new Path(f.toUri()), to);
+                        } catch (IOException e) {
+                            throw StorageWriteException.of(to.toString(), e);
+                        }
                     }
                 }
             });

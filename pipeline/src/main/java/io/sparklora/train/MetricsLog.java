@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.storage.HadoopFiles;
+import io.sparklora.storage.StorageWriteException;
 import org.apache.hadoop.conf.Configuration;
 
 import java.io.IOException;
@@ -59,7 +60,8 @@ public final class MetricsLog {
         try {
             HadoopFiles.writeString(conf, uri, sb.toString());
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write metrics " + uri + ": " + e.getMessage(), e);
+            // a storage failure names the file already
+            throw new UncheckedIOException(e instanceof StorageWriteException ? e.getMessage() : "cannot write metrics " + uri + ": " + e.getMessage(), e);
         }
     }
 }
