@@ -77,7 +77,9 @@ class ConfigPathsTest {
         Path wd = workingDir();
         Files.createSymbolicLink(wd.resolve("runs"), Files.createDirectories(tmp.resolve("scratch/runs")));
         assertEquals("runs/t", PipelineConfig.parse(config("", "m.yaml"), "run.yaml", wd).output);
-        assertTrue(refused(config("output: runs/t\n", "m.yaml"), wd).contains("output 'runs/t'"));
+        // a written output's symbolic links are not followed either (it is where the run writes); its '..' still counts
+        assertEquals("runs/t", PipelineConfig.parse(config("output: runs/t\n", "m.yaml"), "run.yaml", wd).output);
+        assertTrue(refused(config("output: ../t\n", "m.yaml"), wd).contains("output '../t'"));
     }
 
     @Test

@@ -76,6 +76,9 @@ public final class MiniHdfs implements AutoCloseable {
     public Configuration conf() {
         Configuration conf = new Configuration(cluster.getConfiguration(0));
         conf.set("fs.defaultFS", root.toString());
+        // a fresh client per call: Hadoop caches clients by scheme and host:port, and an earlier test's client of another
+        // cluster that had the same port (with its other settings, such as a 128 MiB block size) would be handed out
+        conf.setBoolean("fs.hdfs.impl.disable.cache", true);
         return conf;
     }
 
