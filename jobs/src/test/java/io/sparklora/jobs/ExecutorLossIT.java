@@ -135,7 +135,7 @@ class ExecutorLossIT {
 
             // Spark reran the lost task of the train job: the stage was not restarted from a checkpoint
             EventLog ev = EventLog.read(eventsB);
-            assertEquals(ROUNDS, ev.trainStages().size(), "one stage per round, none resubmitted: " + ev.stageNames());
+            assertEquals(ROUNDS, ev.trainStages().size(), "one train stage (one job) per round: no round ran again as a new job: " + ev.stageNames());
             List<TaskEnd> lost = ev.lost();
             assertFalse(lost.isEmpty(), "a task was lost with its executor");
             for (TaskEnd l : lost) {
@@ -227,9 +227,9 @@ class ExecutorLossIT {
 
     /**
      * Waits until the run has done {@value #KILL_AFTER} rounds, then kills an executor that runs a task (the driver's REST
-     * API says which). Once the driver has noticed, checks that it lost a task with it; when the kill fell between the
-     * round's tasks instead (possible, not likely: a task runs far longer than the few milliseconds from the REST answer
-     * to the kill), kills again in a later round, up to {@value #MAX_KILLS} times.
+     * API says which). Then checks that the driver lost a task with it; when the kill fell between the round's tasks instead
+     * (possible, not likely: a task runs far longer than the few milliseconds from the REST answer to the kill), kills again
+     * in a later round, up to {@value #MAX_KILLS} times.
      */
     private static List<Kill> killAnExecutorMidRound(StandaloneCluster cluster, CliProcess.Started run, Path out, int uiPort) throws Exception {
         List<Kill> kills = new ArrayList<>();
@@ -253,14 +253,18 @@ class ExecutorLossIT {
                 if (k == null) Thread.sleep(10);
             }
             kills.add(k);
-            String killed = k.executor();
-            // the driver logs "Lost executor N" and, in the same call, "Lost task ... ExecutorLostFailure" for the tasks it ran
-            String lostExecutor = "Lost executor " + k.executor() + " on ";
-            while (!Files.readString(run.err()).contains(lostExecutor)) {
-                assertTrue(run.process().isAlive() && System.nanoTime() < deadline, "the driver never noticed the lost executor:\n" + Files.readString(run.err()));
+            // the driver logs "Lost executor N", then "Lost task ... (... executor N): ExecutorLostFailure" for each task it ran; a lost
+            // task's round cannot end before its rerun, so a round that ends without that line means the kill fell between tasks
+            String lostTask = "executor " + k.executor() + "): ExecutorLostFailure";
+            boolean hit = false;
+            while (!hit) {
+                assertTrue(run.process().isAlive() && System.nanoTime() < deadline, "the run ended (or 900 s passed) before the round of the kill did:\n" + Files.readString(run.err()));
+                boolean roundEnded = Run.trainLines(out).size() > k.roundsDone();
+                hit = Files.readString(run.err()).lines().anyMatch(l -> l.contains("Lost task") && l.contains(lostTask));
+                if (roundEnded && !hit) break;
                 Thread.sleep(20);
             }
-            if (Files.readString(run.err()).lines().anyMatch(l -> l.contains("Lost task") && l.contains("executor " + killed + ")"))) return kills;
+            if (hit) return kills;
         }
         throw new AssertionError(MAX_KILLS + " kills all fell between tasks: " + kills);
     }
