@@ -9,6 +9,7 @@
 #        ROUNDS_FACTOR=3 bench/run-soak.sh      (a shorter run: 300 rounds)
 #        SKIP_BUILD=1 MASTER='local[2]' bench/run-soak.sh
 #        MAX_SECONDS=1800 bench/run-soak.sh    (stop after 30 minutes and fit the rounds reached)
+#        FULL_GC_EVERY=60 bench/run-soak.sh     (a full collection in every JVM each minute: tells garbage from a leak)
 # Output: bench/out/soak/{soak.yaml, samples.jsonl, gc-*.log, summary.json, run.log} and the run under bench/out/soak/run.
 #
 # The rounds under test are train's; lora_drop and full_finetune (60 rounds and 60 steps in the demo, which no
@@ -59,5 +60,5 @@ EOF
 export SPARK_HOME="$spark_home"
 export SPARK_LORA_CLASSPATH="$cp"
 export SPARK_LORA_JAVA_OPTS="-Xmx4g -XX:NativeMemoryTracking=summary -Xlog:gc:file=$out/gc-driver.log:uptimemillis,timemillis"
-python3 bench/soak.py --interval "$interval" --max-seconds "$max_seconds" --out "$out" --metrics "$out/run/metrics.jsonl" -- \
+python3 bench/soak.py --interval "$interval" --full-gc-every "${FULL_GC_EVERY:-0}" --max-seconds "$max_seconds" --out "$out" --metrics "$out/run/metrics.jsonl" -- \
   bin/spark-lora pipeline --config "$out/soak.yaml" --master "$master"

@@ -145,6 +145,9 @@ def main():
     ap.add_argument("--warmup-fraction", type=float, default=0.1)
     ap.add_argument("--warmup-min", type=int, default=20)
     ap.add_argument("--max-seconds", type=float, default=0, help="stop the run (SIGTERM) after this long and analyse what it reached; 0: no limit")
+    ap.add_argument("--full-gc-every", type=float, default=0,
+                    help="every this many seconds, ask every JVM for a full collection (jcmd PID GC.run), so that garbage"
+                         " holding native ND4J buffers cannot pass for a leak; 0: never")
     ap.add_argument("--analyse-only", action="store_true", help="analyse the samples.jsonl and GC logs already in --out")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -164,6 +167,7 @@ def main():
     t0 = time.time()
     samples = []
     n = 0
+    last_gc = t0
     with open(os.path.join(a.out, "samples.jsonl"), "w") as sf:
         stopped = False
         while proc.poll() is None:
@@ -175,6 +179,12 @@ def main():
             rnd = last_round(a.metrics)
             row = {"t_s": round(now - t0, 2), "epoch_ms": int(now * 1000), "round": rnd, "procs": {}}
             pids = [("driver", proc.pid)] + [(f"executor-{p}", p) for p in executors(proc.pid)]
+            if a.full_gc_every and now - last_gc >= a.full_gc_every:
+                for _, pid in pids:
+                    subprocess.run(["jcmd", str(pid), "GC.run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                row["full_gc"] = True
+                last_gc = now
+                time.sleep(1.0)      # let JavaCPP's deallocator free the native buffers of what was collected
             for name, pid in pids:
                 try:
                     s = read_status(pid)
@@ -220,6 +230,12 @@ def analyse(a, samples, rc, seconds):
             if f:
                 f["unit"] = unit
                 res[metric.replace("_kb", "")] = f
+        # the samples taken right after a forced full collection: the floor that garbage cannot inflate
+        pts = [(s["round"], s["procs"][name]["rss_kb"] * 1024) for s in window if s.get("full_gc") and name in s["procs"]]
+        f = fit([p[0] for p in pts], [p[1] for p in pts])
+        if f:
+            f["unit"] = "bytes"
+            res["rss_after_full_gc"] = f
         summary["processes"][name] = res
     # heap after GC, from the GC logs, each GC placed at the round the run had reached then
     t = np.array([s["epoch_ms"] for s in samples if s["round"] is not None], dtype=float)
