@@ -61,15 +61,15 @@ class DriverKillIT {
         assertTrue(after1.stream().anyMatch(n -> n.startsWith(".round-000004.tmp-")), "the partial one is a hidden temporary: " + after1);
         assertTrue(Files.exists(out.resolve("_RUN_LOCK")), "the killed driver left its lock");
 
-        // 2. between the renames: LATEST removed, the new one not yet in place; round 4 itself is complete
-        CliProcess.Result r2 = pipeline(logs, "kill-2", cfg, "write.after-delete:LATEST");
-        assertHalted(r2, "write.after-delete:LATEST");
+        // 2. between the renames: round 4 is complete under its name, LATEST still names round 2
+        CliProcess.Result r2 = pipeline(logs, "kill-2", cfg, "write.before-rename:LATEST");
+        assertHalted(r2, "write.before-rename:LATEST");
         assertTrue(r2.out().contains("taking over the lock on") && r2.out().contains("no longer exists"), r2.out());
         assertTrue(r2.out().contains("train: resuming after round 2"), "resumed from the last complete checkpoint:\n" + r2.out());
-        assertFalse(Files.exists(ckpt.resolve("LATEST")));
+        assertEquals("round-000002", Files.readString(ckpt.resolve("LATEST")).strip(), "LATEST is replaced in one rename: old or new, never gone");
         assertTrue(Files.isDirectory(ckpt.resolve("round-000004")));
 
-        // 3. mid-train, after round 7 was applied: resumes from round 4 although LATEST is missing
+        // 3. mid-train, after round 7 was applied: resumes from round 4 although LATEST is one behind
         CliProcess.Result r3 = pipeline(logs, "kill-3", cfg, "train.round:7");
         assertHalted(r3, "train.round:7");
         assertTrue(r3.out().contains("train: resuming after round 4"), r3.out());

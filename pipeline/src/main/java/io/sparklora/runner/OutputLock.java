@@ -26,8 +26,9 @@ import java.util.concurrent.TimeUnit;
  * One run at a time on an output directory. A scheduler that retries a job while its first attempt is still running
  * would otherwise have two drivers writing the same checkpoints, adapter and report.
  *
- * <p>The run creates {@code <output>/_RUN_LOCK} with {@code create(overwrite = false)}, which is atomic on HDFS and
- * on local disks alike, and writes who holds it into it: host, process id, run id and start time. A second run finds
+ * <p>The run creates {@code <output>/_RUN_LOCK} atomically, failing when it exists: {@code create(overwrite = false)} on
+ * HDFS and object stores, a hard link from a private temporary file on a local disk (where Hadoop's create checks and
+ * then creates). It holds who holds it: host, process id, run id and start time. A second run finds
  * the file and refuses with an error that names the holder and the file.
  *
  * <p>A lock left behind by a killed run does not block the next run for ever. The holder touches the file's
@@ -85,8 +86,11 @@ public final class OutputLock implements AutoCloseable {
                         + "wait for it to finish, or, if that run is dead, delete the lock file (a lock whose heartbeat is older "
                         + "than %d s is taken over on its own)", outputUri, h.describe(), file, timeoutMs / 1000));
             }
+            // delete only the lock judged stale: a run that took it over meanwhile has another run id and a fresh heartbeat
+            Holder again = Holder.read(fs, file);
+            if (again != null && !(again.runId().equals(h.runId()) && again.heartbeatMs() == h.heartbeatMs())) continue;
             console.printf(Locale.ROOT, "taking over the lock on %s from %s: %s%n", outputUri, h.describe(), stale);
-            fs.delete(file, false);
+            if (again != null) fs.delete(file, false);
         }
         throw new HeldException("output " + outputUri + " is in use: another run took the lock file " + file + " at the same time");
     }
@@ -114,6 +118,9 @@ public final class OutputLock implements AutoCloseable {
                 .put("run_id", runId)
                 .put("started", Instant.now().toString());
         byte[] bytes = JSON.writeValueAsBytes(o);
+        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem || fs instanceof org.apache.hadoop.fs.RawLocalFileSystem) {
+            return tryCreateLocal(fs, file, bytes);
+        }
         try (FSDataOutputStream s = fs.create(file, false)) {
             s.write(bytes);
         } catch (FileAlreadyExistsException e) {
@@ -123,6 +130,42 @@ public final class OutputLock implements AutoCloseable {
             throw new IOException("cannot create the run lock " + file + ": " + e.getMessage(), e);
         }
         return true;
+    }
+
+    /**
+     * On a local disk Hadoop's {@code create(overwrite = false)} checks and then creates, so two runs can both pass the
+     * check. Here the holder's record is written to a private temporary file and hard-linked to the lock's name, which
+     * the kernel does atomically and refuses when the name exists; the lock never exists empty. Where hard links are
+     * not supported, {@code CREATE_NEW} (one atomic open) is used instead.
+     */
+    private static boolean tryCreateLocal(FileSystem fs, Path file, byte[] bytes) throws IOException {
+        java.nio.file.Path target = (fs instanceof org.apache.hadoop.fs.LocalFileSystem local ? local.pathToFile(file)
+                : ((org.apache.hadoop.fs.RawLocalFileSystem) fs).pathToFile(file)).toPath();
+        java.nio.file.Files.createDirectories(target.getParent());
+        java.nio.file.Path tmp = target.resolveSibling("." + FILE + ".tmp-" + UUID.randomUUID());
+        try {
+            java.nio.file.Files.write(tmp, bytes, java.nio.file.StandardOpenOption.CREATE_NEW);
+            try {
+                java.nio.file.Files.createLink(target, tmp);
+                return true;
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                return false;
+            } catch (UnsupportedOperationException | java.nio.file.FileSystemException e) {
+                if (java.nio.file.Files.exists(target, java.nio.file.LinkOption.NOFOLLOW_LINKS)) return false;
+                try {
+                    java.nio.file.Files.write(target, bytes, java.nio.file.StandardOpenOption.CREATE_NEW);
+                    return true;
+                } catch (java.nio.file.FileAlreadyExistsException clash) {
+                    return false;
+                }
+            }
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            return false;
+        } catch (IOException e) {
+            throw new IOException("cannot create the run lock " + file + ": " + e.getMessage(), e);
+        } finally {
+            java.nio.file.Files.deleteIfExists(tmp);
+        }
     }
 
     private void touch() {

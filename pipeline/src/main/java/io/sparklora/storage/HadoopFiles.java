@@ -126,19 +126,24 @@ public final class HadoopFiles {
     private static void replaceAtomically(Configuration conf, String uri, boolean directory, DirectoryBody fill) throws IOException {
         Path target = path(uri);
         FileSystem fs = fs(target, conf);
+        // a single file on a local disk is written without Hadoop's checksum side file: the side file would be a second
+        // rename, and a reader between the two would check one version's data against the other's checksum
+        FileSystem fillFs = !directory && fs instanceof org.apache.hadoop.fs.LocalFileSystem local ? local.getRawFileSystem() : fs;
         Path tmp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + UUID.randomUUID());
         boolean done = false;
         try {
             try {
-                fill.writeInto(tmp, fs);
+                fill.writeInto(tmp, fillFs);
             } catch (StorageWriteException e) {
                 throw e.movedTo(tmp.toString(), target.toString());
             }
             io.sparklora.util.FaultPoints.reach("write.before-rename", target.getName());
             try {
-                if (fs.exists(target) && !fs.delete(target, directory)) throw new IOException("cannot delete the old " + target);
-                io.sparklora.util.FaultPoints.reach("write.after-delete", target.getName());
-                if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
+                if (directory || !replaceFileAtomically(conf, fs, tmp, target)) {
+                    if (fs.exists(target) && !fs.delete(target, directory)) throw new IOException("cannot delete the old " + target);
+                    io.sparklora.util.FaultPoints.reach("write.after-delete", target.getName());
+                    if (!fs.rename(tmp, target)) throw new IOException("cannot rename " + tmp + " to " + target);
+                }
             } catch (IOException e) {
                 throw StorageWriteException.of(target.toString(), e);
             }
@@ -146,6 +151,33 @@ public final class HadoopFiles {
         } finally {
             if (!done) deleteQuietly(fs, tmp);
         }
+    }
+
+    /**
+     * Renames the file {@code tmp} over {@code target} in one step where the file system can: a reader sees the old
+     * file or the new one, and a kill leaves one of them, never neither. On a local disk that is rename(2) (a checksum
+     * side file an older version left is removed first); on HDFS it is the NameNode's rename with {@code OVERWRITE}. Returns false
+     * where no such rename exists (object stores): the caller deletes, then renames.
+     */
+    private static boolean replaceFileAtomically(Configuration conf, FileSystem fs, Path tmp, Path target) throws IOException {
+        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem local) {
+            java.nio.file.Path t = local.pathToFile(target).toPath(), tm = local.pathToFile(tmp).toPath();
+            // the new file has no checksum side file (see replaceAtomically); an old one's goes first, so that the
+            // old data is read unchecked for a moment rather than the new data against the old checksum
+            java.nio.file.Files.deleteIfExists(local.pathToFile(local.getChecksumFile(target)).toPath());
+            java.nio.file.Files.move(tm, t, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            return true;
+        }
+        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem raw) {
+            java.nio.file.Files.move(raw.pathToFile(tmp).toPath(), raw.pathToFile(target).toPath(),
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            return true;
+        }
+        if ("hdfs".equals(fs.getScheme())) {
+            org.apache.hadoop.fs.FileContext.getFileContext(fs.getUri(), conf).rename(tmp, target, org.apache.hadoop.fs.Options.Rename.OVERWRITE);
+            return true;
+        }
+        return false;
     }
 
     /**

@@ -98,6 +98,7 @@ public final class DistributedTrainer {
         long momentsStep = 0;
 
         int start = 0;
+        Progress progress = new Progress();
         if (spec.checkpointEvery() > 0 && spec.outputUri() != null) {
             Optional<TrainCheckpoint.Loaded> ck = TrainCheckpoint.latest(conf, spec.outputUri());
             if (ck.isPresent()) {
@@ -116,6 +117,7 @@ public final class DistributedTrainer {
                     momentsStep = Math.round(c.optimizer().get(AdamW.STEP_KEY).getDouble(0));
                 }
                 start = c.roundsDone();
+                progress = Progress.fromJson(c.state().path("progress"));
                 int resumed = start;
                 metrics.removeIf(l -> l.path("stage").asText().equals(stageName) && l.path("round").asInt() > resumed);
                 console.printf(Locale.ROOT, "%s: resuming after round %d from %s%n", stageName, start, TrainCheckpoint.dir(spec.outputUri()));
@@ -123,10 +125,7 @@ public final class DistributedTrainer {
         }
         if (start == 0) metrics.removeIf(l -> l.path("stage").asText().equals(stageName));
 
-        long broadcastBytes = 0, reducedBytes = 0, tokens = 0;
-        double seconds = 0, lastLoss = Double.NaN;
-        TreeSet<String> executors = new TreeSet<>(), gpus = new TreeSet<>();
-        Map<String, Integer> baseLoads = new TreeMap<>();
+        Progress pr = progress;         // the rounds before a resume count in the run's figures
         long t0 = System.nanoTime();
         int ran = 0;
         for (int round = start; round < spec.rounds(); round++) {
@@ -145,7 +144,7 @@ public final class DistributedTrainer {
                     if (spec.outputUri() != null && round > start) {
                         Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
                         TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(),
-                                checkpointState(spec, round, accountant), round, spec.base().uri());
+                                checkpointState(spec, round, accountant, pr), round, spec.base().uri());
                     }
                     break;
                 }
@@ -202,20 +201,20 @@ public final class DistributedTrainer {
                 }
             }
             double roundSeconds = (System.nanoTime() - tr) / 1e9;
-            broadcastBytes = st.bytes();
-            reducedBytes = res.bytes();     // element-wise sums: the same size as one task's contribution
-            tokens += res.tokens;
-            seconds += roundSeconds;
-            lastLoss = res.targets > 0 ? res.lossSum / res.targets : lastLoss;
-            executors.addAll(res.executors);
-            gpus.addAll(res.gpus);
-            res.baseLoads.forEach((k, v) -> baseLoads.merge(k, v, Math::max));
+            pr.broadcastBytes = st.bytes();
+            pr.reducedBytes = res.bytes();     // element-wise sums: the same size as one task's contribution
+            pr.tokens += res.tokens;
+            pr.seconds += roundSeconds;
+            pr.lastLoss = res.targets > 0 ? res.lossSum / res.targets : pr.lastLoss;
+            pr.executors.addAll(res.executors);
+            pr.gpus.addAll(res.gpus);
+            res.baseLoads.forEach((k, v) -> pr.baseLoads.merge(k, v, Math::max));
             int done = round + 1;
             io.sparklora.util.FaultPoints.reach("train.round", done);
             ran++;
             ObjectNode line = metrics.line(stageName).put("round", done).put("step", (long) done * spec.localSteps())
-                    .put("loss", lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)
-                    .put("bytes_broadcast", broadcastBytes).put("bytes_reduced", reducedBytes)
+                    .put("loss", pr.lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)
+                    .put("bytes_broadcast", pr.broadcastBytes).put("bytes_reduced", pr.reducedBytes)
                     .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds);
             adapter.hooks().metrics().forEach(line::put);
             if (dp.on()) {
@@ -226,11 +225,11 @@ public final class DistributedTrainer {
             metrics.append(line);
             double eta = (System.nanoTime() - t0) / 1e9 / (done - start) * (spec.rounds() - done);
             console.printf(Locale.ROOT, "%s round %d/%d  loss %.4f  %,.0f tok/s  moved %s down, %s up per task  ETA %s%s%n",
-                    stageName, done, spec.rounds(), lastLoss, res.tokens / roundSeconds, human(broadcastBytes), human(reducedBytes), clock(eta),
+                    stageName, done, spec.rounds(), pr.lastLoss, res.tokens / roundSeconds, human(pr.broadcastBytes), human(pr.reducedBytes), clock(eta),
                     dp.on() ? String.format(Locale.ROOT, "  epsilon %.3f", line.path("epsilon").asDouble()) : "");
             if (spec.checkpointEvery() > 0 && spec.outputUri() != null && (done % spec.checkpointEvery() == 0 || done == spec.rounds())) {
                 Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
-                TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(), checkpointState(spec, done, accountant), done,
+                TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(), checkpointState(spec, done, accountant, pr), done,
                         spec.base().uri());
             }
             if (listener != null) listener.afterRound(done, res);
@@ -246,8 +245,8 @@ public final class DistributedTrainer {
                     stoppedAtBudget ? ", stopped at the budget" : "");
         }
         return new Result(adapter, ran, start, trainable, adapter.report().all(), 4 * trainable,
-                adapter.model().baseBytesHeld(), broadcastBytes, reducedBytes, seconds > 0 ? tokens / seconds : 0, lastLoss,
-                executors, gpus, baseLoads, privacy);
+                adapter.model().baseBytesHeld(), pr.broadcastBytes, pr.reducedBytes, pr.seconds > 0 ? pr.tokens / pr.seconds : 0, pr.lastLoss,
+                pr.executors, pr.gpus, pr.baseLoads, privacy);
     }
 
     /** The accountant's history a checkpoint holds ({q, σ, steps} triples). */
@@ -257,8 +256,9 @@ public final class DistributedTrainer {
         return h;
     }
 
-    private static ObjectNode checkpointState(TrainSpec spec, int done, RdpAccountant accountant) {
+    private static ObjectNode checkpointState(TrainSpec spec, int done, RdpAccountant accountant, Progress progress) {
         ObjectNode s = checkpointState(spec, done);
+        progress.toJson(s.putObject("progress"));
         if (spec.dp().on()) {
             var arr = s.putArray("dp_accountant");
             for (double[] h : accountant.history()) arr.addArray().add(h[0]).add(h[1]).add(h[2]);
@@ -286,6 +286,42 @@ public final class DistributedTrainer {
     static String fingerprint(TrainSpec s) {
         var md = BaseModelRef.sha256();
         return java.util.HexFormat.of().formatHex(md.digest(settings(s).getBytes(java.nio.charset.StandardCharsets.UTF_8))).substring(0, 16);
+    }
+
+    /**
+     * The run's figures so far, which a checkpoint carries ({@code state.json}'s {@code progress}) so that a resumed run
+     * reports the whole run's: a run resumed from its final round's checkpoint runs no round and still reports the
+     * final loss, the bytes per round and the executors that trained it.
+     */
+    static final class Progress {
+        long broadcastBytes, reducedBytes, tokens;
+        double seconds, lastLoss = Double.NaN;
+        final TreeSet<String> executors = new TreeSet<>(), gpus = new TreeSet<>();
+        final Map<String, Integer> baseLoads = new TreeMap<>();
+
+        void toJson(ObjectNode o) {
+            o.put("bytes_broadcast_per_round", broadcastBytes).put("bytes_reduced_per_round", reducedBytes)
+                    .put("tokens", tokens).put("seconds", seconds);
+            if (Double.isFinite(lastLoss)) o.put("last_loss", lastLoss);
+            executors.forEach(o.putArray("executors")::add);
+            gpus.forEach(o.putArray("gpus")::add);
+            ObjectNode loads = o.putObject("base_loads");
+            baseLoads.forEach(loads::put);
+        }
+
+        static Progress fromJson(com.fasterxml.jackson.databind.JsonNode o) {
+            Progress p = new Progress();
+            if (o.isMissingNode()) return p;        // a checkpoint of an older version: the figures start again
+            p.broadcastBytes = o.path("bytes_broadcast_per_round").asLong();
+            p.reducedBytes = o.path("bytes_reduced_per_round").asLong();
+            p.tokens = o.path("tokens").asLong();
+            p.seconds = o.path("seconds").asDouble();
+            if (o.has("last_loss")) p.lastLoss = o.path("last_loss").asDouble();
+            o.path("executors").forEach(e -> p.executors.add(e.asText()));
+            o.path("gpus").forEach(e -> p.gpus.add(e.asText()));
+            o.path("base_loads").fields().forEachRemaining(e -> p.baseLoads.put(e.getKey(), e.getValue().asInt()));
+            return p;
+        }
     }
 
     /** A round whose loss or contributions were NaN or infinite: the run stops, naming the round and the partitions. */

@@ -10,8 +10,8 @@ package io.sparklora.util;
  * <ul>
  *   <li>{@code write.before-rename:<name>}: an atomic write has filled its temporary sibling of {@code <name>} but not
  *       renamed it into place (a checkpoint directory {@code round-000004}, {@code LATEST}, {@code adapter}, ...);</li>
- *   <li>{@code write.after-delete:<name>}: an atomic replace has removed the old {@code <name>} and not yet renamed the
- *       new one into place;</li>
+ *   <li>{@code write.after-delete:<name>}: a replace that cannot rename over its target (a directory, or a file on an
+ *       object store) has removed the old {@code <name>} and not yet renamed the new one into place;</li>
  *   <li>{@code train.round:<n>}: the driver has applied round {@code n} (1-based) of a training stage, before its
  *       checkpoint;</li>
  *   <li>{@code evaluate.scored}: the evaluate stage's Spark job has finished, before its figures are written.</li>

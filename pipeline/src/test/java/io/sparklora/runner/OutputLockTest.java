@@ -55,6 +55,43 @@ class OutputLockTest {
     }
 
     @Test
+    void ofRunsStartingAtTheSameMomentExactlyOneTakesTheLock(@TempDir Path tmp) throws Exception {
+        int threads = 8;
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+        try {
+            for (int trial = 0; trial < 10; trial++) {
+                String out = tmp.resolve("run-" + trial).toString();
+                var start = new java.util.concurrent.CyclicBarrier(threads);
+                java.util.List<java.util.concurrent.Future<OutputLock>> tries = new java.util.ArrayList<>();
+                for (int t = 0; t < threads; t++) {
+                    tries.add(pool.submit(() -> {
+                        start.await();
+                        try {
+                            return OutputLock.acquire(conf, out, QUIET);
+                        } catch (OutputLock.HeldException e) {
+                            return null;
+                        }
+                    }));
+                }
+                int holders = 0;
+                for (var f : tries) {
+                    OutputLock l = f.get();
+                    if (l != null) holders++;
+                }
+                assertEquals(1, holders, "trial " + trial + ": runs holding the lock at once");
+                String record = Files.readString(tmp.resolve("run-" + trial).resolve(OutputLock.FILE));
+                assertTrue(record.contains("\"run_id\""), "the lock is never seen without its holder: " + record);
+                try (var names = Files.list(tmp.resolve("run-" + trial))) {
+                    assertEquals(Set.of(OutputLock.FILE), names.map(p -> p.getFileName().toString())
+                            .collect(java.util.stream.Collectors.toSet()), "no temporary left behind");
+                }
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
     void aLockWhoseProcessIsGoneIsTakenOverAtOnce(@TempDir Path tmp) throws Exception {
         Path dir = Files.createDirectories(tmp.resolve("run"));
         long dead = deadPid();

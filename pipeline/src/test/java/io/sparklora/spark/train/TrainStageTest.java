@@ -162,6 +162,20 @@ public class TrainStageTest {
         List<Parameter> a = full.adapter().trainableParameters(), b = resumed.adapter().trainableParameters();
         for (int i = 0; i < a.size(); i++) assertEquals(a.get(i).value(), b.get(i).value(), a.get(i).name());
         assertEquals(5, metricsB.lines().size(), "one metrics line per round, none duplicated by the resume");
+        // killed after the final round's checkpoint and before the stage was marked done: the rerun runs no round and
+        // still reports the whole run's figures, which the checkpoint carries
+        DistributedTrainer.Result again = TrainStage.run(sc, spec("parameters", 5, 2, true, 2, outA), new InMemoryShards(shards),
+                MetricsLog.inMemory(), "train", QUIET, null);
+        assertEquals(5, again.resumedFrom());
+        assertEquals(0, again.roundsRun());
+        assertEquals(full.finalLoss(), again.finalLoss(), "final loss from the checkpoint, not NaN");
+        assertTrue(Double.isFinite(again.finalLoss()));
+        assertEquals(full.bytesBroadcastPerRound(), again.bytesBroadcastPerRound());
+        assertEquals(full.bytesReducedPerRound(), again.bytesReducedPerRound());
+        assertEquals(full.executors(), again.executors());
+        assertFalse(again.executors().isEmpty());
+        assertEquals(full.tokensPerSecond(), again.tokensPerSecond(), 0.0);
+        assertEquals(full.finalLoss(), resumed.finalLoss(), "the crashed-and-resumed run ends at the same loss");
         // a checkpoint made with other settings is refused, not silently mixed in
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> TrainStage.run(sc, spec("parameters", 6, 2, true, 2, outB),
                 new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null));
