@@ -10,6 +10,8 @@
 #        SKIP_BUILD=1 MASTER='local[2]' bench/run-soak.sh
 #        MAX_SECONDS=1800 bench/run-soak.sh    (stop after 30 minutes and fit the rounds reached)
 #        FULL_GC_EVERY=60 bench/run-soak.sh     (a full collection in every JVM each minute: tells garbage from a leak)
+#        MALLOC_ARENAS=2 FULL_GC_EVERY=60 bench/run-soak.sh   (executors with MALLOC_ARENA_MAX=2: tells glibc's per-thread
+#                                               arenas' fragmentation from a leak of live native buffers)
 # Output: bench/out/soak/{soak.yaml, samples.jsonl, gc-*.log, summary.json, run.log} and the run under bench/out/soak/run.
 #
 # The rounds under test are train's; lora_drop and full_finetune (60 rounds and 60 steps in the demo, which no
@@ -36,9 +38,9 @@ mkdir -p "$spark_home/jars"
 trap 'rm -rf "$spark_home"' EXIT
 flags="$(bin/jvm-flags.sh)"
 
-python3 - "$root/conf/demo.yaml" "$out/soak.yaml" "$factor" "$partitions" "$out" "$cp" "$flags" <<'EOF'
+python3 - "$root/conf/demo.yaml" "$out/soak.yaml" "$factor" "$partitions" "$out" "$cp" "$flags" "${MALLOC_ARENAS:-}" <<'EOF'
 import sys, yaml, json
-src, dst, factor, partitions, out, cp, flags = sys.argv[1:]
+src, dst, factor, partitions, out, cp, flags, arenas = sys.argv[1:]
 cfg = yaml.safe_load(open(src))
 cfg["name"] = "soak"
 cfg["output"] = out + "/run"
@@ -54,6 +56,8 @@ conf.update({
         + " -Xlog:gc:file=" + out + "/gc-executor-%p.log:uptimemillis,timemillis",
     "spark.executorEnv.SPARK_SCALA_VERSION": "2.12",
 })
+if arenas:
+    conf["spark.executorEnv.MALLOC_ARENA_MAX"] = arenas
 yaml.safe_dump(cfg, open(dst, "w"), sort_keys=False, width=1 << 20)
 EOF
 

@@ -48,6 +48,61 @@ import java.util.Random;
  * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2]
  */
 public final class DistributedRoundBenchmark {
+    /**
+     * Where a round's time goes, from Spark's own task metrics: per round, the job's wall time from submission to end,
+     * and summed over its tasks the time to deserialise the task, to run it, to serialise its result, and the
+     * scheduler's delay (launch to result, less the task's own time). What is left of the round outside the job is
+     * the driver's: the broadcast, the optimizer step, the sum, the metrics line.
+     */
+    static final class RoundBreakdown extends org.apache.spark.scheduler.SparkListener {
+        final java.util.Map<Integer, Long> jobStart = new java.util.concurrent.ConcurrentHashMap<>();
+        double jobs, jobSeconds, deserialize, run, resultSer, schedulerDelay, gcTime, tasks;
+
+        synchronized void reset() {
+            jobs = jobSeconds = deserialize = run = resultSer = schedulerDelay = gcTime = tasks = 0;
+        }
+
+        @Override public void onJobStart(org.apache.spark.scheduler.SparkListenerJobStart e) { jobStart.put(e.jobId(), e.time()); }
+
+        @Override public synchronized void onJobEnd(org.apache.spark.scheduler.SparkListenerJobEnd e) {
+            Long t = jobStart.remove(e.jobId());
+            if (t != null) {
+                jobs++;
+                jobSeconds += (e.time() - t) / 1e3;
+            }
+        }
+
+        @Override public synchronized void onTaskEnd(org.apache.spark.scheduler.SparkListenerTaskEnd e) {
+            var m = e.taskMetrics();
+            if (m == null) return;
+            tasks++;
+            deserialize += m.executorDeserializeTime() / 1e3;
+            run += m.executorRunTime() / 1e3;
+            resultSer += m.resultSerializationTime() / 1e3;
+            gcTime += m.jvmGCTime() / 1e3;
+            long span = e.taskInfo().finishTime() - e.taskInfo().launchTime();
+            schedulerDelay += Math.max(0, span - m.executorDeserializeTime() - m.executorRunTime() - m.resultSerializationTime()) / 1e3;
+        }
+
+        synchronized String json(int rounds, double roundSeconds) {
+            double per = 1000.0 / rounds;
+            return String.format(Locale.ROOT, "{\"round\":%.1f,\"job\":%.1f,\"driver_outside_job\":%.1f,\"jobs\":%.0f,\"tasks\":%.0f,"
+                            + "\"task_deserialize_sum\":%.1f,\"task_run_sum\":%.1f,\"task_result_serialize_sum\":%.1f,\"task_gc_sum\":%.1f,"
+                            + "\"scheduler_delay_sum\":%.1f}",
+                    roundSeconds * per, jobSeconds * per, (roundSeconds - jobSeconds) * per, jobs, tasks, deserialize * per, run * per,
+                    resultSer * per, gcTime * per, schedulerDelay * per);
+        }
+    }
+
+    static String cpuModel() {
+        try {
+            for (String l : Files.readAllLines(Path.of("/proc/cpuinfo"))) if (l.startsWith("model name")) return l.substring(l.indexOf(':') + 1).strip();
+        } catch (java.io.IOException e) {
+            // not Linux
+        }
+        return System.getProperty("os.arch");
+    }
+
     public static void main(String[] args) throws Exception {
         Map<String, String> a = new java.util.HashMap<>();
         for (int i = 0; i + 1 < args.length; i += 2) a.put(args[i].replaceFirst("^--", ""), args[i + 1]);
@@ -82,7 +137,11 @@ public final class DistributedRoundBenchmark {
         try (JavaSparkContext sc = SparkSetup.local(parts)) {
             BaseModelRef base = BaseModelRef.of(sc.hadoopConfiguration(), dir.resolve("m").toString());
 
-            // (a) one process: the union batch each step
+            // (a) one process: the union batch each step, with 1 engine thread and with one per partition
+            double[] oneByThreads = new double[parts + 1];
+            for (int threads : new int[]{1, parts}) {
+            if (oneByThreads[threads] > 0) continue;
+            io.sparklora.model.EngineThreads.set(threads);
             TransformerLM model = BaseModelCache.model(base, sc.hadoopConfiguration());
             AttachedAdapter ad = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, lora, 42);
             List<Parameter> params = ad.trainableParameters();
@@ -103,9 +162,14 @@ public final class DistributedRoundBenchmark {
                 GradClipping.clip(params, 1.0);
                 opt.step();
                 opt.zeroGrad();
-                System.gc();
                 if (s >= warmup) oneSeconds += (System.nanoTime() - t0) / 1e9;
             }
+            oneByThreads[threads] = oneSeconds;
+            }
+            double oneSeconds = Math.min(oneByThreads[1], oneByThreads[parts]);
+            io.sparklora.model.EngineThreads.set(1);      // what every task sets (spark.task.cpus = 1)
+            RoundBreakdown breakdown = new RoundBreakdown();
+            sc.sc().addSparkListener(breakdown);
 
             // (b) Spark rounds, gradient averaging
             TrainingOptions o = new TrainingOptions(total, perTask, 1, 1e-4, 0.0, 0, "constant", 0.0, 1.0, 42);
@@ -116,14 +180,19 @@ public final class DistributedRoundBenchmark {
                     new PrintStream(java.io.OutputStream.nullOutputStream()), (done, rr) -> {
                         long now = System.nanoTime();
                         if (done > warmup) spark[0] += (now - last[0]) / 1e9;
+                        if (done == warmup) breakdown.reset();
                         last[0] = now;
                     });
+            sc.sc().listenerBus().waitUntilEmpty();
             double oneTps = rounds * tokensPerStep / oneSeconds, sparkTps = rounds * tokensPerStep / spark[0];
+            double one1 = rounds * tokensPerStep / oneByThreads[1], oneP = rounds * tokensPerStep / oneByThreads[parts];
             System.out.printf(Locale.ROOT, "{\"model\":\"gpt2 L=%d d=%d V=%d\",\"tokens_per_step\":%d,\"partitions\":%d,\"timed_steps\":%d,"
                             + "\"one_process_tokens_per_s\":%.1f,\"spark_tokens_per_s\":%.1f,\"spark_over_one_process\":%.3f,"
-                            + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d}%n",
+                            + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d,"
+                            + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\",\"round_ms\":%s}%n",
                     layers, d, vocab, tokensPerStep, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
-                    (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes());
+                    (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
+                    one1, parts, oneP, cpuModel(), breakdown.json(rounds, spark[0]));
         } finally {
             HadoopFiles.deleteLocalTree(dir);
         }

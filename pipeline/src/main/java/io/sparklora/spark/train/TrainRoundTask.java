@@ -20,27 +20,29 @@ import java.util.Iterator;
 import java.util.List;
 
 /**
- * One task of one round, on the executor: loads its partition's shard, builds a model over the JVM's cached
+ * One task of one round, on the executor: the closure holds two broadcast handles only (the stage's
+ * {@link TrainTaskContext} and the round's {@link RoundState}); it loads its partition's shard, builds a model over the JVM's cached
  * base ({@link BaseModelCache}, read once per JVM), attaches the adapter, and hands the work to
  * {@link RoundWork}. Only adapter-sized tensors come back.
  */
 public final class TrainRoundTask implements Function2<Integer, Iterator<Integer>, Iterator<RoundResult>> {
     private static final long serialVersionUID = 1L;
-    private final TrainSpec spec;
-    private final ShardSource shards;
-    private final SerializableConfiguration conf;
+    private final Broadcast<TrainTaskContext> context;
     private final Broadcast<RoundState> state;
 
-    public TrainRoundTask(TrainSpec spec, ShardSource shards, SerializableConfiguration conf, Broadcast<RoundState> state) {
-        this.spec = spec;
-        this.shards = shards;
-        this.conf = conf;
+    /** @param context the stage's unchanging part, broadcast once per stage; @param state this round's, broadcast each round */
+    public TrainRoundTask(Broadcast<TrainTaskContext> context, Broadcast<RoundState> state) {
+        this.context = context;
         this.state = state;
     }
 
     @Override
     public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
         RoundState st = state.value();
+        TrainTaskContext ctx = context.value();
+        TrainSpec spec = ctx.spec();
+        ShardSource shards = ctx.shards();
+        SerializableConfiguration conf = ctx.conf();
         String gpu = TaskEngine.bind().orElse(null);
         RoundResult out;
         try {

@@ -41,18 +41,24 @@ public final class TrainStage {
         JavaRDD<Integer> partitions = sc.parallelize(IntStream.range(0, shards.partitions()).boxed().toList(), shards.partitions());
         RoundResultSum sum = new RoundResultSum();
         io.sparklora.spark.FailFast.install(sc.sc());
+        Broadcast<TrainTaskContext> context = sc.broadcast(new TrainTaskContext(spec, shards, sconf));
         DistributedTrainer.RoundExecutor executor = state -> {
             Broadcast<RoundState> b = sc.broadcast(state);
             try {
                 return io.sparklora.spark.PartitionOrderSum.sum(
-                        partitions.mapPartitionsWithIndex(new TrainRoundTask(spec, shards, sconf, b), false), sum);
+                        partitions.mapPartitionsWithIndex(new TrainRoundTask(context, b), false), sum);
             } catch (Exception e) {
                 throw io.sparklora.spark.FailFast.translate(sc.sc(), e);     // bad input: its own message, not retried
             } finally {
                 b.destroy();
             }
         };
-        DistributedTrainer.Result r = DistributedTrainer.run(adapter, spec, conf, executor, shards.partitions(), metrics, stageName, console, listener);
+        DistributedTrainer.Result r;
+        try {
+            r = DistributedTrainer.run(adapter, spec, conf, executor, shards.partitions(), metrics, stageName, console, listener);
+        } finally {
+            context.destroy();
+        }
         if (spec.outputUri() != null) saveAdapter(conf, adapter, HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
         return r;
     }
