@@ -104,46 +104,60 @@ public final class CausalSelfAttention {
         return p;
     }
 
-    public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
+    /**
+     * The projections of x [B·T, C] split into heads, shared by {@link #forward} and {@link #forwardCached}: q
+     * [B, H, T, D], k and v [B, Hkv, T, D]. With GPT-2's fused {@code c_attn} the three are views of one copy
+     * {@code fused} [3, B, H, T, D] and q is already scaled by 1/√D (no rotary embedding there); otherwise q and k
+     * are per-head normalised where the model says so, not yet rotated and not yet scaled. For backward
+     * ({@code keep}) the head norms' caches are kept; otherwise everything but q, k, v is released.
+     */
+    private record Projected(List<Linear.Cache> inputs, INDArray fused, INDArray q, INDArray k, INDArray v,
+                             Norm.Cache qNorm, Norm.Cache kNorm) {}
+
+    private Projected project(INDArray x, int batch, int seq, ForwardContext ctx, boolean keep) {
         List<Linear.Cache> inputs = new ArrayList<>();
-        INDArray qkvHeads = null, qh, kh, vh;
-        Norm.Cache qNormCache = null, kNormCache = null;
         if (qkv != null) {
             Linear.Cache c = qkv.forward(x, ctx);
             inputs.add(c);
             // one copy for all three: [N, 3C] → [B, T, 3, H, D] → [3, B, H, T, D]
-            qkvHeads = c.out().reshape('c', batch, seq, 3, heads, headDim).permute(2, 0, 3, 1, 4).dup('c');
+            INDArray fused = c.out().reshape('c', batch, seq, 3, heads, headDim).permute(2, 0, 3, 1, 4).dup('c');
             Tensors.release(c.out());     // backward never reads a projection's output
-            qh = qkvHeads.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
-            kh = qkvHeads.get(NDArrayIndex.point(1));
-            vh = qkvHeads.get(NDArrayIndex.point(2));
+            return new Projected(inputs, fused, fused.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim)),
+                    fused.get(NDArrayIndex.point(1)), fused.get(NDArrayIndex.point(2)), null, null);
+        }
+        INDArray qFlat, kFlat, vFlat;
+        if (qkvRows != null) {
+            Linear.Cache c = qkvRows.forward(x, ctx);
+            inputs.add(c);
+            long qd = (long) heads * headDim, kvd = (long) kvHeads * headDim;
+            qFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(0, qd)).dup('c');
+            kFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd, qd + kvd)).dup('c');
+            vFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd + kvd, qd + 2 * kvd)).dup('c');
+            Tensors.release(c.out());
         } else {
-            INDArray qFlat, kFlat, vFlat;
-            if (qkvRows != null) {
-                Linear.Cache c = qkvRows.forward(x, ctx);
-                inputs.add(c);
-                long qd = (long) heads * headDim, kvd = (long) kvHeads * headDim;
-                qFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(0, qd)).dup('c');
-                kFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd, qd + kvd)).dup('c');
-                vFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd + kvd, qd + 2 * kvd)).dup('c');
-                Tensors.release(c.out());
-            } else {
-                Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
-                inputs.add(cq); inputs.add(ck); inputs.add(cv);
-                qFlat = cq.out(); kFlat = ck.out(); vFlat = cv.out();
-            }
-            if (qNorm != null) {
-                qNormCache = headNorm(qNorm, qFlat, heads);
-                kNormCache = headNorm(kNorm, kFlat, kvHeads);
-                Tensors.release(qFlat, kFlat);
-                qFlat = qNormCache.out();
-                kFlat = kNormCache.out();
-            }
-            qh = toHeads(qFlat, batch, seq, heads);
-            kh = toHeads(kFlat, batch, seq, kvHeads);
-            vh = toHeads(vFlat, batch, seq, kvHeads);
-            if (qNorm == null) Tensors.release(qFlat, kFlat);
-            Tensors.release(vFlat);
+            Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
+            inputs.add(cq); inputs.add(ck); inputs.add(cv);
+            qFlat = cq.out(); kFlat = ck.out(); vFlat = cv.out();
+        }
+        Norm.Cache qNormCache = null, kNormCache = null;
+        if (qNorm != null) {
+            qNormCache = headNorm(qNorm, qFlat, heads);
+            kNormCache = headNorm(kNorm, kFlat, kvHeads);
+            Tensors.release(qFlat, kFlat);
+            if (!keep) Tensors.release(qNormCache.xhat(), qNormCache.rstd(), kNormCache.xhat(), kNormCache.rstd());
+            qFlat = qNormCache.out();
+            kFlat = kNormCache.out();
+        }
+        INDArray qh = toHeads(qFlat, batch, seq, heads), kh = toHeads(kFlat, batch, seq, kvHeads), vh = toHeads(vFlat, batch, seq, kvHeads);
+        if (qNorm == null || !keep) Tensors.release(qFlat, kFlat);
+        Tensors.release(vFlat);
+        return new Projected(inputs, null, qh, kh, vh, keep ? qNormCache : null, keep ? kNormCache : null);
+    }
+
+    public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
+        Projected p = project(x, batch, seq, ctx, true);
+        INDArray qh = p.q(), kh = p.k(), vh = p.v();
+        if (p.fused() == null) {
             INDArray qr = rope.forward(qh), kr = rope.forward(kh);
             Tensors.release(qh, kh);
             qh = qr.muli(1.0 / Math.sqrt(headDim));
@@ -161,7 +175,7 @@ public final class CausalSelfAttention {
         Tensors.release(y);
         Linear.Cache out = o.forward(yFlat, ctx);
         if (!o.needsInput()) Tensors.release(yFlat);
-        return new Cache(batch, seq, inputs, qkvHeads, qh, kFull, vFull, probs, out, qNormCache, kNormCache);
+        return new Cache(batch, seq, p.inputs(), p.fused(), qh, kFull, vFull, probs, out, p.qNorm(), p.kNorm());
     }
 
     /**
@@ -175,39 +189,10 @@ public final class CausalSelfAttention {
      * scores, probabilities [B, H, t, L].
      */
     public INDArray forwardCached(INDArray x, int batch, int seq, KvCache cache, int layer, int[] positions, ForwardContext ctx) {
-        INDArray qh, kh, vh, fused = null;
-        List<Linear.Cache> inputs = new ArrayList<>();
-        if (qkv != null) {
-            Linear.Cache c = qkv.forward(x, ctx);
-            inputs.add(c);
-            fused = c.out().reshape('c', batch, seq, 3, heads, headDim).permute(2, 0, 3, 1, 4).dup('c');
-            qh = fused.get(NDArrayIndex.point(0)).muli(1.0 / Math.sqrt(headDim));
-            kh = fused.get(NDArrayIndex.point(1));
-            vh = fused.get(NDArrayIndex.point(2));
-        } else {
-            INDArray qFlat, kFlat, vFlat;
-            if (qkvRows != null) {
-                Linear.Cache c = qkvRows.forward(x, ctx);
-                inputs.add(c);
-                long qd = (long) heads * headDim, kvd = (long) kvHeads * headDim;
-                qFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(0, qd)).dup('c');
-                kFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd, qd + kvd)).dup('c');
-                vFlat = c.out().get(NDArrayIndex.all(), NDArrayIndex.interval(qd + kvd, qd + 2 * kvd)).dup('c');
-            } else {
-                Linear.Cache cq = q.forward(x, ctx), ck = k.forward(x, ctx), cv = v.forward(x, ctx);
-                inputs.add(cq); inputs.add(ck); inputs.add(cv);
-                qFlat = cq.out(); kFlat = ck.out(); vFlat = cv.out();
-            }
-            if (qNorm != null) {
-                Norm.Cache qc = headNorm(qNorm, qFlat, heads), kc = headNorm(kNorm, kFlat, kvHeads);
-                Tensors.release(qFlat, kFlat, qc.xhat(), qc.rstd(), kc.xhat(), kc.rstd());
-                qFlat = qc.out();
-                kFlat = kc.out();
-            }
-            qh = toHeads(qFlat, batch, seq, heads);
-            kh = toHeads(kFlat, batch, seq, kvHeads);
-            vh = toHeads(vFlat, batch, seq, kvHeads);
-            Tensors.release(qFlat, kFlat, vFlat);
+        Projected p = project(x, batch, seq, ctx, false);
+        INDArray qh = p.q(), kh = p.k(), vh = p.v(), fused = p.fused();
+        List<Linear.Cache> inputs = p.inputs();
+        if (fused == null) {
             int seqLen = cache.length() + seq;
             INDArray qr = rope.forwardAt(qh, positions, seqLen, cache.capacity()), kr = rope.forwardAt(kh, positions, seqLen, cache.capacity());
             Tensors.release(qh, kh);
