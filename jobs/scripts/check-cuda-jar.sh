@@ -3,7 +3,8 @@
 #   1. the two jars hold the same spark-lora classes, byte for byte, and differ only in ND4J's backend
 #      (CudaJarCheck.java: CUDA backend and natives in the CUDA jar, no CPU backend, natives or OpenBLAS);
 #   2. on a machine without a GPU, the CUDA jar's CLI stops with one line and exit status 3 (io.sparklora.model.CudaCheck)
-#      instead of ND4J's native stack trace; --help still works there.
+#      instead of ND4J's native stack trace, a task's first engine call throws CudaUnavailableException with that line,
+#      and --help still works.
 # Needs both jars built first:
 #   mvn -B -DskipTests package                                      # jobs/target/spark-lora-jobs.jar
 #   mvn -B -Pcuda -Dmaven.test.skip=true -pl jobs -am package       # jobs/target/cuda/spark-lora-jobs-cuda.jar
@@ -34,7 +35,7 @@ set +e
 run_cli train --local --model "$tmp/no-model" --data "$tmp/no-data.jsonl" --adapter lora:r=8 --out "$tmp/out-dir"
 status=$?
 set -e
-expected_start="spark-lora: this is the CUDA build (nd4j-cuda-11.6) but no CUDA driver/GPU was found: "
+expected_start="spark-lora: this is the CUDA build (nd4j-cuda-11.6) but no usable CUDA driver/GPU was found: "
 fail() {
   echo "check-cuda-jar: $1" >&2
   echo "--- stdout"; cat "$tmp/out"; echo "--- stderr"; cat "$tmp/err"
@@ -49,6 +50,27 @@ case "$(cat "$tmp/err")" in
 esac
 echo "check-cuda-jar: no GPU here; the CUDA jar stops with exit status 3 and one line:"
 cat "$tmp/err"
+
+# what a Spark task does first (TaskEngine.bind -> EngineThreads.set): it throws CudaUnavailableException with that line
+cat >"$tmp/TaskStart.java" <<'JAVA'
+public class TaskStart {
+    public static void main(String[] args) {
+        try {
+            io.sparklora.model.EngineThreads.set(1);
+            System.out.println("EngineThreads.set(1) returned");
+        } catch (io.sparklora.model.CudaCheck.CudaUnavailableException e) {
+            System.out.println(e.getMessage());
+        }
+    }
+}
+JAVA
+# shellcheck disable=SC2046
+java $("$root/bin/jvm-flags.sh") -cp "$cuda_jar:$(cat "$cuda_cp_file")" "$tmp/TaskStart.java" >"$tmp/out" 2>"$tmp/err" \
+  || fail "the task-start probe failed"
+case "$(cat "$tmp/out")" in
+  "$expected_start"*) echo "check-cuda-jar: a task's first engine call throws CudaUnavailableException with the same line" ;;
+  *) fail "a task's first engine call did not throw CudaUnavailableException with the CUDA build's line" ;;
+esac
 
 # --help needs no engine and still works
 set +e

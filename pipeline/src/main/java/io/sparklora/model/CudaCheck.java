@@ -16,6 +16,10 @@ import java.util.Optional;
  *   <li>the NVIDIA driver library, {@code libcuda.so.1} (dlopen through JavaCPP: no CUDA class loaded yet);</li>
  *   <li>the CUDA 11 runtime and at least one device ({@code cudaGetDeviceCount} of JavaCPP's cudart binding, which
  *       links libcudart.so.11.0);</li>
+ *   <li>each device's compute capability against the GPU code ND4J 1.0.0-M2.1's libnd4jcuda.so carries: machine code
+ *       (SASS) for sm_37, sm_50, sm_52, sm_60, sm_61, sm_70, sm_75, sm_80 and sm_86 and no PTX, so it runs on compute
+ *       capability 3.7 and 5.0 to 8.9 and on nothing newer (Hopper sm_90, Blackwell), which would otherwise fail at
+ *       the first kernel launch (docs/CLUSTER.md, "CUDA executors"; {@link #ANY_ARCH_PROPERTY} skips this step);</li>
  *   <li>cuBLAS (JavaCPP's cublas binding, which ND4J's backend loads next);</li>
  *   <li>ND4J's backend itself ({@code Nd4j.getBackend()}), which must then be the CUDA one.</li>
  * </ol>
@@ -31,6 +35,10 @@ public final class CudaCheck {
     public static final String CPU_BACKEND = "org.nd4j.linalg.cpu.nativecpu.CpuBackend";
     /** The CLI's exit code when the CUDA build finds no usable GPU (1 is bad input, 2 a usage error). */
     public static final int EXIT_CODE = 3;
+    /**
+     * System property that skips the compute-capability step (for a jar whose libnd4jcuda was rebuilt for other GPUs).
+     */
+    public static final String ANY_ARCH_PROPERTY = "sparklora.cuda.anyArch";
 
     private static Boolean cudaOnly;
     private static Optional<String> problem;
@@ -48,6 +56,8 @@ public final class CudaCheck {
         void loadDriver() throws Throwable;
         /** The number of CUDA devices; throws when the runtime cannot be loaded or returns an error. */
         int deviceCount() throws Throwable;
+        /** Device {@code device}'s compute capability as {major, minor}. */
+        int[] computeCapability(int device) throws Throwable;
         /** Loads cuBLAS; throws when it cannot. */
         void loadCublas() throws Throwable;
         /** Initializes ND4J and returns its backend's class name. */
@@ -80,9 +90,9 @@ public final class CudaCheck {
 
     /** The one line a user sees, with the reason (made single-line). */
     public static String message(String reason) {
-        return "spark-lora: this is the CUDA build (nd4j-cuda-11.6) but no CUDA driver/GPU was found: " + oneLine(reason)
+        return "spark-lora: this is the CUDA build (nd4j-cuda-11.6) but no usable CUDA driver/GPU was found: " + oneLine(reason)
                 + "; use the CPU jar (mvn -B package: jobs/target/spark-lora-jobs.jar) or run on a GPU node"
-                + " (NVIDIA driver >= 510.39 and the CUDA 11.6 runtime, docs/CLUSTER.md \"CUDA executors\")";
+                + " (compute capability 3.7 to 8.9, NVIDIA driver >= 510.39, CUDA 11.6 runtime; docs/CLUSTER.md \"CUDA executors\")";
     }
 
     /** The first step of {@code probe} that fails, as a reason; empty when all pass and the backend is CUDA. */
@@ -96,6 +106,16 @@ public final class CudaCheck {
             int devices = probe.deviceCount();
             if (devices <= 0) return Optional.of("the CUDA runtime sees no device (CUDA_VISIBLE_DEVICES="
                     + System.getenv().getOrDefault("CUDA_VISIBLE_DEVICES", "unset") + ")");
+            if (!Boolean.getBoolean(ANY_ARCH_PROPERTY)) {
+                for (int d = 0; d < devices; d++) {
+                    int[] cc = probe.computeCapability(d);
+                    if (!kernelsRunOn(cc[0], cc[1])) {
+                        return Optional.of("GPU " + d + " has compute capability " + cc[0] + "." + cc[1] + " (sm_" + cc[0] + cc[1]
+                                + ") but ND4J 1.0.0-M2.1's CUDA kernels are built for sm_37 to sm_86 only, without PTX to"
+                                + " compile for newer GPUs");
+                    }
+                }
+            }
         } catch (Throwable t) {
             return Optional.of("CUDA 11 runtime: " + rootMessage(t));
         }
@@ -111,6 +131,14 @@ public final class CudaCheck {
             return Optional.of("ND4J's CUDA backend failed to start (" + rootMessage(t) + ")");
         }
         return Optional.empty();
+    }
+
+    /**
+     * Whether ND4J 1.0.0-M2.1's kernels can run on a GPU of this compute capability: a cubin built for sm_XY runs on
+     * major X with minor Y or higher, and the library has cubins for 3.7, 5.0, 5.2, 6.0, 6.1, 7.0, 7.5, 8.0, 8.6.
+     */
+    static boolean kernelsRunOn(int major, int minor) {
+        return (major == 3 && minor >= 7) || (major >= 5 && major <= 8);
     }
 
     static String rootMessage(Throwable t) {
@@ -155,6 +183,20 @@ public final class CudaCheck {
                 throw new IllegalStateException("cudaGetDeviceCount returned error " + rc + ": " + s);
             }
             return count[0];
+        }
+
+        @Override public int[] computeCapability(int device) throws Exception {
+            Class<?> cudart = Class.forName(CUDART, true, CudaCheck.class.getClassLoader());
+            var get = cudart.getMethod("cudaDeviceGetAttribute", int[].class, int.class, int.class);
+            int[] cc = new int[2];
+            String[] attrs = {"cudaDevAttrComputeCapabilityMajor", "cudaDevAttrComputeCapabilityMinor"};
+            for (int i = 0; i < 2; i++) {
+                int[] value = {0};
+                int rc = (Integer) get.invoke(null, value, cudart.getField(attrs[i]).getInt(null), device);
+                if (rc != 0) throw new IllegalStateException("cudaDeviceGetAttribute(" + attrs[i] + ", " + device + ") returned error " + rc);
+                cc[i] = value[0];
+            }
+            return cc;
         }
 
         @Override public void loadCublas() throws Exception {

@@ -20,10 +20,12 @@ class CudaCheckTest {
         final List<String> ran = new ArrayList<>();
         Throwable driver, devices, cublas, backend;
         int deviceCount = 1;
+        int[][] capabilities = {{8, 0}};
         String backendName = CudaCheck.CUDA_BACKEND;
 
         @Override public void loadDriver() throws Throwable { ran.add("driver"); if (driver != null) throw driver; }
         @Override public int deviceCount() throws Throwable { ran.add("devices"); if (devices != null) throw devices; return deviceCount; }
+        @Override public int[] computeCapability(int device) { ran.add("cc" + device); return capabilities[device]; }
         @Override public void loadCublas() throws Throwable { ran.add("cublas"); if (cublas != null) throw cublas; }
         @Override public String backend() throws Throwable { ran.add("backend"); if (backend != null) throw backend; return backendName; }
     }
@@ -32,7 +34,35 @@ class CudaCheckTest {
     void aMachineWithAWorkingGpuPassesEveryStep() {
         Scripted p = new Scripted();
         assertEquals(Optional.empty(), CudaCheck.diagnose(p));
-        assertEquals(List.of("driver", "devices", "cublas", "backend"), p.ran);
+        assertEquals(List.of("driver", "devices", "cc0", "cublas", "backend"), p.ran);
+    }
+
+    @Test
+    void aGpuNewerThanTheKernelsIsRefusedBeforeNd4jStarts() {
+        Scripted p = new Scripted();
+        p.deviceCount = 2;
+        p.capabilities = new int[][]{{8, 6}, {9, 0}};   // an A40 next to an H100/H200
+        assertEquals(Optional.of("GPU 1 has compute capability 9.0 (sm_90) but ND4J 1.0.0-M2.1's CUDA kernels are built for"
+                + " sm_37 to sm_86 only, without PTX to compile for newer GPUs"), CudaCheck.diagnose(p));
+        assertEquals(List.of("driver", "devices", "cc0", "cc1"), p.ran);
+
+        // the cubins' rule: same major, equal or higher minor
+        for (int[] ok : new int[][]{{3, 7}, {5, 0}, {5, 3}, {6, 1}, {7, 0}, {7, 5}, {8, 0}, {8, 6}, {8, 9}}) {
+            assertTrue(CudaCheck.kernelsRunOn(ok[0], ok[1]), ok[0] + "." + ok[1]);
+        }
+        for (int[] no : new int[][]{{3, 5}, {3, 0}, {9, 0}, {10, 0}, {12, 0}}) {
+            assertFalse(CudaCheck.kernelsRunOn(no[0], no[1]), no[0] + "." + no[1]);
+        }
+
+        System.setProperty(CudaCheck.ANY_ARCH_PROPERTY, "true");
+        try {
+            Scripted q = new Scripted();
+            q.capabilities = new int[][]{{9, 0}};
+            assertEquals(Optional.empty(), CudaCheck.diagnose(q));
+            assertEquals(List.of("driver", "devices", "cublas", "backend"), q.ran);
+        } finally {
+            System.clearProperty(CudaCheck.ANY_ARCH_PROPERTY);
+        }
     }
 
     @Test
@@ -84,7 +114,7 @@ class CudaCheckTest {
     void theMessageIsOneLineAndSaysWhatToDo() {
         String m = CudaCheck.message("ND4J failed:\n\tat org.nd4j.Foo.bar(Foo.java:1)\r\n  more");
         assertFalse(m.contains("\n") || m.contains("\r"), m);
-        assertTrue(m.startsWith("spark-lora: this is the CUDA build (nd4j-cuda-11.6) but no CUDA driver/GPU was found: "
+        assertTrue(m.startsWith("spark-lora: this is the CUDA build (nd4j-cuda-11.6) but no usable CUDA driver/GPU was found: "
                 + "ND4J failed: at org.nd4j.Foo.bar(Foo.java:1) more; use the CPU jar"), m);
         assertTrue(m.contains("or run on a GPU node"), m);
         // a cause without a message still names something
