@@ -8,7 +8,8 @@
 #   SPARK_SUBMIT            the spark-submit command itself (default: as above)
 #   SPARK_LORA_LOG4J        Log4j 2 configuration of the driver and executors (default: conf/log4j2.properties,
 #                           warnings only; shipped with --files)
-#   SPARK_LORA_JAR          the application jar (default: jobs/target/spark-lora-jobs.jar of this checkout;
+#   SPARK_LORA_JAR          the application jar (default: jobs/target/spark-lora-jobs.jar of this checkout, for
+#                           submit-gpu.sh jobs/target/cuda/spark-lora-jobs-cuda.jar;
 #                           any URI spark-submit accepts: hdfs://..., local:///... inside an image)
 #   SPARK_LORA_PROPERTIES   the --properties-file (default: the script's conf/spark-*.conf)
 #   SPARK_LORA_SUBMIT_ARGS  extra spark-submit options, split on blanks
@@ -31,7 +32,7 @@ $SPARK_LORA_SCRIPT_HELP
   SPARK_HOME / SPARK_SUBMIT   where spark-submit is (default: \$SPARK_HOME/bin/spark-submit, else PATH, else
                               java org.apache.spark.deploy.SparkSubmit on jobs/target/spark-classpath.txt)
   SPARK_LORA_LOG4J            Log4j 2 configuration (default: conf/log4j2.properties, warnings only)
-  SPARK_LORA_JAR              application jar (default: jobs/target/spark-lora-jobs.jar)
+  SPARK_LORA_JAR              application jar (default: ${SPARK_LORA_DEFAULT_JAR:-$SPARK_LORA_ROOT/jobs/target/spark-lora-jobs.jar})
   SPARK_LORA_PROPERTIES       properties file (default: $SPARK_LORA_DEFAULT_PROPERTIES)
   SPARK_LORA_SUBMIT_ARGS      extra spark-submit options, e.g. "--conf spark.executor.instances=8"
 USAGE
@@ -75,8 +76,10 @@ parse_stage_args() {
 }
 
 # The jar to submit; a plain path must exist (build it first).
+# Without SPARK_LORA_JAR: SPARK_LORA_DEFAULT_JAR (set by submit-gpu.sh to the -Pcuda build's
+# jobs/target/cuda/spark-lora-jobs-cuda.jar), else the CPU build's jobs/target/spark-lora-jobs.jar.
 resolve_jar() {
-  JAR="${SPARK_LORA_JAR:-$SPARK_LORA_ROOT/jobs/target/spark-lora-jobs.jar}"
+  JAR="${SPARK_LORA_JAR:-${SPARK_LORA_DEFAULT_JAR:-$SPARK_LORA_ROOT/jobs/target/spark-lora-jobs.jar}}"
   case "$JAR" in
     *://*) ;;
     *)

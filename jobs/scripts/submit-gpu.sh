@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Submits a spark-lora stage to GPU executors, one GPU per task (conf/spark-gpu.conf), on a standalone,
-# YARN or Kubernetes cluster; the jar must be built with the CUDA backend: mvn -B -Pcuda -DskipTests package.
+# YARN or Kubernetes cluster; the jar must be built with the CUDA backend: mvn -B -Pcuda -DskipTests package
+# (jobs/target/cuda/spark-lora-jobs-cuda.jar, the default here).
 #   SPARK_MASTER=yarn SPARK_LORA_QUEUE=gpu jobs/scripts/submit-gpu.sh train --config hdfs:///spark-lora/runs/x.yaml
 # Environment (defaults in brackets):
 #   SPARK_MASTER      spark://HOST:PORT | yarn | k8s://https://HOST:PORT [yarn]
@@ -16,6 +17,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SPARK_LORA_DEFAULT_PROPERTIES="$SPARK_LORA_ROOT/conf/spark-gpu.conf"
+SPARK_LORA_DEFAULT_JAR="$SPARK_LORA_ROOT/jobs/target/cuda/spark-lora-jobs-cuda.jar"
 SPARK_LORA_SCRIPT_HELP="environment:
   SPARK_MASTER                spark://HOST:PORT | yarn | k8s://https://HOST:PORT [yarn]
   SPARK_DRIVER_HOST           (standalone) this machine's address [hostname -f]

@@ -57,6 +57,12 @@ public final class SparkLoraCli {
                 System.out.println(help(argv[0], restList));
                 return 0;
             }
+            // The CUDA build on a machine without a usable GPU: one line, before ND4J prints a native stack trace.
+            java.util.Optional<String> noGpu = io.sparklora.model.CudaCheck.problem();
+            if (noGpu.isPresent()) {
+                System.err.println(io.sparklora.model.CudaCheck.message(noGpu.get()));
+                return io.sparklora.model.CudaCheck.EXIT_CODE;
+            }
             if (restList.contains("--verbose")) CliLogging.verbose();
             return switch (argv[0]) {
                 case "pipeline", "tokenize", "lora-drop" -> StageCommand.run(argv[0], rest);

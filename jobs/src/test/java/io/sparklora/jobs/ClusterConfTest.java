@@ -229,6 +229,27 @@ class ClusterConfTest {
     }
 
     /**
+     * Without SPARK_LORA_JAR each script submits its build's jar of this checkout: the CPU jar, or for submit-gpu.sh the
+     * -Pcuda build's jobs/target/cuda/spark-lora-jobs-cuda.jar. Either it is there and is what spark-submit gets, or the
+     * script says which jar is missing and how to build it.
+     */
+    @Test
+    void submitScriptsDefaultToTheirBuildsJar(@TempDir Path dir) throws Exception {
+        Map<String, String> env = Map.of("SPARK_LORA_JAR", "", "SPARK_MASTER", "yarn", "HADOOP_CONF_DIR", "/etc/hadoop/conf");
+        for (String[] c : List.of(new String[]{"submit-yarn.sh", "jobs/target/spark-lora-jobs.jar", "mvn -B -DskipTests package"},
+                new String[]{"submit-gpu.sh", "jobs/target/cuda/spark-lora-jobs-cuda.jar", "mvn -B -DskipTests package -Pcuda"})) {
+            Path jar = ROOT.resolve(c[1]);
+            Run r = submit(dir, c[0], env, "train", "--config", "hdfs:///r.yaml");
+            if (Files.isRegularFile(jar)) {
+                assertTrue(lines(r).contains(jar.toString()), c[0] + " should submit " + jar + ": " + r.out());
+            } else {
+                assertEquals(1, r.code(), c[0] + ": " + r.err());
+                assertTrue(r.err().contains(jar + " not found") && r.err().contains(c[2]), c[0] + ": " + r.err());
+            }
+        }
+    }
+
+    /**
      * The scripts pass conf/log4j2.properties: shipped with --files, and appended to the properties file's Java
      * options (which stay equal to conf/jvm.options in the file, as the test above checks). Executors on YARN and
      * Kubernetes read the shipped copy in their working directory; on standalone they start before files arrive

@@ -29,7 +29,7 @@ public final class GpuBinding {
     /** Spark's resource name for GPUs (spark.executor.resource.gpu.*, spark.task.resource.gpu.*). */
     public static final String GPU = "gpu";
     /** ND4J's CUDA backend class (module nd4j-cuda-11.6, the build's -Pcuda profile). */
-    static final String CUDA_BACKEND = "org.nd4j.linalg.jcublas.JCublasBackend";
+    static final String CUDA_BACKEND = io.sparklora.model.CudaCheck.CUDA_BACKEND;
 
     private GpuBinding() {}
 
