@@ -209,9 +209,12 @@ public final class PipelineRunner {
             this(stage, cause, Redaction.none());
         }
 
-        /** The message with {@code redaction}'s secrets and any URI user-info replaced. */
+        /**
+         * The message with {@code redaction}'s secrets and any URI user-info replaced; where the cause chain quotes one,
+         * the cause is a scrubbed copy ({@link Redaction#scrub(Throwable)}), so a logged stack trace cannot leak it.
+         */
         StageFailedException(String stage, Throwable cause, Redaction redaction) {
-            super(stage + ": " + redaction.scrub(String.valueOf(cause.getMessage())), cause);
+            super(stage + ": " + redaction.scrub(String.valueOf(cause.getMessage())), redaction.scrub(cause));
         }
     }
 

@@ -128,6 +128,47 @@ public final class Redaction {
         return userInfo(out);
     }
 
+    /**
+     * {@code t} itself when no message in its cause chain holds a secret or a URI's user-info; otherwise a copy of the
+     * chain whose every message is scrubbed. Each copy keeps the original's class name (in its {@code toString}, so a
+     * printed stack trace reads as before) and stack trace; the originals, which still quote the secret, are dropped.
+     */
+    public Throwable scrub(Throwable t) {
+        boolean leaks = false;
+        int depth = 0;
+        for (Throwable c = t; c != null && depth < 32; c = c.getCause(), depth++) {
+            String m = c.getMessage();
+            if (m != null && !m.equals(scrub(m))) leaks = true;
+        }
+        return leaks ? copy(t, 0) : t;
+    }
+
+    private Throwable copy(Throwable t, int depth) {
+        if (t == null || depth >= 32) return null;
+        Throwable cause = copy(t.getCause(), depth + 1);
+        RedactedException r = new RedactedException(t.getClass().getName(), scrub(t.getMessage()), cause);
+        r.setStackTrace(t.getStackTrace());
+        return r;
+    }
+
+    /** A scrubbed stand-in for an exception whose message quoted a secret; prints as the original class. */
+    public static final class RedactedException extends RuntimeException {
+        private final String originalClass;
+
+        RedactedException(String originalClass, String message, Throwable cause) {
+            super(message, cause);
+            this.originalClass = originalClass;
+        }
+
+        /** The class of the exception this stands in for. */
+        public String originalClass() { return originalClass; }
+
+        @Override
+        public String toString() {
+            return getLocalizedMessage() == null ? originalClass : originalClass + ": " + getLocalizedMessage();
+        }
+    }
+
     /** The user-info of every URI in {@code text} ({@code s3a://KEY:SECRET@bucket}) replaced by {@link #REDACTED}. */
     public static String userInfo(String text) {
         if (text == null || text.indexOf('@') < 0) return text;

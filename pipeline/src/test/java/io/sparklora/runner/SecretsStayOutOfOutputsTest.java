@@ -28,6 +28,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 
 /**
  * A pipeline run whose Spark and Hadoop configurations hold credentials leaves none of them in report.json,
@@ -150,7 +151,15 @@ class SecretsStayOutOfOutputsTest {
             PipelineRunner runner = new PipelineRunner(sc, cfg, new PrintStream(console, true, StandardCharsets.UTF_8));
             e = assertThrows(PipelineRunner.StageFailedException.class, () -> runner.run(Set.of()));
         }
-        assertTrue(e.getCause().getMessage().contains(URI_PASSWORD), "the original error quotes the URI: " + e.getCause().getMessage());
+        // the original error quoted the URI whole; the cause the stage's exception carries is its scrubbed copy, so
+        // a stack trace that a scheduler or notebook logs cannot leak it either
+        java.io.StringWriter trace = new java.io.StringWriter();
+        e.printStackTrace(new java.io.PrintWriter(trace));
+        assertNoMarker("the stage's stack trace", trace.toString());
+        assertInstanceOf(Redaction.RedactedException.class, e.getCause());
+        assertTrue(e.getCause().getMessage().contains("file://" + Redaction.REDACTED + "@datahost"), e.getCause().getMessage());
+        assertTrue(trace.toString().contains(((Redaction.RedactedException) e.getCause()).originalClass() + ": "),
+                "the trace still names the original exception's class: " + trace);
         assertTrue(e.getMessage().startsWith("tokenize: ") && e.getMessage().contains("file://" + Redaction.REDACTED + "@datahost"),
                 e.getMessage());
         assertNoMarker("the stage's error", e.getMessage());

@@ -15,6 +15,9 @@ import java.util.Map;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
 /** Which settings are secrets, and that their values and URI user-info are replaced wherever text leaves a run. */
 class RedactionTest {
@@ -70,6 +73,25 @@ class RedactionTest {
         assertTrue(out.contains("endpoint s3.eu-west-1.amazonaws.com, flag true"), "ordinary values stay: " + out);
         assertEquals("no secrets here", r.scrub("no secrets here"));
         assertEquals("s3a://bucket/img@2x.png and mailto:a@b", r.scrub("s3a://bucket/img@2x.png and mailto:a@b"), "an '@' in a path is not user-info");
+    }
+
+    @Test
+    void anExceptionChainQuotingASecretIsReplacedByAScrubbedCopyAndACleanOneIsKept() {
+        Redaction r = sample();
+        IllegalStateException clean = new IllegalStateException("bad shard", new java.io.IOException("disk full"));
+        assertSame(clean, r.scrub(clean), "nothing to hide: the original, with its types, is kept");
+
+        java.io.IOException inner = new java.io.IOException("denied with key " + S3_SECRET);
+        RuntimeException outer = new RuntimeException("stage failed", inner);
+        Throwable safe = r.scrub(outer);
+        assertNotSame(outer, safe);
+        assertEquals("stage failed", safe.getMessage());
+        assertEquals("denied with key " + Redaction.REDACTED, safe.getCause().getMessage());
+        assertEquals("java.io.IOException: denied with key " + Redaction.REDACTED, safe.getCause().toString(), "prints as the original class");
+        assertArrayEquals(inner.getStackTrace(), safe.getCause().getStackTrace());
+        java.io.StringWriter trace = new java.io.StringWriter();
+        safe.printStackTrace(new java.io.PrintWriter(trace));
+        assertFalse(trace.toString().contains(S3_SECRET), trace.toString());
     }
 
     @Test
