@@ -111,12 +111,18 @@ final class StandaloneCluster implements AutoCloseable {
      * output in {@code <logDir>/<name>.out|.err}; {@code submitArgs} is SPARK_LORA_SUBMIT_ARGS.
      */
     CliProcess.Started submit(Path logDir, String name, String submitArgs, String... args) throws Exception {
+        return submit(logDir, name, Map.of("SPARK_LORA_SUBMIT_ARGS", submitArgs), args);
+    }
+
+    /** {@code submit-standalone.sh ARGS} against this cluster, with {@code env} added to its environment. */
+    CliProcess.Started submit(Path logDir, String name, Map<String, String> env, String... args) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(ROOT.resolve("jobs/scripts/submit-standalone.sh").toString()));
         cmd.addAll(List.of(args));
         ProcessBuilder pb = new ProcessBuilder(cmd).directory(ROOT.toFile());
         pb.environment().keySet().removeIf(k -> k.startsWith("SPARK_"));
         Map<String, String> e = new HashMap<>(Map.of("SPARK_MASTER", master, "SPARK_MASTER_WEBUI", webUi, "SPARK_DRIVER_HOST", "127.0.0.1",
-                "SPARK_LOCAL_IP", "127.0.0.1", "SPARK_LORA_DRIVER_MEMORY", "1g", "SPARK_LORA_SUBMIT_ARGS", submitArgs));
+                "SPARK_LOCAL_IP", "127.0.0.1", "SPARK_LORA_DRIVER_MEMORY", "1g"));
+        e.putAll(env);
         pb.environment().putAll(e);
         Files.createDirectories(logDir);
         Path out = logDir.resolve(name + ".out"), err = logDir.resolve(name + ".err");

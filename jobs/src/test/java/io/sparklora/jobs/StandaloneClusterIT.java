@@ -9,16 +9,10 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.File;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -36,74 +30,16 @@ class StandaloneClusterIT {
     private static final Path ROOT = CliProcess.ROOT;
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
-    private static final List<Process> DAEMONS = new ArrayList<>();
-    private static Path home;
-    private static String master, webUi;
-
-    private static int freePort() throws Exception {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        }
-    }
-
-    private static List<String> jvm(String mainClass, String... args) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx512m"));
-        cmd.addAll(List.of(new String(Files.readAllBytes(ROOT.resolve("conf/jvm.options"))).lines()
-                .map(String::strip).filter(l -> !l.isEmpty() && !l.startsWith("#")).toArray(String[]::new)));
-        cmd.add("-Dlog4j2.configurationFile=" + ROOT.resolve("conf/log4j2.properties"));
-        cmd.addAll(List.of("-cp", home.resolve("jars") + File.separator + "*", mainClass));
-        cmd.addAll(List.of(args));
-        return cmd;
-    }
-
-    private static Process daemon(Path logs, String name, List<String> cmd) throws Exception {
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logs.resolve(name + ".log").toFile());
-        pb.environment().keySet().removeIf(k -> k.startsWith("SPARK_"));
-        pb.environment().put("SPARK_HOME", home.toString());
-        pb.environment().put("SPARK_SCALA_VERSION", "2.12");   // Spark's start scripts set it; the worker's launcher needs it
-        pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
-        Process p = pb.start();
-        DAEMONS.add(p);
-        return p;
-    }
+    private static StandaloneCluster cluster;
 
     @BeforeAll
     static void startCluster(@TempDir Path dir) throws Exception {
-        Path cpFile = ROOT.resolve("jobs/target/spark-classpath.txt");
-        assertTrue(Files.isRegularFile(cpFile) && Files.isRegularFile(ROOT.resolve("jobs/target/spark-lora-jobs.jar")),
-                "run after package: mvn -B -pl jobs -am verify -Pcluster-it -DskipTests");
-        home = Files.createDirectories(dir.resolve("spark-home"));
-        Files.createDirectories(home.resolve("jars"));
-        for (String jar : Files.readString(cpFile).strip().split(File.pathSeparator)) {
-            Path j = Path.of(jar);
-            Files.createSymbolicLink(home.resolve("jars").resolve(j.getFileName()), j);
-        }
-        Path logs = Files.createDirectories(dir.resolve("logs"));
-        int port = freePort(), ui = freePort();
-        master = "spark://127.0.0.1:" + port;
-        webUi = "http://127.0.0.1:" + ui;
-        daemon(logs, "master", jvm("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", "" + port, "--webui-port", "" + ui));
-        daemon(logs, "worker", jvm("org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "2", "--memory", "3g",
-                "--work-dir", Files.createDirectories(dir.resolve("work")).toString(), "--webui-port", "" + freePort(), master));
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
-        List<ClusterOffer.Worker> workers = List.of();
-        while (System.nanoTime() < deadline) {
-            try {
-                workers = ClusterOffer.fetch(webUi, 2000);
-                if (workers.stream().anyMatch(w -> w.state().equals("ALIVE"))) break;
-            } catch (java.io.IOException notYet) {
-                // the master is starting
-            }
-            Thread.sleep(500);
-        }
-        assertEquals(List.of(2), workers.stream().filter(w -> w.state().equals("ALIVE")).map(ClusterOffer.Worker::cores).toList(),
-                "one alive worker with 2 cores; logs in " + logs + ":\n" + Files.readString(logs.resolve("worker.log")));
+        cluster = StandaloneCluster.start(dir, 2, "3g");
     }
 
     @AfterAll
     static void stopCluster() throws Exception {
-        for (Process p : DAEMONS) p.descendants().forEach(ProcessHandle::destroyForcibly);
-        for (Process p : DAEMONS) p.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+        if (cluster != null) cluster.close();
     }
 
     /** The shortened demo without LoRA-drop and the full fine-tuning baseline: every stage runs on executors. */
@@ -117,18 +53,7 @@ class StandaloneClusterIT {
     }
 
     private static CliProcess.Result submit(Path logs, String name, long timeoutSeconds, Map<String, String> env, String... args) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(ROOT.resolve("jobs/scripts/submit-standalone.sh").toString()));
-        cmd.addAll(List.of(args));
-        ProcessBuilder pb = new ProcessBuilder(cmd).directory(ROOT.toFile());
-        pb.environment().keySet().removeIf(k -> k.startsWith("SPARK_"));
-        Map<String, String> e = new HashMap<>(Map.of("SPARK_MASTER", master, "SPARK_MASTER_WEBUI", webUi, "SPARK_DRIVER_HOST", "127.0.0.1",
-                "SPARK_LOCAL_IP", "127.0.0.1", "SPARK_LORA_DRIVER_MEMORY", "1g"));
-        e.putAll(env);
-        pb.environment().putAll(e);
-        Files.createDirectories(logs);
-        Path out = logs.resolve(name + ".out"), err = logs.resolve(name + ".err");
-        pb.redirectOutput(out.toFile()).redirectError(err.toFile());
-        return new CliProcess.Started(pb.start(), out, err).await(timeoutSeconds);
+        return cluster.submit(logs, name, env, args).await(timeoutSeconds);
     }
 
     /** Executors (and a cluster-mode driver) of 2 cores and 1 GiB: what the 2-core, 3 GiB worker can host. */
@@ -141,7 +66,7 @@ class StandaloneClusterIT {
     private static void assertRanOnTheCluster(Path out, CliProcess.Result r) throws Exception {
         assertEquals(0, r.code(), r.err());
         JsonNode report = JSON.readTree(out.resolve("report.json").toFile());
-        assertEquals(master, report.path("spark").path("master").asText(), "ran on the standalone master");
+        assertEquals(cluster.master(), report.path("spark").path("master").asText(), "ran on the standalone master");
         for (String s : List.of("tokenizer", "tokenize", "pretrain", "train", "evaluate")) {
             assertTrue(Files.exists(out.resolve("stages").resolve(s).resolve("_SUCCESS")), s + " marked complete");
         }

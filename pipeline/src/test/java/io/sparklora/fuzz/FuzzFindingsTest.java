@@ -77,18 +77,23 @@ class FuzzFindingsTest {
         }
     }
 
+    /** Reads the finding {@code resource} as the one shard {@code name} of a split, as the fuzz target did; the error it gets. */
+    private IOException readShardFinding(String resource, String name) throws Exception {
+        byte[] shard = finding(resource);
+        Files.write(dir.resolve(name), shard);
+        ShardManifest.Shard s = new ShardManifest.Shard(name, 3, 1, 1, 1, SeedCorpus.sha256(shard));
+        ShardManifest m = new ShardManifest(1, "t", "f", 64, 63, 63, SeedCorpus.SEQ, 0.5, 7, null, java.util.List.of(),
+                java.util.Map.of(ShardManifest.TRAIN, java.util.List.of(s)));
+        return assertThrows(IOException.class, () -> ArrowShardReader.readBlocks(new Configuration(), dir.toString(), m, s));
+    }
+
     /**
      * ArrowShardFuzzTest#blockShard: a record batch declaring an 8e18-byte body made Arrow ask for that much native
      * memory (an OutOfMemoryError). The allocator is now bounded by the shard's size.
      */
     @Test
     void anArrowBodyLengthBeyondTheFileIsAClearErrorNotAnOutOfMemoryError() throws Exception {
-        byte[] shard = finding("ArrowShardFuzzTestInputs/blockShard/finding-body-length-8e18-oom.arrow");
-        Files.write(dir.resolve("b.arrow"), shard);
-        ShardManifest.Shard s = new ShardManifest.Shard("b.arrow", 3, 1, 1, 1, SeedCorpus.sha256(shard));
-        ShardManifest m = new ShardManifest(1, "t", "f", 64, 63, 63, SeedCorpus.SEQ, 0.5, 7, null, java.util.List.of(),
-                java.util.Map.of(ShardManifest.TRAIN, java.util.List.of(s)));
-        IOException e = assertThrows(IOException.class, () -> ArrowShardReader.readBlocks(new Configuration(), dir.toString(), m, s));
+        IOException e = readShardFinding("ArrowShardFuzzTestInputs/blockShard/finding-body-length-8e18-oom.arrow", "b.arrow");
         assertTrue(e.getMessage().contains("b.arrow") && e.getMessage().contains("memory limit"), e.getMessage());
     }
 
@@ -99,12 +104,7 @@ class FuzzFindingsTest {
      */
     @Test
     void anArrowMetadataLengthBeyondTheFileIsAClearErrorNotAnOutOfMemoryError() throws Exception {
-        byte[] shard = finding("ArrowShardFuzzTestInputs/blockShard/finding-metadata-length-heap-oom.arrow");
-        Files.write(dir.resolve("m.arrow"), shard);
-        ShardManifest.Shard s = new ShardManifest.Shard("m.arrow", 3, 1, 1, 1, SeedCorpus.sha256(shard));
-        ShardManifest m = new ShardManifest(1, "t", "f", 64, 63, 63, SeedCorpus.SEQ, 0.5, 7, null, java.util.List.of(),
-                java.util.Map.of(ShardManifest.TRAIN, java.util.List.of(s)));
-        IOException e = assertThrows(IOException.class, () -> ArrowShardReader.readBlocks(new Configuration(), dir.toString(), m, s));
+        IOException e = readShardFinding("ArrowShardFuzzTestInputs/blockShard/finding-metadata-length-heap-oom.arrow", "m.arrow");
         assertTrue(e.getMessage().contains("m.arrow") && e.getMessage().contains("bytes of metadata at byte 8"), e.getMessage());
     }
 
