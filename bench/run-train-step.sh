@@ -79,6 +79,7 @@ run_java() {   # label mode [env assignments...]
   local extra=()
   [ "$PROFILE" = 1 ] && extra+=(--profile)
   [ "$label" = checkpointing ] && extra+=(--checkpointing)
+  [ "$label" = keep-attention-probs ] && extra+=(--keep-attention-probs)
   wait_quiet "$QUIET_WAIT"
   echo "== spark-lora $mode ($label)" >&2
   # shellcheck disable=SC2086
@@ -96,6 +97,7 @@ run_torch() {   # mode
 if [ "$SUMMARY_ONLY" != 1 ]; then
 run_java default lora
 run_java checkpointing lora
+run_java keep-attention-probs lora
 run_java default full
 if [ "$TUNED_MALLOC" = 1 ]; then
   # keep freed blocks up to 32 MiB in the heap instead of returning them to the kernel (no page faults on reuse)

@@ -62,7 +62,8 @@ import java.util.Map;
  * options: --mode lora|full  --batch 4 --seq 256 --steps 5 --warmup 3 --layers 12 --d 768 --heads 12
  *          --vocab 50257 --rank 8 --targets c_attn[,c_proj...] --seed 42 --lr 1e-4 --wd 0.01 --clip 1.0
  *          --peak-gflops X (skip the sgemm measurement) --sgemm-reps 5 --profile --out FILE (append JSON) --label TEXT
- *          --gc step|none  --workspace  --checkpointing
+ *          --gc step|none  --workspace  --checkpointing  --keep-attention-probs (the attention's probabilities kept for
+ *          backward instead of recomputed, the default)
  * </pre>
  *
  * <p>Memory: ND4J 1.0.0-M2.1 frees a native buffer only when the JVM garbage-collects the Java object
@@ -99,6 +100,8 @@ public final class TrainStepBenchmark {
         boolean workspace = false;
         /** Recompute each block in backward instead of keeping its activations. */
         boolean checkpointing = false;
+        /** Selective recomputation: attention probabilities recomputed in backward (the default) or kept. */
+        boolean recomputeAttention = true;
         /** How the frozen base is held: none, nf4 or nf4+dq (QLoRA; lora mode only). */
         String quantization = "none";
 
@@ -109,6 +112,8 @@ public final class TrainStepBenchmark {
                 if (a.equals("--profile")) { o.profile = true; continue; }
                 if (a.equals("--workspace")) { o.workspace = true; continue; }
                 if (a.equals("--checkpointing")) { o.checkpointing = true; continue; }
+                if (a.equals("--recompute-attention")) { o.recomputeAttention = true; continue; }
+                if (a.equals("--keep-attention-probs")) { o.recomputeAttention = false; continue; }
                 if (i + 1 >= args.length) throw new IllegalArgumentException("option " + a + " needs a value");
                 String v = args[++i];
                 switch (a) {
@@ -206,6 +211,7 @@ public final class TrainStepBenchmark {
             System.gc();     // the fp32 weights it was quantized from are garbage now; ND4J frees them when collected
         }
         model.setActivationCheckpointing(o.checkpointing);
+        model.setRecomputeAttention(o.recomputeAttention);
         List<Parameter> trainable;
         List<ModelFlops.Adapted> adapted = null;
         AttachedAdapter adapter = null;
@@ -325,6 +331,7 @@ public final class TrainStepBenchmark {
         r.put("gc_policy", o.gc);
         r.put("workspace_experiment", o.workspace);
         r.put("activation_checkpointing", o.checkpointing);
+        r.put("recompute_attention", o.recomputeAttention);
         ArrayNode st = r.putArray("step_seconds");
         for (double s : stepSeconds) st.add(round(s, 3));
         double[] sorted = stepSeconds.clone();

@@ -32,6 +32,7 @@ public final class CausalSelfAttention {
     private final int heads;
     private final int kvHeads;
     private final int headDim;
+    private boolean recomputeProbs = true;   // backward recomputes softmax(q·kᵀ + mask) instead of keeping it
     private static final Map<String, INDArray> MASKS = new ConcurrentHashMap<>();
 
     /**
@@ -154,6 +155,26 @@ public final class CausalSelfAttention {
         return new Projected(inputs, null, qh, kh, vh, keep ? qNormCache : null, keep ? kNormCache : null);
     }
 
+    /**
+     * Whether forward drops the attention probabilities [B, H, T, T] and backward recomputes them from q and k, which
+     * forward keeps anyway: one more q·kᵀ matmul and softmax per layer in backward, for the largest activation of a
+     * layer at long sequences (B·H·T² floats: 12.6 MB per GPT-2-small layer at 4 × 256). The recomputed probabilities
+     * are the same ops on the same inputs, so gradients are identical. On by default: at GPT-2 small (LoRA, 4 × 256)
+     * it lowered the step's peak RSS by about 170 MiB and was no slower (docs/BENCHMARKS.md, "Selective
+     * recomputation").
+     */
+    public void setRecomputeProbs(boolean on) { this.recomputeProbs = on; }
+
+    public boolean recomputeProbs() { return recomputeProbs; }
+
+    /** softmax(q·kᵀ + causal mask) over the last axis: q [B, H, T, D] (scaled), k [B, H, T, D]; [B, H, T, T]. */
+    private static INDArray attentionProbs(INDArray qh, INDArray kFull, int seq) {
+        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false).addi(causalMask(seq, qh.dataType()));
+        INDArray probs = Nd4j.nn().softmax(scores, -1);
+        Tensors.release(scores);
+        return probs;
+    }
+
     public Cache forward(INDArray x, int batch, int seq, ForwardContext ctx) {
         Projected p = project(x, batch, seq, ctx, true);
         INDArray qh = p.q(), kh = p.k(), vh = p.v();
@@ -167,10 +188,12 @@ public final class CausalSelfAttention {
         if (kFull != kh) Tensors.release(kh);
         if (vFull != vh) Tensors.release(vh);
         // the 1/√D scale sits in q, so scores need no extra pass
-        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false).addi(causalMask(seq, x.dataType()));
-        INDArray probs = Nd4j.nn().softmax(scores, -1);
-        Tensors.release(scores);
+        INDArray probs = attentionProbs(qh, kFull, seq);
         INDArray y = Nd4j.matmul(probs, vFull);                              // [B,H,T,D]
+        if (recomputeProbs) {
+            Tensors.release(probs);
+            probs = null;
+        }
         INDArray yFlat = fromHeads(y, batch, seq);
         Tensors.release(y);
         Linear.Cache out = o.forward(yFlat, ctx);
@@ -237,15 +260,17 @@ public final class CausalSelfAttention {
         INDArray dyFlat = o.backward(c.out(), dy);
         INDArray dY = toHeads(dyFlat, b, t, heads);                         // [B,H,T,D]
         Tensors.release(dyFlat);
+        INDArray probs = c.probs() != null ? c.probs() : attentionProbs(c.q(), c.kFull(), t);
         INDArray dS = Nd4j.matmul(dY, c.vFull(), false, true, false);       // dP [B,H,T,T]
-        INDArray dV = Nd4j.matmul(c.probs(), dY, true, false, false);       // [B,H,T,D]
+        INDArray dV = Nd4j.matmul(probs, dY, true, false, false);           // [B,H,T,D]
         Tensors.release(dY);
         // softmax backward in place: dS = P ⊙ (dP − Σ_j dP⊙P)
-        INDArray pdp = dS.mul(c.probs());
+        INDArray pdp = dS.mul(probs);
         INDArray rowDot = pdp.sum(true, 3);
         Tensors.release(pdp);
-        dS.subi(rowDot).muli(c.probs());
+        dS.subi(rowDot).muli(probs);
         Tensors.release(rowDot);
+        if (c.probs() == null) Tensors.release(probs);
         INDArray dQ = Nd4j.matmul(dS, c.kFull()).muli(scale);             // scores = (q/√D)·kᵀ
         INDArray dK = Nd4j.matmul(dS, c.q(), true, false, false);           // q here is already scaled
         Tensors.release(dS);

@@ -31,6 +31,8 @@ public final class TransformerBlock {
         }
     }
 
+    public CausalSelfAttention attention() { return attention; }
+
     public TransformerBlock(Norm norm1, CausalSelfAttention attention, Norm norm2, FeedForward mlp) {
         this.norm1 = norm1;
         this.attention = attention;

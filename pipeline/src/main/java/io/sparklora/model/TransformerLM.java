@@ -73,6 +73,13 @@ public final class TransformerLM {
 
     public boolean activationCheckpointing() { return activationCheckpointing; }
 
+    /**
+     * Selective recomputation: every layer's attention drops its probabilities in forward and recomputes them in
+     * backward ({@link CausalSelfAttention#setRecomputeProbs}). Results are identical; it costs one q·kᵀ matmul and
+     * softmax per layer in backward and saves B·H·T² floats per layer. On by default; off keeps them.
+     */
+    public void setRecomputeAttention(boolean on) { blocks.forEach(b -> b.attention().setRecomputeProbs(on)); }
+
     private TransformerLM(ModelConfig config, Map<String, INDArray> weights, Map<String, Nf4Tensor> quantized) {
         this.config = config;
         this.parameters = new LinkedHashMap<>();

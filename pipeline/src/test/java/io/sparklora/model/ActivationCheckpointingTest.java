@@ -17,12 +17,17 @@ import static org.junit.jupiter.api.Assertions.*;
 class ActivationCheckpointingTest {
 
     private static Map<String, INDArray> gradients(ModelConfig c, boolean checkpointing, boolean fullFineTuning) {
+        return gradients(c, checkpointing, false, fullFineTuning);
+    }
+
+    private static Map<String, INDArray> gradients(ModelConfig c, boolean checkpointing, boolean recomputeAttention, boolean fullFineTuning) {
         TransformerLM m = TransformerLM.randomInit(c, 11, DataType.DOUBLE);
         AttachedAdapter a = AttachedAdapter.attach(m, "default", AdapterConfig.lora(2, 4, List.of("re:.*")).withDropout(0.2), 3);
         var init = Nd4j.getRandomFactory().getNewRandomInstance(4);
         a.trainableParameters().forEach(p -> p.value().assign(Nd4j.randn(init, p.value().shape()).muli(0.3)));
         if (fullFineTuning) m.setBaseTrainable(true);
         m.setActivationCheckpointing(checkpointing);
+        m.setRecomputeAttention(recomputeAttention);
         var rng = Nd4j.getRandomFactory().getNewRandomInstance(5);
         TokenBatch b = TinyModels.batch(c, 2, 6, 7);
         double loss1 = m.forwardBackward(b, ForwardContext.training(rng), 1.0).meanLoss();
@@ -46,6 +51,28 @@ class ActivationCheckpointingTest {
                 assertTrue(stored.values().stream().skip(1).anyMatch(t -> t.amaxNumber().doubleValue() > 0), "gradients flow");
             }
         }
+    }
+
+    /** Selective recomputation of the attention probabilities: bit-identical gradients, on every family's attention. */
+    @Test
+    void recomputedAttentionProbabilitiesGiveIdenticalGradients() {
+        for (ModelConfig c : TinyModels.all()) {
+            for (boolean full : new boolean[]{false, true}) {
+                Map<String, INDArray> stored = gradients(c, false, false, full), recomputed = gradients(c, false, true, full);
+                assertEquals(stored.keySet(), recomputed.keySet());
+                for (String k : stored.keySet()) {
+                    assertEquals(stored.get(k), recomputed.get(k), c.architecture() + " full=" + full + ": " + k);
+                }
+                assertTrue(stored.values().stream().skip(1).anyMatch(t -> t.amaxNumber().doubleValue() > 0), "gradients flow");
+            }
+        }
+        // by default forward keeps no probabilities: backward recomputes them
+        TransformerLM m = TransformerLM.randomInit(TinyModels.gpt2(), 11, DataType.DOUBLE);
+        assertTrue(m.blocks().stream().allMatch(b -> b.attention().recomputeProbs()), "on by default");
+        INDArray x = Nd4j.rand(DataType.DOUBLE, 12, TinyModels.gpt2().hiddenSize());
+        assertNull(m.blocks().get(0).attention().forward(x, 2, 6, ForwardContext.inference()).probs());
+        m.setRecomputeAttention(false);
+        assertNotNull(m.blocks().get(0).attention().forward(x, 2, 6, ForwardContext.inference()).probs());
     }
 
     /** The training path runs the head and loss in row chunks; it must equal the whole-logits computation. */
