@@ -84,7 +84,7 @@ resolve_jar() {
     *://*) ;;
     *)
       if [ ! -f "$JAR" ]; then
-        echo "$(basename "$0"): $JAR not found; build it with: (cd $SPARK_LORA_ROOT && mvn -B -DskipTests package)${1:+ $1}" >&2
+        echo "$(basename "$0"): $JAR not found; build it with: (cd $SPARK_LORA_ROOT && mvn -B -DskipTests package${1:+ $1})" >&2
         exit 1
       fi ;;
   esac
