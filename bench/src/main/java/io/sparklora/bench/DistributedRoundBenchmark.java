@@ -94,6 +94,39 @@ public final class DistributedRoundBenchmark {
         }
     }
 
+    /**
+     * Seconds of the timed steps of one process training the union of every partition's batch per step, with
+     * {@code threads} engine threads (untimed warm-up steps first).
+     */
+    private static double oneProcessSeconds(BaseModelRef base, JavaSparkContext sc, AdapterConfig lora, List<TokenBlocks> shards,
+                                            int perTask, int total, int warmup, int threads) {
+        io.sparklora.model.EngineThreads.set(threads);
+        TransformerLM model = BaseModelCache.model(base, sc.hadoopConfiguration());
+        AttachedAdapter ad = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, lora, 42);
+        List<Parameter> params = ad.trainableParameters();
+        AdamW opt = new AdamW(ParamGroup.byTag(params, 0.0), 1e-4);
+        var rng = Nd4j.getRandomFactory().getNewRandomInstance(1);
+        int parts = shards.size();
+        double seconds = 0;
+        for (int s = 0; s < total; s++) {
+            int[][] rows = new int[parts * perTask][];
+            boolean[][] masks = new boolean[parts * perTask][];
+            for (int p = 0, k = 0; p < parts; p++) {
+                for (int i = 0; i < perTask; i++, k++) {
+                    rows[k] = shards.get(p).block(s * perTask + i);
+                    masks[k] = shards.get(p).mask(s * perTask + i);
+                }
+            }
+            long t0 = System.nanoTime();
+            model.forwardBackward(TokenBatch.shifted(rows, masks), ForwardContext.training(rng), 1.0);
+            GradClipping.clip(params, 1.0);
+            opt.step();
+            opt.zeroGrad();
+            if (s >= warmup) seconds += (System.nanoTime() - t0) / 1e9;
+        }
+        return seconds;
+    }
+
     static String cpuModel() {
         try {
             for (String l : Files.readAllLines(Path.of("/proc/cpuinfo"))) if (l.startsWith("model name")) return l.substring(l.indexOf(':') + 1).strip();
@@ -138,35 +171,9 @@ public final class DistributedRoundBenchmark {
             BaseModelRef base = BaseModelRef.of(sc.hadoopConfiguration(), dir.resolve("m").toString());
 
             // (a) one process: the union batch each step, with 1 engine thread and with one per partition
-            double[] oneByThreads = new double[parts + 1];
-            for (int threads : new int[]{1, parts}) {
-            if (oneByThreads[threads] > 0) continue;
-            io.sparklora.model.EngineThreads.set(threads);
-            TransformerLM model = BaseModelCache.model(base, sc.hadoopConfiguration());
-            AttachedAdapter ad = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, lora, 42);
-            List<Parameter> params = ad.trainableParameters();
-            AdamW opt = new AdamW(ParamGroup.byTag(params, 0.0), 1e-4);
-            var rng = Nd4j.getRandomFactory().getNewRandomInstance(1);
-            double oneSeconds = 0;
-            for (int s = 0; s < total; s++) {
-                int[][] rows = new int[parts * perTask][];
-                boolean[][] masks = new boolean[parts * perTask][];
-                for (int p = 0, k = 0; p < parts; p++) {
-                    for (int i = 0; i < perTask; i++, k++) {
-                        rows[k] = shards.get(p).block(s * perTask + i);
-                        masks[k] = shards.get(p).mask(s * perTask + i);
-                    }
-                }
-                long t0 = System.nanoTime();
-                model.forwardBackward(TokenBatch.shifted(rows, masks), ForwardContext.training(rng), 1.0);
-                GradClipping.clip(params, 1.0);
-                opt.step();
-                opt.zeroGrad();
-                if (s >= warmup) oneSeconds += (System.nanoTime() - t0) / 1e9;
-            }
-            oneByThreads[threads] = oneSeconds;
-            }
-            double oneSeconds = Math.min(oneByThreads[1], oneByThreads[parts]);
+            double one1 = oneProcessSeconds(base, sc, lora, shards, perTask, total, warmup, 1);
+            double oneP = parts == 1 ? one1 : oneProcessSeconds(base, sc, lora, shards, perTask, total, warmup, parts);
+            double oneSeconds = Math.min(one1, oneP);
             io.sparklora.model.EngineThreads.set(1);      // what every task sets (spark.task.cpus = 1)
             RoundBreakdown breakdown = new RoundBreakdown();
             sc.sc().addSparkListener(breakdown);
@@ -185,14 +192,14 @@ public final class DistributedRoundBenchmark {
                     });
             sc.sc().listenerBus().waitUntilEmpty();
             double oneTps = rounds * tokensPerStep / oneSeconds, sparkTps = rounds * tokensPerStep / spark[0];
-            double one1 = rounds * tokensPerStep / oneByThreads[1], oneP = rounds * tokensPerStep / oneByThreads[parts];
+            double one1Tps = rounds * tokensPerStep / one1, onePTps = rounds * tokensPerStep / oneP;
             System.out.printf(Locale.ROOT, "{\"model\":\"gpt2 L=%d d=%d V=%d\",\"tokens_per_step\":%d,\"partitions\":%d,\"timed_steps\":%d,"
                             + "\"one_process_tokens_per_s\":%.1f,\"spark_tokens_per_s\":%.1f,\"spark_over_one_process\":%.3f,"
                             + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d,"
                             + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\",\"round_ms\":%s}%n",
                     layers, d, vocab, tokensPerStep, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
                     (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
-                    one1, parts, oneP, cpuModel(), breakdown.json(rounds, spark[0]));
+                    one1Tps, parts, onePTps, cpuModel(), breakdown.json(rounds, spark[0]));
         } finally {
             HadoopFiles.deleteLocalTree(dir);
         }
