@@ -98,7 +98,7 @@ public final class DistributedTrainer {
         long momentsStep = 0;
 
         int start = 0;
-        Progress progress = new Progress();
+        Progress pr = new Progress();   // the rounds before a resume count in the run's figures
         if (spec.checkpointEvery() > 0 && spec.outputUri() != null) {
             Optional<TrainCheckpoint.Loaded> ck = TrainCheckpoint.latest(conf, spec.outputUri());
             if (ck.isPresent()) {
@@ -117,7 +117,7 @@ public final class DistributedTrainer {
                     momentsStep = Math.round(c.optimizer().get(AdamW.STEP_KEY).getDouble(0));
                 }
                 start = c.roundsDone();
-                progress = Progress.fromJson(c.state().path("progress"));
+                pr.read(c.state().path("progress"));
                 int resumed = start;
                 metrics.removeIf(l -> l.path("stage").asText().equals(stageName) && l.path("round").asInt() > resumed);
                 console.printf(Locale.ROOT, "%s: resuming after round %d from %s%n", stageName, start, TrainCheckpoint.dir(spec.outputUri()));
@@ -125,7 +125,6 @@ public final class DistributedTrainer {
         }
         if (start == 0) metrics.removeIf(l -> l.path("stage").asText().equals(stageName));
 
-        Progress pr = progress;         // the rounds before a resume count in the run's figures
         long t0 = System.nanoTime();
         int ran = 0;
         for (int round = start; round < spec.rounds(); round++) {
@@ -309,18 +308,17 @@ public final class DistributedTrainer {
             baseLoads.forEach(loads::put);
         }
 
-        static Progress fromJson(com.fasterxml.jackson.databind.JsonNode o) {
-            Progress p = new Progress();
-            if (o.isMissingNode()) return p;        // a checkpoint of an older version: the figures start again
-            p.broadcastBytes = o.path("bytes_broadcast_per_round").asLong();
-            p.reducedBytes = o.path("bytes_reduced_per_round").asLong();
-            p.tokens = o.path("tokens").asLong();
-            p.seconds = o.path("seconds").asDouble();
-            if (o.has("last_loss")) p.lastLoss = o.path("last_loss").asDouble();
-            o.path("executors").forEach(e -> p.executors.add(e.asText()));
-            o.path("gpus").forEach(e -> p.gpus.add(e.asText()));
-            o.path("base_loads").fields().forEachRemaining(e -> p.baseLoads.put(e.getKey(), e.getValue().asInt()));
-            return p;
+        /** Takes the figures a checkpoint carries; one of an older version carries none, and the figures start again. */
+        void read(com.fasterxml.jackson.databind.JsonNode o) {
+            if (o.isMissingNode()) return;
+            broadcastBytes = o.path("bytes_broadcast_per_round").asLong();
+            reducedBytes = o.path("bytes_reduced_per_round").asLong();
+            tokens = o.path("tokens").asLong();
+            seconds = o.path("seconds").asDouble();
+            if (o.has("last_loss")) lastLoss = o.path("last_loss").asDouble();
+            o.path("executors").forEach(e -> executors.add(e.asText()));
+            o.path("gpus").forEach(e -> gpus.add(e.asText()));
+            o.path("base_loads").fields().forEachRemaining(e -> baseLoads.put(e.getKey(), e.getValue().asInt()));
         }
     }
 
