@@ -118,9 +118,8 @@ public final class OutputLock implements AutoCloseable {
                 .put("run_id", runId)
                 .put("started", Instant.now().toString());
         byte[] bytes = JSON.writeValueAsBytes(o);
-        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem || fs instanceof org.apache.hadoop.fs.RawLocalFileSystem) {
-            return tryCreateLocal(fs, file, bytes);
-        }
+        java.util.Optional<java.nio.file.Path> local = HadoopFiles.localFile(fs, file);
+        if (local.isPresent()) return tryCreateLocal(local.get(), file, bytes);
         try (FSDataOutputStream s = fs.create(file, false)) {
             s.write(bytes);
         } catch (FileAlreadyExistsException e) {
@@ -138,9 +137,7 @@ public final class OutputLock implements AutoCloseable {
      * the kernel does atomically and refuses when the name exists; the lock never exists empty. Where hard links are
      * not supported, {@code CREATE_NEW} (one atomic open) is used instead.
      */
-    private static boolean tryCreateLocal(FileSystem fs, Path file, byte[] bytes) throws IOException {
-        java.nio.file.Path target = (fs instanceof org.apache.hadoop.fs.LocalFileSystem local ? local.pathToFile(file)
-                : ((org.apache.hadoop.fs.RawLocalFileSystem) fs).pathToFile(file)).toPath();
+    private static boolean tryCreateLocal(java.nio.file.Path target, Path file, byte[] bytes) throws IOException {
         java.nio.file.Files.createDirectories(target.getParent());
         java.nio.file.Path tmp = target.resolveSibling("." + FILE + ".tmp-" + UUID.randomUUID());
         try {

@@ -57,6 +57,16 @@ public final class HadoopFiles {
         }
     }
 
+    /**
+     * The local file behind {@code p} when {@code fs} is a local disk (Hadoop's checksummed or raw local file system),
+     * for the operations Hadoop's local file system does not make atomic; empty on any other file system.
+     */
+    public static java.util.Optional<java.nio.file.Path> localFile(FileSystem fs, Path p) {
+        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem local) return java.util.Optional.of(local.pathToFile(p).toPath());
+        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem raw) return java.util.Optional.of(raw.pathToFile(p).toPath());
+        return java.util.Optional.empty();
+    }
+
     public static boolean exists(Configuration conf, String uri) throws IOException {
         Path p = path(uri);
         return fs(p, conf).exists(p);
@@ -160,16 +170,14 @@ public final class HadoopFiles {
      * where no such rename exists (object stores): the caller deletes, then renames.
      */
     private static boolean replaceFileAtomically(Configuration conf, FileSystem fs, Path tmp, Path target) throws IOException {
-        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem local) {
-            java.nio.file.Path t = local.pathToFile(target).toPath(), tm = local.pathToFile(tmp).toPath();
+        java.util.Optional<java.nio.file.Path> t = localFile(fs, target);
+        if (t.isPresent()) {
             // the new file has no checksum side file (see replaceAtomically); an old one's goes first, so that the
             // old data is read unchecked for a moment rather than the new data against the old checksum
-            java.nio.file.Files.deleteIfExists(local.pathToFile(local.getChecksumFile(target)).toPath());
-            java.nio.file.Files.move(tm, t, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-            return true;
-        }
-        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem raw) {
-            java.nio.file.Files.move(raw.pathToFile(tmp).toPath(), raw.pathToFile(target).toPath(),
+            if (fs instanceof org.apache.hadoop.fs.LocalFileSystem local) {
+                java.nio.file.Files.deleteIfExists(local.pathToFile(local.getChecksumFile(target)).toPath());
+            }
+            java.nio.file.Files.move(localFile(fs, tmp).orElseThrow(), t.get(),
                     java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             return true;
         }
