@@ -4,13 +4,11 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.CreateFlag;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.Syncable;
 import org.apache.hadoop.fs.permission.FsPermission;
 import org.apache.hadoop.hdfs.DistributedFileSystem;
 import org.apache.hadoop.util.Progressable;
 
 import java.io.IOException;
-import java.io.OutputStream;
 import java.util.EnumSet;
 import java.util.regex.Pattern;
 
@@ -72,27 +70,21 @@ public class DataNodeStoppingFileSystem extends DistributedFileSystem {
     }
 
     /** Passes everything on; runs the action once, when the byte count is reached. */
-    private static final class HookStream extends OutputStream implements Syncable {
-        private final FSDataOutputStream out;
+    private static final class HookStream extends ForwardingSyncableStream {
         private long room;
         private Runnable action;
 
         HookStream(FSDataOutputStream out, long room, Runnable action) {
-            this.out = out;
+            super(out);
             this.room = room;
             this.action = action;
-        }
-
-        @Override
-        public void write(int b) throws IOException {
-            write(new byte[]{(byte) b}, 0, 1);
         }
 
         @Override
         public void write(byte[] b, int off, int len) throws IOException {
             if (action != null && len >= room) {
                 out.write(b, off, (int) room);
-                out.hflush();        // these bytes reached the DataNode: the fault lands mid-block
+                hflush();        // these bytes reached the DataNode: the fault lands mid-block
                 Runnable a = action;
                 action = null;
                 a.run();
@@ -101,26 +93,6 @@ public class DataNodeStoppingFileSystem extends DistributedFileSystem {
             }
             if (action != null) room -= len;
             out.write(b, off, len);
-        }
-
-        @Override
-        public void flush() throws IOException {
-            out.flush();
-        }
-
-        @Override
-        public void hflush() throws IOException {
-            out.hflush();
-        }
-
-        @Override
-        public void hsync() throws IOException {
-            out.hsync();
-        }
-
-        @Override
-        public void close() throws IOException {
-            out.close();
         }
     }
 }

@@ -3,7 +3,6 @@ package io.sparklora.storage;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RawLocalFileSystem;
-import org.apache.hadoop.fs.Syncable;
 import org.apache.hadoop.fs.permission.FsPermission;
 
 import java.io.IOException;
@@ -152,22 +151,16 @@ public class FullDiskFileSystem extends RawLocalFileSystem {
     }
 
     /** A file on a Disk: writes what fits, then fails as a full disk does. */
-    private static final class FillingStream extends OutputStream implements Syncable {
+    private static final class FillingStream extends ForwardingSyncableStream {
         private final Disk disk;
         private final String path;
-        private final OutputStream out;
         private long room;
 
         FillingStream(Disk disk, String path, OutputStream out, long room) {
+            super(out);
             this.disk = disk;
             this.path = path;
-            this.out = out;
             this.room = room;
-        }
-
-        @Override
-        public void write(int b) throws IOException {
-            write(new byte[]{(byte) b}, 0, 1);
         }
 
         @Override
@@ -182,26 +175,6 @@ public class FullDiskFileSystem extends RawLocalFileSystem {
                 if (room != Long.MAX_VALUE) room -= len;
             }
             out.write(b, off, len);
-        }
-
-        @Override
-        public void flush() throws IOException {
-            out.flush();
-        }
-
-        @Override
-        public void hflush() throws IOException {
-            if (out instanceof Syncable s) s.hflush(); else out.flush();
-        }
-
-        @Override
-        public void hsync() throws IOException {
-            if (out instanceof Syncable s) s.hsync(); else out.flush();
-        }
-
-        @Override
-        public void close() throws IOException {
-            out.close();
         }
     }
 }
