@@ -33,14 +33,23 @@ if [[ ! -f "$jar" ]]; then
       -DoutputDirectory="$dest" -Dmdep.overWriteReleases=false
 fi
 
+# rapaio-jupyter-kernel 3.0.1 starts its channel threads racily (tools/kernel-patch/.../LoopThread.java says how): a
+# kernel that lost the race never answers. The replacement class is compiled here and put before the kernel's jar.
+patch="$dest/patch"
+rm -rf "$patch.tmp" && mkdir -p "$patch.tmp"
+"$(dirname "$(readlink -f "$KERNEL_JAVA")")/javac" --release 17 -d "$patch.tmp" \
+    "$root/notebooks/tools/kernel-patch/org/rapaio/jupyter/kernel/channels/LoopThread.java"
+rm -rf "$patch" && mv "$patch.tmp" "$patch"
+
 classpath="$root/jobs/target/spark-lora-jobs.jar:$(cat "$root/jobs/target/local-classpath.txt")"
 # The JVM flags Spark and ND4J need (conf/jvm.options), one argv entry each, then headless AWT for XChart.
-/usr/bin/python3 - "$dest" "$KERNEL_JAVA" "$jar" "$classpath" "$root/conf/jvm.options" <<'PY'
+/usr/bin/python3 - "$dest" "$KERNEL_JAVA" "$jar" "$patch" "$classpath" "$root/conf/jvm.options" <<'PY'
 import json, sys
-dest, java, jar, classpath, options = sys.argv[1:]
+dest, java, jar, patch, classpath, options = sys.argv[1:]
 flags = [l.strip() for l in open(options) if l.strip() and not l.strip().startswith('#')]
 spec = {
-    "argv": [java, *flags, "-Djava.awt.headless=true", "-Xmx4g", "-jar", jar, "{connection_file}"],
+    "argv": [java, *flags, "-Djava.awt.headless=true", "-Xmx4g", "-cp", f"{patch}:{jar}",
+             "org.rapaio.jupyter.kernel.MainApp", "{connection_file}"],
     "display_name": "Java 17 (spark-lora)",
     "language": "java",
     "interrupt_mode": "message",

@@ -57,15 +57,14 @@ def check(path, nb):
 
 
 def execute(nb, path):
-    """Runs every cell. rapaio-jupyter-kernel 3.0.1 binds its sockets before it registers its message
-    handlers, and a kernel_info_request that arrives in between kills its shell thread (NullPointerException
-    in Channels.getHandler): so the kernel is started first and asked only 15 s later, and one that still
-    does not answer is replaced, up to 3 times. A cell error is never retried."""
+    """Runs every cell. rapaio-jupyter-kernel 3.0.1 had two start-up races that left a kernel which never
+    answers (its channel threads could end before they started, or die on a request that arrived before
+    the message handlers); install-kernel.sh puts a mended LoopThread before its jar. Should a kernel still
+    not answer kernel_info at start-up, it is replaced, up to 3 times. A cell error is never retried."""
     for attempt in range(1, 4):
         km = KernelManager(kernel_name="spark-lora-java")
         km.start_kernel(cwd=str(path.parent))
-        time.sleep(15)
-        client = NotebookClient(nb, km=km, timeout=1200, startup_timeout=90,
+        client = NotebookClient(nb, km=km, timeout=1200, startup_timeout=60,
                                 resources={"metadata": {"path": str(path.parent)}})
         try:
             client.execute()
