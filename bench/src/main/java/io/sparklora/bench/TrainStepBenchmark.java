@@ -232,8 +232,11 @@ public final class TrainStepBenchmark {
         }
         AdamW optimizer = new AdamW(ParamGroup.byTag(trainable, o.wd), o.lr);
         long trainableCount = trainable.stream().filter(Parameter::trainable).mapToLong(Parameter::size).sum();
-        System.out.printf(Locale.ROOT, "%s: %s, %d base parameters, %d trainable, built in %.1f s%n", o.mode, shape(),
-                model.baseParameterCount(), trainableCount, (System.nanoTime() - t0) / 1e9);
+        // RSS with the model and optimizer built, before any step: the JVM, the native libraries and the weights. The
+        // peak minus this is what the steps add (activations, gradients, moments, and the allocator's retained pages).
+        long rssBuilt = procStatusBytes("VmRSS");
+        System.out.printf(Locale.ROOT, "%s: %s, %d base parameters, %d trainable, built in %.1f s, rss %.2f GiB%n", o.mode, shape(),
+                model.baseParameterCount(), trainableCount, (System.nanoTime() - t0) / 1e9, rssBuilt / GIB);
 
         TokenBatch batch = randomBatch(o.batch, o.seq, o.vocab, o.seed);
         Random rng = Nd4j.getRandomFactory().getNewRandomInstance(o.seed + 1);
@@ -350,6 +353,7 @@ public final class TrainStepBenchmark {
         r.put("peak_rss_gib", round(hwm / GIB, 3));
         if (timedPeakReset) r.put("peak_rss_timed_steps_gib", round(hwmTimed / GIB, 3));
         r.put("final_rss_gib", round(rss / GIB, 3));
+        r.put("rss_after_build_gib", round(rssBuilt / GIB, 3));
         r.put("heap_max_gib", round(Runtime.getRuntime().maxMemory() / GIB, 2));
         // ND4J allocates its buffers inside libnd4j (not through JavaCPP's counted Pointer allocator), so
         // there is no off-heap counter to read; the persistent training state is counted from the tensors.
