@@ -220,6 +220,24 @@ public final class PipelineConfig {
         public int checkpointEvery = 10;
         /** Differentially private training ({@link io.sparklora.privacy.DpSpec}); off by default. */
         public DpSection dp = new DpSection();
+        /** The driver's outer step of {@code sync: parameters} ({@link io.sparklora.train.OuterOptimizer}); plain averaging by default. */
+        public OuterSection outer = new OuterSection();
+    }
+
+    /**
+     * {@code train.outer}: DiLoCo's outer optimizer. {@code optimizer: sgd} steps on the pseudo-gradient θ − θ̄ with its
+     * own rate and momentum; the defaults are DiLoCo's (0.7, Nesterov 0.9). {@code none} is plain averaging.
+     */
+    public static final class OuterSection {
+        public String optimizer = "none";
+        public double lr = io.sparklora.train.OuterOptimizer.Spec.DILOCO.lr();
+        public double momentum = io.sparklora.train.OuterOptimizer.Spec.DILOCO.momentum();
+        public boolean nesterov = true;
+
+        public io.sparklora.train.OuterOptimizer.Spec spec() {
+            return optimizer.equals("none") ? io.sparklora.train.OuterOptimizer.Spec.NONE
+                    : new io.sparklora.train.OuterOptimizer.Spec(optimizer, lr, momentum, nesterov);
+        }
     }
 
     /** {@code train.dp}: example-level DP-SGD or client-level DP-FedAvg, and the accountant's δ and ε budget. */
@@ -422,6 +440,15 @@ public final class PipelineConfig {
             if (gloraSearch.enabled) throw new IllegalArgumentException(where + ": train.dp: glora_search trains on the same data without privacy; set glora_search.enabled: false");
             if (dp.exampleLevel() && !train.sync.equals("gradients")) throw new IllegalArgumentException(where + ": train.dp.mode example needs train.sync: gradients");
             if (dp.clientLevel() && !train.sync.equals("parameters")) throw new IllegalArgumentException(where + ": train.dp.mode client needs train.sync: parameters");
+        }
+        io.sparklora.train.OuterOptimizer.Spec outer;
+        try {
+            outer = train.outer.spec();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
+        }
+        if (outer.on() && !train.sync.equals("parameters")) {
+            throw new IllegalArgumentException(where + ": train.outer.optimizer " + outer.optimizer() + " steps on the averaged change of K local steps; it needs train.sync: parameters");
         }
         if (loraDrop.enabled && !method.supportsSharing()) {
             throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "

@@ -30,7 +30,8 @@ import java.util.TreeSet;
  *
  * <p>{@code sync: gradients}: workers return Σ per-token gradients, the driver divides by Σ targets and
  * steps, which equals one-process training on the union of the batches. {@code sync: parameters}: workers
- * take K local steps and return target-weighted tensors (and moments), the driver averages them.
+ * take K local steps and return target-weighted tensors (and moments), the driver averages them and, with
+ * {@code train.outer}, takes DiLoCo's outer step towards the average ({@link OuterOptimizer}).
  */
 public final class DistributedTrainer {
     private DistributedTrainer() {}
@@ -96,6 +97,7 @@ public final class DistributedTrainer {
         adapter.hooks().onDriver(gradientSync || dp.exampleLevel(), spec.localSteps());     // who takes the optimizer steps
         AdapterTensors moments = null;      // averaged moments (parameters sync with averaging)
         long momentsStep = 0;
+        OuterOptimizer outer = new OuterOptimizer(spec.outer());   // parameters sync: the driver's step on the averaged change
 
         int start = 0;
         Progress pr = new Progress();   // the rounds before a resume count in the run's figures
@@ -116,6 +118,7 @@ public final class DistributedTrainer {
                     moments = RoundWork.moments(c.optimizer());
                     momentsStep = Math.round(c.optimizer().get(AdamW.STEP_KEY).getDouble(0));
                 }
+                if (!gradientSync) outer.importState(c.optimizer());
                 start = c.roundsDone();
                 pr.read(c.state().path("progress"));
                 int resumed = start;
@@ -141,7 +144,7 @@ public final class DistributedTrainer {
                             stageName, round + 1, wouldSpend, dp.epsilonBudget(), accountant.spent(dp.delta()).epsilon(), dp.delta());
                     stoppedAtBudget = true;
                     if (spec.outputUri() != null && round > start) {
-                        Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
+                        Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : parameterSyncState(moments, momentsStep, outer);
                         TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(),
                                 checkpointState(spec, round, accountant, pr), round, spec.base().uri());
                     }
@@ -152,6 +155,7 @@ public final class DistributedTrainer {
             boolean[] sampledClients = dp.clientLevel() ? DpNoise.sampleClients(dp.noiseSeed(), round, clients, dp.sampleRate()) : null;
             RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
             RoundResult res = executor.run(st);
+            double pseudoGradientNorm = Double.NaN;   // parameters sync: ‖θ_round − θ̄‖ over all tensors
             if (!res.inputErrors.isEmpty()) throw new IllegalArgumentException(String.join("; ", res.inputErrors));
             if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
             if (!res.nonFinite.isEmpty() || res.payload.firstNonFinite() != null) {
@@ -184,15 +188,20 @@ public final class DistributedTrainer {
                 }
                 step.apply(globalStep);
             } else if (dp.clientLevel()) {
-                // DP-FedAvg: θ + the noisy sum of clipped client updates / (q·n)
-                AdapterTensors.ofValues(params).addScaled(res.payload, 1.0 / (dp.sampleRate() * clients)).copyInto(params);
+                // DP-FedAvg: θ + the noisy sum of clipped client updates / (q·n), through the outer step when there is one
+                AdapterTensors proposed = AdapterTensors.ofValues(params).addScaled(res.payload, 1.0 / (dp.sampleRate() * clients));
+                pseudoGradientNorm = Math.sqrt(OuterOptimizer.pseudoGradient(roundAdapter, proposed).squaredNorm());
+                outer.step(roundAdapter, proposed).copyInto(params);
             } else if (gradientSync) {
                 AdapterTensors meanGrad = res.payload.scale(1.0 / res.weight);
                 optimizer.zeroGrad();
                 for (Parameter p : params) p.accumulate(meanGrad.get(p.name()).castTo(p.value().dataType()));
                 step.apply(globalStep);
             } else {
-                res.payload.scale(1.0 / res.weight).copyInto(params);
+                // the target-weighted average of the workers' adapters; plain averaging takes it as θ, DiLoCo steps towards it
+                AdapterTensors averaged = res.payload.scale(1.0 / res.weight);
+                pseudoGradientNorm = Math.sqrt(OuterOptimizer.pseudoGradient(roundAdapter, averaged).squaredNorm());
+                outer.step(roundAdapter, averaged).copyInto(params);
                 if (res.methodStats != null) adapter.hooks().loadReducedStatistics(res.methodStats.scale(1.0 / res.weight).toArrays());
                 if (res.moments != null) {
                     moments = res.moments.scale(1.0 / res.weight);
@@ -215,6 +224,7 @@ public final class DistributedTrainer {
                     .put("loss", pr.lastLoss).put("tokens", res.tokens).put("tokens_per_second", res.tokens / roundSeconds)
                     .put("bytes_broadcast", pr.broadcastBytes).put("bytes_reduced", pr.reducedBytes)
                     .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds);
+            if (Double.isFinite(pseudoGradientNorm)) line.put("pseudo_gradient_norm", pseudoGradientNorm);
             adapter.hooks().metrics().forEach(line::put);
             if (dp.on()) {
                 accountant.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
@@ -227,7 +237,7 @@ public final class DistributedTrainer {
                     stageName, done, spec.rounds(), pr.lastLoss, res.tokens / roundSeconds, human(pr.broadcastBytes), human(pr.reducedBytes), clock(eta),
                     dp.on() ? String.format(Locale.ROOT, "  epsilon %.3f", line.path("epsilon").asDouble()) : "");
             if (spec.checkpointEvery() > 0 && spec.outputUri() != null && (done % spec.checkpointEvery() == 0 || done == spec.rounds())) {
-                Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : RoundWork.optimizerState(moments, momentsStep);
+                Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : parameterSyncState(moments, momentsStep, outer);
                 TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(), checkpointState(spec, done, accountant, pr), done,
                         spec.base().uri());
             }
@@ -246,6 +256,13 @@ public final class DistributedTrainer {
         return new Result(adapter, ran, start, trainable, adapter.report().all(), 4 * trainable,
                 adapter.model().baseBytesHeld(), pr.broadcastBytes, pr.reducedBytes, pr.seconds > 0 ? pr.tokens / pr.seconds : 0, pr.lastLoss,
                 pr.executors, pr.gpus, pr.baseLoads, privacy);
+    }
+
+    /** A parameter-sync run's optimizer state for its checkpoint: the averaged moments (if any), their step, and the outer momentum. */
+    private static Map<String, INDArray> parameterSyncState(AdapterTensors moments, long momentsStep, OuterOptimizer outer) {
+        Map<String, INDArray> m = RoundWork.optimizerState(moments, momentsStep);
+        m.putAll(outer.exportState());
+        return m;
     }
 
     /** The accountant's history a checkpoint holds ({q, σ, steps} triples). */
@@ -279,7 +296,8 @@ public final class DistributedTrainer {
         // an NF4 base is another function than its fp32 checkpoint: a checkpoint of one must not resume over the other
         return "base=" + s.base().contentHash() + (s.base().quantization().nf4() ? "/" + s.base().quantization().label() : "") + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
                 + " rounds=" + s.rounds() + " K=" + s.localSteps() + " sync=" + s.sync() + " avg_opt=" + s.averageOptimizerState()
-                + " options=" + s.options() + " sample=" + s.sampleFraction() + (s.dp().on() ? " dp=" + s.dp() : "");
+                + " options=" + s.options() + " sample=" + s.sampleFraction() + (s.dp().on() ? " dp=" + s.dp() : "")
+                + (s.outer().on() ? " outer=" + s.outer() : "");
     }
 
     static String fingerprint(TrainSpec s) {

@@ -30,10 +30,12 @@ import java.util.Map;
  * @param checkpointEvery       checkpoint every N rounds (0: never)
  * @param outputUri             where checkpoints and the final adapter go (any Hadoop URI)
  * @param dp                    differentially private training ({@link DpSpec#OFF}: none)
+ * @param outer                 with {@code parameters}: the driver's outer step on the averaged change (DiLoCo's Nesterov
+ *                              momentum, {@link OuterOptimizer}); {@link OuterOptimizer.Spec#NONE}: plain averaging
  */
 public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
                         String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
-                        int checkpointEvery, String outputUri, DpSpec dp) implements Serializable {
+                        int checkpointEvery, String outputUri, DpSpec dp, OuterOptimizer.Spec outer) implements Serializable {
     public static final String ADAPTER_NAME = "default";
 
     public TrainSpec {
@@ -61,9 +63,21 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
         if (dp.on() && adapter.trainableTokenIndices().length > 0) {
             throw new IllegalArgumentException("train.dp: trainable token rows are not clipped per example; leave " + AdapterConfig.TRAINABLE_TOKENS + " empty");
         }
+        if (outer == null) outer = OuterOptimizer.Spec.NONE;
+        if (outer.on() && !sync.equals("parameters")) {
+            throw new IllegalArgumentException("train.outer: the outer optimizer steps on the averaged change of K local steps, so it needs train.sync: parameters");
+        }
         if (dp.on() && averageOptimizerState) {
             throw new IllegalArgumentException("train.dp: averaging optimizer state would send unclipped, un-noised moments; set average_optimizer_state: false");
         }
+    }
+
+    /** A run with plain averaging (no outer optimizer). */
+    public TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
+                     String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
+                     int checkpointEvery, String outputUri, DpSpec dp) {
+        this(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction, checkpointEvery,
+                outputUri, dp, OuterOptimizer.Spec.NONE);
     }
 
     /** A run without differential privacy. */
@@ -77,7 +91,13 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
     /** This spec with other DP settings. */
     public TrainSpec withDp(DpSpec d) {
         return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
-                checkpointEvery, outputUri, d);
+                checkpointEvery, outputUri, d, outer);
+    }
+
+    /** This spec with another outer optimizer. */
+    public TrainSpec withOuter(OuterOptimizer.Spec o) {
+        return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
+                checkpointEvery, outputUri, dp, o);
     }
 
     public long totalSteps() { return (long) rounds * localSteps; }

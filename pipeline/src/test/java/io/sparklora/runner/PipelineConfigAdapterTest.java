@@ -51,6 +51,27 @@ class PipelineConfigAdapterTest {
     }
 
     @Test
+    void outerOptimizerReadsWithDilocosDefaultsAndNeedsParameterSync() {
+        PipelineConfig c = PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  local_steps: 8\n  outer:\n    optimizer: sgd\n"), "t.yaml");
+        assertEquals(io.sparklora.train.OuterOptimizer.Spec.DILOCO, c.train.outer.spec());
+        PipelineConfig heavy = PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  outer: {optimizer: sgd, lr: 0.5, momentum: 0.8, nesterov: false}\n"), "t.yaml");
+        assertEquals(new io.sparklora.train.OuterOptimizer.Spec("sgd", 0.5, 0.8, false), heavy.train.outer.spec());
+        assertFalse(PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n", ""), "t.yaml").train.outer.spec().on(),
+                "plain averaging unless asked");
+        var grads = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  outer: {optimizer: sgd}\n"), "t.yaml"));
+        assertTrue(grads.getMessage().startsWith("t.yaml") && grads.getMessage().contains("needs train.sync: parameters"), grads.getMessage());
+        var bad = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  outer: {optimizer: sgd, momentum: 1.5}\n"), "t.yaml"));
+        assertTrue(bad.getMessage().contains("train.outer.momentum must be in [0, 1)"), bad.getMessage());
+        var typo = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  outer: {optimiser: sgd}\n"), "t.yaml"));
+        assertTrue(typo.getMessage().contains("optimiser"), typo.getMessage());
+    }
+
+    @Test
     void unknownOrMisplacedSettingsAreNamed() {
         var typo = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  d_inital: 0.2\n", ""), "t.yaml"));
         assertTrue(typo.getMessage().contains("unknown key 'adapter.d_inital' (line 8)") && typo.getMessage().contains("d_initial"), typo.getMessage());

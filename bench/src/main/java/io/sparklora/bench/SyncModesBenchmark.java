@@ -1,0 +1,148 @@
+package io.sparklora.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.checkpoint.BaseModelRef;
+import io.sparklora.train.DistributedTrainer;
+import io.sparklora.train.Evaluator;
+import io.sparklora.train.InProcessRounds;
+import io.sparklora.train.MetricsLog;
+import io.sparklora.train.OuterOptimizer;
+import io.sparklora.train.RoundResult;
+import io.sparklora.train.TokenBlocks;
+import io.sparklora.train.TrainSpec;
+import io.sparklora.train.TrainingOptions;
+import org.apache.hadoop.conf.Configuration;
+
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Validation loss against bytes moved, for the ways a distributed train stage can synchronise: {@code sync: gradients}
+ * (K = 1, exact data parallelism), {@code sync: parameters} with plain averaging every K local steps, and the same with
+ * DiLoCo's outer optimizer ({@code train.outer}: Nesterov momentum on the averaged change). Every row trains the same
+ * adapter on the demo's labelled task with the same number of local steps per partition, so rows differ only in how
+ * often and how the partitions' work is combined. The rounds run in this process, one partition after another
+ * ({@link InProcessRounds}: the Spark stage's arithmetic without Spark), so the figures are the algorithm's, not the
+ * cluster's; bytes are what the stage would move, counted from the round state and the results (down to every task
+ * and up from every task).
+ *
+ * <pre>
+ * java ... SyncModesBenchmark [--run runs/demo --dataset adapt --partitions 2 --steps 256 --ks 8,32,128
+ *     --batch 8 --lr 3e-3 --warmup 5 --schedule cosine --clip 1.0 --r 8 --alpha 16 --targets c_attn,c_proj,c_fc
+ *     --outer-lr 0.7 --outer-momentum 0.9 --eval-every 32 --seed 42 --out bench/out/sync-modes.json]
+ * </pre>
+ * {@code --run} is a pipeline run holding {@code base/} and {@code shards/<dataset>/} ({@code bin/spark-lora train
+ * --config conf/demo.yaml --output runs/demo} makes it). {@code --steps} is the local steps per partition of every row,
+ * {@code --eval-every} how many of them between two validation points.
+ */
+public final class SyncModesBenchmark {
+    static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
+
+    private SyncModesBenchmark() {}
+
+    /** One row: a sync mode, K, and the outer optimizer. */
+    record Row(String label, String sync, int k, OuterOptimizer.Spec outer) {}
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> o = new LinkedHashMap<>();
+        for (int i = 0; i < args.length; i += 2) {
+            if (!args[i].startsWith("--") || i + 1 >= args.length) throw new IllegalArgumentException("expected --key value pairs, got " + args[i]);
+            o.put(args[i].substring(2), args[i + 1]);
+        }
+        Path run = Path.of(o.getOrDefault("run", "runs/demo"));
+        VariantsTask task = VariantsTask.load(run, o.getOrDefault("dataset", "adapt"));
+        int partitions = Integer.parseInt(o.getOrDefault("partitions", "2"));
+        int steps = Integer.parseInt(o.getOrDefault("steps", "256"));
+        int evalEvery = Integer.parseInt(o.getOrDefault("eval-every", "32"));
+        long seed = Long.parseLong(o.getOrDefault("seed", "42"));
+        double outerLr = Double.parseDouble(o.getOrDefault("outer-lr", "0.7")), outerMomentum = Double.parseDouble(o.getOrDefault("outer-momentum", "0.9"));
+        TrainingOptions opts = new TrainingOptions(steps, Integer.parseInt(o.getOrDefault("batch", "8")), 1,
+                Double.parseDouble(o.getOrDefault("lr", "3e-3")), 0.0, Integer.parseInt(o.getOrDefault("warmup", "5")),
+                o.getOrDefault("schedule", "cosine"), 0.0, Double.parseDouble(o.getOrDefault("clip", "1.0")), seed);
+        AdapterConfig adapter = AdapterConfig.lora(Integer.parseInt(o.getOrDefault("r", "8")), Double.parseDouble(o.getOrDefault("alpha", "16")),
+                List.of(o.getOrDefault("targets", "c_attn,c_proj,c_fc").split(","))).withTrainableTokens(task.labelRowIds());
+
+        // the train blocks dealt round-robin into the partitions, as shards of one size
+        List<TokenBlocks> shards = new ArrayList<>();
+        for (int p = 0; p < partitions; p++) shards.add(new TokenBlocks(task.train.seqLen()));
+        for (int i = 0; i < task.train.size(); i++) shards.get(i % partitions).add(task.train.block(i), task.train.mask(i));
+
+        List<Row> rows = new ArrayList<>();
+        rows.add(new Row("gradients K=1", "gradients", 1, OuterOptimizer.Spec.NONE));
+        for (String ks : o.getOrDefault("ks", "8,32,128").split(",")) {
+            int k = Integer.parseInt(ks.trim());
+            rows.add(new Row("averaging K=" + k, "parameters", k, OuterOptimizer.Spec.NONE));
+            rows.add(new Row("DiLoCo K=" + k, "parameters", k, new OuterOptimizer.Spec("sgd", outerLr, outerMomentum, true)));
+        }
+
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode report = json.createObjectNode();
+        report.put("run", run.toString()).put("partitions", partitions).put("local_steps_per_partition", steps).put("batch_per_task", opts.batchSize())
+                .put("lr", opts.lr()).put("schedule", opts.schedule()).put("train_blocks", task.train.size())
+                .put("validation_blocks", task.validation.size()).put("cpu", cpuModel());
+        double baseLoss = Evaluator.evaluate(task.loadBase(), task.validation, 16).loss();
+        report.put("base_validation_loss", baseLoss);
+        System.out.printf(Locale.ROOT, "base validation loss %.4f; %d partitions, %d local steps each, %d train blocks%n", baseLoss, partitions, steps,
+                task.train.size());
+        ArrayNode out = report.putArray("rows");
+        for (Row row : rows) {
+            if (steps % row.k() != 0) throw new IllegalArgumentException("--steps " + steps + " is not a multiple of K=" + row.k());
+            int rounds = steps / row.k();
+            // moments are averaged too (the demo's average_optimizer_state: true), except under gradient sync, which has none
+            TrainSpec spec = new TrainSpec(new BaseModelRef(run.resolve("base").toUri().toString(), "bench"), adapter, Map.of(), rounds, row.k(),
+                    row.sync(), row.sync().equals("parameters"), opts, 1.0, 0, null).withOuter(row.outer());
+            AttachedAdapter driver = AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed);
+            AttachedAdapter worker = AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed);
+            InProcessRounds inner = new InProcessRounds(worker, shards, spec);
+            long[] moved = new long[1];
+            DistributedTrainer.RoundExecutor counting = st -> {
+                RoundResult r = inner.run(st);
+                moved[0] += (long) partitions * (st.bytes() + r.bytes());   // down to every task, up from every task
+                return r;
+            };
+            ObjectNode line = out.addObject();
+            line.put("label", row.label()).put("sync", row.sync()).put("k", row.k()).put("rounds", rounds).put("outer", row.outer().toString());
+            ArrayNode curve = line.putArray("curve");
+            long t0 = System.nanoTime();
+            DistributedTrainer.RoundListener listener = (done, res) -> {
+                long localSteps = (long) done * row.k();
+                if (localSteps % evalEvery == 0 || done == rounds) {
+                    double loss = Evaluator.evaluate(driver.model(), task.validation, 16).loss();
+                    curve.addObject().put("local_steps", localSteps).put("bytes_moved", moved[0]).put("validation_loss", loss);
+                }
+            };
+            DistributedTrainer.run(driver, spec, new Configuration(), counting, partitions, MetricsLog.inMemory(), "train", QUIET, listener);
+            var last = curve.get(curve.size() - 1);
+            line.put("validation_loss", last.get("validation_loss").asDouble()).put("bytes_moved", moved[0])
+                    .put("seconds", (System.nanoTime() - t0) / 1e9);
+            System.out.printf(Locale.ROOT, "%-18s %4d rounds  validation loss %.4f  moved %,d bytes  (%.0f s)%n", row.label(), rounds,
+                    last.get("validation_loss").asDouble(), moved[0], (System.nanoTime() - t0) / 1e9);
+        }
+        Path file = Path.of(o.getOrDefault("out", "bench/out/sync-modes.json"));
+        Files.createDirectories(file.toAbsolutePath().getParent());
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        Files.writeString(tmp, json.writerWithDefaultPrettyPrinter().writeValueAsString(report), StandardCharsets.UTF_8);
+        Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        System.out.println("wrote " + file);
+    }
+
+    static String cpuModel() {
+        try {
+            for (String l : Files.readAllLines(Path.of("/proc/cpuinfo"))) if (l.startsWith("model name")) return l.substring(l.indexOf(':') + 1).trim();
+        } catch (java.io.IOException ignored) {
+        }
+        return System.getProperty("os.arch");
+    }
+}
