@@ -80,6 +80,20 @@ public interface AdapterMethod {
     /** Whether modules can share one set of tensors ({@code shareGroups} in {@link #create}: LoRA-drop's shared adapters). */
     default boolean supportsSharing() { return false; }
 
+    /**
+     * For {@code train.aggregate: svd}: the name segments of a layer's two trained factors of ΔW ∝ B·A, {B's, A's}
+     * (B [out, r], A [r, in]; a tensor named {@code m.<B's>.x} pairs with {@code m.<A's>.x}). The driver then sums the
+     * workers' ΔW exactly and factorises the sum back to rank r. Null (the default) when ΔW is not one product of two
+     * trained factors, or when re-factorising would break what the method keeps between steps.
+     */
+    default String[] productFactors(AdapterConfig config) { return null; }
+
+    /**
+     * For {@code train.aggregate: frozen_a}: whether every layer's ΔW is linear in the trained tensors, so that averaging
+     * them averages ΔW exactly (LoRA-FA: ΔW = B·A with A frozen). False by default.
+     */
+    default boolean averagingIsExact(AdapterConfig config) { return false; }
+
     /** Trainable scalars the method adds to the layers of the given {in, out} shapes (module → shape), without building them. */
     long trainableCount(Map<String, int[]> shapes, AdapterConfig config);
 

@@ -222,6 +222,8 @@ public final class PipelineConfig {
         public DpSection dp = new DpSection();
         /** The driver's outer step of {@code sync: parameters} ({@link io.sparklora.train.OuterOptimizer}); plain averaging by default. */
         public OuterSection outer = new OuterSection();
+        /** How {@code sync: parameters} combines the workers' adapters: mean, frozen_a or svd ({@link io.sparklora.train.ExactAggregation}). */
+        public String aggregate = "mean";
     }
 
     /**
@@ -449,6 +451,11 @@ public final class PipelineConfig {
         }
         if (outer.on() && !train.sync.equals("parameters")) {
             throw new IllegalArgumentException(where + ": train.outer.optimizer " + outer.optimizer() + " steps on the averaged change of K local steps; it needs train.sync: parameters");
+        }
+        try {
+            io.sparklora.train.TrainSpec.checkAggregate(train.aggregate, train.sync, adapterConfig(where), train.averageOptimizerState && !dp.on(), outer, dp);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
         if (loraDrop.enabled && !method.supportsSharing()) {
             throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "

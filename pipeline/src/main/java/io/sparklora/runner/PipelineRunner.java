@@ -424,7 +424,7 @@ public final class PipelineRunner {
         var dp = t.dp.spec();
         // under DP the optimizer's moments are not averaged: they would leave the executors unclipped and un-noised
         return new TrainSpec(base, adapter, Map.of(), t.rounds, t.localSteps, t.sync, t.averageOptimizerState && !dp.on(), o, 1.0,
-                t.checkpointEvery, out, dp, t.outer.spec());
+                t.checkpointEvery, out, dp, t.outer.spec(), t.aggregate);
     }
 
     private void requireVocabularyFits(ShardManifest m, BaseModelRef base) {
@@ -486,7 +486,8 @@ public final class PipelineRunner {
         int rounds = d.rounds > 0 ? d.rounds : cfg.train.rounds;
         String dropOut = uri("lora-drop");
         LoraDropStage.Result res = LoraDropStage.run(sc, new TrainSpec(full.base(), full.adapter(), Map.of(), full.rounds(), full.localSteps(),
-                        full.sync(), full.averageOptimizerState(), full.options(), 1.0, full.checkpointEvery(), dropOut).withOuter(full.outer()),
+                        full.sync(), full.averageOptimizerState(), full.options(), 1.0, full.checkpointEvery(), dropOut).withOuter(full.outer())
+                        .withAggregate(full.aggregate()),
                 new LoraDropStage.Spec(d.sampleFraction, d.warmupRounds, d.threshold, rounds),
                 new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, console, dropOut);
         res.toJson(r).put("threshold", d.threshold).put("adapter", HadoopFiles.resolve(dropOut, "adapter"));

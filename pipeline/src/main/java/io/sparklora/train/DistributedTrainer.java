@@ -98,6 +98,8 @@ public final class DistributedTrainer {
         AdapterTensors moments = null;      // averaged moments (parameters sync with averaging)
         long momentsStep = 0;
         OuterOptimizer outer = new OuterOptimizer(spec.outer());   // parameters sync: the driver's step on the averaged change
+        List<ExactAggregation.Pair> factorPairs = spec.aggregate().equals("svd")
+                ? ExactAggregation.pairs(params, spec.adapter().adapterMethod().productFactors(spec.adapter())) : List.of();
 
         int start = 0;
         Progress pr = new Progress();   // the rounds before a resume count in the run's figures
@@ -155,7 +157,9 @@ public final class DistributedTrainer {
             boolean[] sampledClients = dp.clientLevel() ? DpNoise.sampleClients(dp.noiseSeed(), round, clients, dp.sampleRate()) : null;
             RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
             RoundResult res = executor.run(st);
+            long reducedBytes = res.bytes();          // before the driver turns the sums into the next adapter in place
             double pseudoGradientNorm = Double.NaN;   // parameters sync: ‖θ_round − θ̄‖ over all tensors
+            double[] aggregationGaps = null;          // aggregate: svd: {averaging gap, truncation gap}
             if (!res.inputErrors.isEmpty()) throw new IllegalArgumentException(String.join("; ", res.inputErrors));
             if (res.weight == 0 && !dp.on()) throw new IllegalStateException(stageName + ": no partition had any target tokens to train on");
             if (!res.nonFinite.isEmpty() || res.payload.firstNonFinite() != null) {
@@ -200,6 +204,11 @@ public final class DistributedTrainer {
             } else {
                 // the target-weighted average of the workers' adapters; plain averaging takes it as θ, DiLoCo steps towards it
                 AdapterTensors averaged = res.payload.scale(1.0 / res.weight);
+                if (spec.aggregate().equals("svd")) {
+                    // the exact mean of the workers' B·A, cut back to rank r, replaces the factors' means
+                    ExactAggregation.Result ag = ExactAggregation.svd(res.factors, factorPairs, spec.adapter().r(), averaged);
+                    aggregationGaps = new double[]{ag.averagingGap(), ag.truncationGap()};
+                }
                 pseudoGradientNorm = Math.sqrt(OuterOptimizer.pseudoGradient(roundAdapter, averaged).squaredNorm());
                 outer.step(roundAdapter, averaged).copyInto(params);
                 if (res.methodStats != null) adapter.hooks().loadReducedStatistics(res.methodStats.scale(1.0 / res.weight).toArrays());
@@ -210,7 +219,7 @@ public final class DistributedTrainer {
             }
             double roundSeconds = (System.nanoTime() - tr) / 1e9;
             pr.broadcastBytes = st.bytes();
-            pr.reducedBytes = res.bytes();     // element-wise sums: the same size as one task's contribution
+            pr.reducedBytes = reducedBytes;     // element-wise sums: the same size as one task's contribution
             pr.tokens += res.tokens;
             pr.seconds += roundSeconds;
             pr.lastLoss = res.targets > 0 ? res.lossSum / res.targets : pr.lastLoss;
@@ -225,6 +234,7 @@ public final class DistributedTrainer {
                     .put("bytes_broadcast", pr.broadcastBytes).put("bytes_reduced", pr.reducedBytes)
                     .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds);
             if (Double.isFinite(pseudoGradientNorm)) line.put("pseudo_gradient_norm", pseudoGradientNorm);
+            if (aggregationGaps != null) line.put("averaging_gap", aggregationGaps[0]).put("truncation_gap", aggregationGaps[1]);
             adapter.hooks().metrics().forEach(line::put);
             if (dp.on()) {
                 accountant.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
@@ -297,7 +307,7 @@ public final class DistributedTrainer {
         return "base=" + s.base().contentHash() + (s.base().quantization().nf4() ? "/" + s.base().quantization().label() : "") + " adapter=" + s.adapter() + " share=" + new TreeMap<>(s.shareGroups())
                 + " rounds=" + s.rounds() + " K=" + s.localSteps() + " sync=" + s.sync() + " avg_opt=" + s.averageOptimizerState()
                 + " options=" + s.options() + " sample=" + s.sampleFraction() + (s.dp().on() ? " dp=" + s.dp() : "")
-                + (s.outer().on() ? " outer=" + s.outer() : "");
+                + (s.outer().on() ? " outer=" + s.outer() : "") + (s.aggregate().equals("mean") ? "" : " aggregate=" + s.aggregate());
     }
 
     static String fingerprint(TrainSpec s) {

@@ -13,6 +13,8 @@ public final class RoundResult implements Serializable {
     public AdapterTensors payload = new AdapterTensors();
     public AdapterTensors moments;                  // Σ w·moments, when averaged
     public AdapterTensors methodStats;              // Σ w·(the method's round statistics), parameter sync (AdaLoRA's importance)
+    /** {@code train.aggregate: svd}: each task's own factors, in partition order (concatenated, never summed). */
+    public final java.util.ArrayList<PartitionFactors> factors = new java.util.ArrayList<>();
     /** Digests of the method state each task applied (TrainingHooks.roundState() after loading): one value when all agree. */
     public final TreeSet<String> methodStateDigests = new TreeSet<>();
     public double weight;                           // Σ w (target tokens)
@@ -32,13 +34,18 @@ public final class RoundResult implements Serializable {
     public final java.util.TreeMap<String, Integer> baseLoads = new java.util.TreeMap<>();
 
     /** Bytes of tensors in this result (what one task sends up the tree). */
-    public long bytes() { return payload.bytes() + (moments == null ? 0 : moments.bytes()) + (methodStats == null ? 0 : methodStats.bytes()); }
+    public long bytes() {
+        // sums keep one task's size however many are added; factors are concatenated, and each task sends its own
+        long f = factors.isEmpty() ? 0 : factors.get(0).factors().bytes();
+        return payload.bytes() + (moments == null ? 0 : moments.bytes()) + (methodStats == null ? 0 : methodStats.bytes()) + f;
+    }
 
     public RoundResult add(RoundResult o) {
         payload.addScaled(o.payload, 1.0);
         if (o.moments != null) moments = (moments == null ? new AdapterTensors() : moments).addScaled(o.moments, 1.0);
         if (o.methodStats != null) methodStats = (methodStats == null ? new AdapterTensors() : methodStats).addScaled(o.methodStats, 1.0);
         methodStateDigests.addAll(o.methodStateDigests);
+        factors.addAll(o.factors);
         weight += o.weight;
         lossSum += o.lossSum;
         targets += o.targets;

@@ -44,7 +44,7 @@ public final class RoundWork {
         BatchOrder order = BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
         if (spec.dp().exampleLevel()) dpSgd(adapter, params, data, seed, spec, out);
         else if (spec.sync().equals("gradients")) gradients(adapter, params, data, order, seed, spec, out);
-        else localSteps(adapter, params, data, order, seed, st, spec, out);
+        else localSteps(adapter, params, data, order, seed, st, spec, out, partition);
         if (spec.dp().clientLevel()) clipUpdate(params, st, spec, out);
         checkFinite(out, partition);
         return out;
@@ -57,6 +57,7 @@ public final class RoundWork {
         String bad = out.payload.firstNonFinite();
         if (bad == null && out.moments != null) bad = out.moments.firstNonFinite();
         if (bad == null && out.methodStats != null) bad = out.methodStats.firstNonFinite();
+        for (PartitionFactors f : out.factors) if (bad == null) bad = f.factors().firstNonFinite();
         if (bad != null) out.nonFinite.add("partition " + partition + ": " + bad + " is not finite");
     }
 
@@ -129,7 +130,7 @@ public final class RoundWork {
 
     /** K local steps of the one training step, then θ and (optionally) the moments weighted by the target tokens seen. */
     private static void localSteps(AttachedAdapter adapter, List<Parameter> params, TokenBlocks data, BatchOrder order, long seed,
-                                   RoundState st, TrainSpec spec, RoundResult out) {
+                                   RoundState st, TrainSpec spec, RoundResult out, int partition) {
         TrainingOptions o = spec.options();
         Trainer trainer = Trainer.forAdapter(adapter, o.withSteps((int) spec.totalSteps()).withSeed(seed));
         if (st.moments() != null) trainer.optimizer().importState(optimizerState(st.moments(), st.optimizerStep()));
@@ -143,7 +144,18 @@ public final class RoundWork {
         }
         out.steps = spec.localSteps();
         out.weight = out.targets;
-        out.payload = AdapterTensors.ofValues(params).scale(out.weight);
+        if (spec.aggregate().equals("svd")) {
+            // the factor pairs go up as they are, one entry per task, for the driver's exact sum; the rest as weighted sums
+            String[] seg = adapter.config().adapterMethod().productFactors(adapter.config());
+            java.util.Set<String> factorNames = new java.util.HashSet<>();
+            for (ExactAggregation.Pair p : ExactAggregation.pairs(params, seg)) { factorNames.add(p.b()); factorNames.add(p.a()); }
+            List<Parameter> factors = params.stream().filter(p -> factorNames.contains(p.name())).toList();
+            List<Parameter> rest = params.stream().filter(p -> !factorNames.contains(p.name())).toList();
+            out.factors.add(new PartitionFactors(partition, out.weight, AdapterTensors.ofValues(factors)));
+            out.payload = AdapterTensors.ofValues(rest).scale(out.weight);
+        } else {
+            out.payload = AdapterTensors.ofValues(params).scale(out.weight);
+        }
         if (spec.averageOptimizerState()) out.moments = moments(trainer.optimizer().exportState()).scale(out.weight);
         Map<String, INDArray> stats = spec.dp().on() ? Map.of() : adapter.hooks().roundStatistics();   // under DP nothing unprivatised goes up
         if (!stats.isEmpty()) out.methodStats = AdapterTensors.of(stats).scale(out.weight);

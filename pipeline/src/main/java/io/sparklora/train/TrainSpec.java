@@ -32,10 +32,12 @@ import java.util.Map;
  * @param dp                    differentially private training ({@link DpSpec#OFF}: none)
  * @param outer                 with {@code parameters}: the driver's outer step on the averaged change (DiLoCo's Nesterov
  *                              momentum, {@link OuterOptimizer}); {@link OuterOptimizer.Spec#NONE}: plain averaging
+ * @param aggregate             with {@code parameters}: how the workers' adapters combine ({@link ExactAggregation}):
+ *                              {@code mean}, {@code frozen_a} or {@code svd}
  */
 public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
                         String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
-                        int checkpointEvery, String outputUri, DpSpec dp, OuterOptimizer.Spec outer) implements Serializable {
+                        int checkpointEvery, String outputUri, DpSpec dp, OuterOptimizer.Spec outer, String aggregate) implements Serializable {
     public static final String ADAPTER_NAME = "default";
 
     public TrainSpec {
@@ -67,6 +69,8 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
         if (outer.on() && !sync.equals("parameters")) {
             throw new IllegalArgumentException("train.outer: the outer optimizer steps on the averaged change of K local steps, so it needs train.sync: parameters");
         }
+        if (aggregate == null) aggregate = "mean";
+        checkAggregate(aggregate, sync, adapter, averageOptimizerState, outer, dp);
         if (dp.on() && averageOptimizerState) {
             throw new IllegalArgumentException("train.dp: averaging optimizer state would send unclipped, un-noised moments; set average_optimizer_state: false");
         }
@@ -77,7 +81,7 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
                      String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
                      int checkpointEvery, String outputUri, DpSpec dp) {
         this(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction, checkpointEvery,
-                outputUri, dp, OuterOptimizer.Spec.NONE);
+                outputUri, dp, OuterOptimizer.Spec.NONE, "mean");
     }
 
     /** A run without differential privacy. */
@@ -91,13 +95,55 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
     /** This spec with other DP settings. */
     public TrainSpec withDp(DpSpec d) {
         return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
-                checkpointEvery, outputUri, d, outer);
+                checkpointEvery, outputUri, d, outer, aggregate);
     }
 
     /** This spec with another outer optimizer. */
     public TrainSpec withOuter(OuterOptimizer.Spec o) {
         return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
-                checkpointEvery, outputUri, dp, o);
+                checkpointEvery, outputUri, dp, o, aggregate);
+    }
+
+    /** This spec with another way of combining the workers' adapters ({@code train.aggregate}). */
+    public TrainSpec withAggregate(String a) {
+        return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
+                checkpointEvery, outputUri, dp, outer, a);
+    }
+
+    /** Checks {@code train.aggregate} against the other settings; throws {@link IllegalArgumentException} naming what conflicts. */
+    public static void checkAggregate(String aggregate, String sync, AdapterConfig adapter, boolean averageOptimizerState,
+                                       OuterOptimizer.Spec outer, DpSpec dp) {
+        if (!ExactAggregation.MODES.contains(aggregate)) {
+            throw new IllegalArgumentException("train.aggregate must be one of " + ExactAggregation.MODES + ", got '" + aggregate + "'");
+        }
+        if (aggregate.equals("mean")) return;
+        if (!sync.equals("parameters")) {
+            throw new IllegalArgumentException("train.aggregate: " + aggregate + " combines the workers' adapters, which only sync: parameters sends"
+                    + " (with sync: gradients the averaged gradient is already exact)");
+        }
+        var method = adapter.adapterMethod();
+        if (aggregate.equals("frozen_a") && !method.averagingIsExact(adapter)) {
+            throw new IllegalArgumentException("train.aggregate: frozen_a is exact only when A is frozen and the same on every worker;"
+                    + " adapter type " + adapter.method() + " trains its factors together. Use adapter.type: lora_fa, or train.aggregate: svd");
+        }
+        if (aggregate.equals("svd")) {
+            if (method.productFactors(adapter) == null) {
+                throw new IllegalArgumentException("train.aggregate: svd re-factorises a trained B·A pair, which adapter type " + adapter.method()
+                        + " does not have or cannot take (lora, loraplus and dora can); use train.aggregate: mean");
+            }
+            if (averageOptimizerState) {
+                throw new IllegalArgumentException("train.aggregate: svd puts new factors in place each round, in whose basis averaged AdamW moments"
+                        + " mean nothing; set train.average_optimizer_state: false");
+            }
+            if (outer.on()) {
+                throw new IllegalArgumentException("train.aggregate: svd with train.outer: the outer momentum would add up changes of factors"
+                        + " expressed in a different basis each round; use one or the other");
+            }
+            if (dp.on()) {
+                throw new IllegalArgumentException("train.aggregate: svd needs every worker's own factors, which differentially private"
+                        + " training does not release; use train.aggregate: mean");
+            }
+        }
     }
 
     public long totalSteps() { return (long) rounds * localSteps; }

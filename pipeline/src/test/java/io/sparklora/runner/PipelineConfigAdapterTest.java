@@ -72,6 +72,22 @@ class PipelineConfigAdapterTest {
     }
 
     @Test
+    void aggregateModesReadAndConflictsNameTheSetting() {
+        PipelineConfig svd = PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  average_optimizer_state: false\n  aggregate: svd\n"), "t.yaml");
+        assertEquals("svd", svd.train.aggregate);
+        assertEquals("mean", PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n", ""), "t.yaml").train.aggregate);
+        var moments = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  aggregate: svd\n"), "t.yaml"));
+        assertTrue(moments.getMessage().startsWith("t.yaml") && moments.getMessage().contains("average_optimizer_state: false"), moments.getMessage());
+        var frozen = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n",
+                "  sync: parameters\n  aggregate: frozen_a\n"), "t.yaml"));
+        assertTrue(frozen.getMessage().contains("lora_fa"), frozen.getMessage());
+        assertEquals("frozen_a", PipelineConfig.parse(yaml("  type: lora_fa\n  targets: [c_attn]\n",
+                "  sync: parameters\n  aggregate: frozen_a\n"), "t.yaml").train.aggregate);
+    }
+
+    @Test
     void unknownOrMisplacedSettingsAreNamed() {
         var typo = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: vera\n  d_inital: 0.2\n", ""), "t.yaml"));
         assertTrue(typo.getMessage().contains("unknown key 'adapter.d_inital' (line 8)") && typo.getMessage().contains("d_initial"), typo.getMessage());

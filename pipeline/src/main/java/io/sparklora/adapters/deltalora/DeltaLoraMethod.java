@@ -33,6 +33,9 @@ public final class DeltaLoraMethod extends LoraMethod {
 
     @Override public String name() { return "delta_lora"; }
 
+    /** Its base update telescopes over the snapshots of (A, B) it keeps; a re-factorised pair would break that chain. */
+    @Override public String[] productFactors(AdapterConfig config) { return null; }
+
     @Override public String description() { return "Delta-LoRA: W follows λ·Δ(BA) after a warm-up; telescoped, W0 untouched; saved as a rank-2r LoRA"; }
 
     @Override

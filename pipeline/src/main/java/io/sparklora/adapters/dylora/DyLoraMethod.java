@@ -49,6 +49,9 @@ public class DyLoraMethod extends LoraMethod {
 
     @Override public String name() { return "dylora"; }
 
+    /** A re-factorised B·A would lose the nested order of ranks that DyLoRA trains (its rank-b truncations). */
+    @Override public String[] productFactors(AdapterConfig config) { return null; }
+
     @Override public String description() { return "DyLoRA: each step trains the rank-b truncation (b sampled), so every rank up to r works after one run"; }
 
     @Override

@@ -51,6 +51,9 @@ public class LoraMethod implements AdapterMethod {
         return new LoraAdapter(adapterName, layer, config, owner);
     }
 
+    /** ΔW = (alpha/r)·B·A with both trained (LoRA, LoRA+, DoRA's direction term). */
+    @Override public String[] productFactors(AdapterConfig config) { return new String[]{"lora_B", "lora_A"}; }
+
     /** LoRA and LoRA-FA layers can share A and B (LoRA-drop); DoRA and methods that override {@link #sharedLayer} to refuse say no. */
     @Override public boolean supportsSharing() { return true; }
 

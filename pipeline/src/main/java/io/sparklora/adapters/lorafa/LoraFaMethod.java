@@ -18,6 +18,12 @@ import org.nd4j.linalg.api.rng.Random;
 public final class LoraFaMethod extends LoraMethod {
     @Override public String name() { return "lora_fa"; }
 
+    /** A is frozen and the same on every worker: ΔW = B·A is linear in B, so plain averaging is exact. */
+    @Override public boolean averagingIsExact(AdapterConfig config) { return true; }
+
+    /** A does not train, so there is no pair to re-factorise. */
+    @Override public String[] productFactors(AdapterConfig config) { return null; }
+
     @Override public String description() { return "LoRA-FA: LoRA with A frozen at its random init, only B trains; keeps A·x, not x, for backward"; }
 
     @Override

@@ -68,7 +68,7 @@ public final class LoraDropStage {
                              PrintStream console, String outputUri) throws IOException {
         // 1. all adapters, briefly, on a sample
         TrainSpec warm = new TrainSpec(full.base(), full.adapter(), Map.of(), drop.warmupRounds(), full.localSteps(), full.sync(),
-                full.averageOptimizerState(), withSteps(full, drop.warmupRounds()), drop.sampleFraction(), 0, null).withOuter(full.outer());
+                full.averageOptimizerState(), withSteps(full, drop.warmupRounds()), drop.sampleFraction(), 0, null).withOuter(full.outer()).withAggregate(full.aggregate());
         DistributedTrainer.Result warmed = TrainStage.run(sc, warm, shards, metrics, "lora_drop.warmup", console, null);
 
         // 2. importance of each adapted layer, on the executors
@@ -94,7 +94,7 @@ public final class LoraDropStage {
 
         // 4. train the reduced set on all the data
         TrainSpec reducedSpec = new TrainSpec(full.base(), full.adapter(), share, drop.rounds(), full.localSteps(), full.sync(),
-                full.averageOptimizerState(), withSteps(full, drop.rounds()), 1.0, full.checkpointEvery(), outputUri).withOuter(full.outer());
+                full.averageOptimizerState(), withSteps(full, drop.rounds()), 1.0, full.checkpointEvery(), outputUri).withOuter(full.outer()).withAggregate(full.aggregate());
         DistributedTrainer.Result reduced = TrainStage.run(sc, reducedSpec, shards, metrics, "lora_drop.train", console, null);
         return new Result(importance, kept, share, warmed.trainableParams(), reduced.trainableParams(), reduced);
     }
