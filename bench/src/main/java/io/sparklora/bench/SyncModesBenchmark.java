@@ -6,9 +6,12 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.checkpoint.BaseModelRef;
+import io.sparklora.train.AdapterTensors;
 import io.sparklora.train.DistributedTrainer;
+import io.sparklora.train.ExactAggregation;
+import io.sparklora.train.PartitionFactors;
+import io.sparklora.train.RoundWork;
 import io.sparklora.train.Evaluator;
-import io.sparklora.train.InProcessRounds;
 import io.sparklora.train.MetricsLog;
 import io.sparklora.train.OuterOptimizer;
 import io.sparklora.train.RoundResult;
@@ -30,30 +33,35 @@ import java.util.Map;
 
 /**
  * Validation loss against bytes moved, for the ways a distributed train stage can synchronise: {@code sync: gradients}
- * (K = 1, exact data parallelism), {@code sync: parameters} with plain averaging every K local steps, and the same with
- * DiLoCo's outer optimizer ({@code train.outer}: Nesterov momentum on the averaged change). Every row trains the same
+ * (K = 1, exact data parallelism), {@code sync: parameters} with plain averaging every K local steps, the same with
+ * DiLoCo's outer optimizer ({@code train.outer}: Nesterov momentum on the averaged change), and with exact aggregation
+ * ({@code train.aggregate: svd}). Rows named {@code -fresh} start every round from fresh AdamW moments (svd must, so
+ * {@code mean-fresh} is its like-for-like). Every row trains the same
  * adapter on the demo's labelled task with the same number of local steps per partition, so rows differ only in how
  * often and how the partitions' work is combined. The rounds run in this process, one partition after another
- * ({@link InProcessRounds}: the Spark stage's arithmetic without Spark), so the figures are the algorithm's, not the
+ * ({@link io.sparklora.train.InProcessRounds}' loop: the Spark stage's arithmetic without Spark), so the figures are the algorithm's, not the
  * cluster's; bytes are what the stage would move, counted from the round state and the results (down to every task
  * and up from every task).
  *
  * <pre>
  * java ... SyncModesBenchmark [--run runs/demo --dataset adapt --partitions 2 --steps 256 --ks 8,32,128
+ *     --modes gradients,mean,diloco,mean-fresh,svd
  *     --batch 8 --lr 3e-3 --warmup 5 --schedule cosine --clip 1.0 --r 8 --alpha 16 --targets c_attn,c_proj,c_fc
  *     --outer-lr 0.7 --outer-momentum 0.9 --eval-every 32 --seed 42 --out bench/out/sync-modes.json]
  * </pre>
  * {@code --run} is a pipeline run holding {@code base/} and {@code shards/<dataset>/} ({@code bin/spark-lora train
  * --config conf/demo.yaml --output runs/demo} makes it). {@code --steps} is the local steps per partition of every row,
- * {@code --eval-every} how many of them between two validation points.
+ * {@code --eval-every} how many of them between two validation points. Rows of {@code mean} also measure, every round,
+ * what plain averaging loses against the exact mean of the workers' B·A ({@link ExactAggregation}'s averaging gap,
+ * computed here from each partition's own adapter); {@code svd} rows get it from the factors the tasks send.
  */
 public final class SyncModesBenchmark {
     static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
 
     private SyncModesBenchmark() {}
 
-    /** One row: a sync mode, K, and the outer optimizer. */
-    record Row(String label, String sync, int k, OuterOptimizer.Spec outer) {}
+    /** One row: a sync mode, K, the outer optimizer, how adapters combine, and whether moments are averaged. */
+    record Row(String label, String sync, int k, OuterOptimizer.Spec outer, String aggregate, boolean averageMoments) {}
 
     public static void main(String[] args) throws Exception {
         Map<String, String> o = new LinkedHashMap<>();
@@ -79,12 +87,16 @@ public final class SyncModesBenchmark {
         for (int p = 0; p < partitions; p++) shards.add(new TokenBlocks(task.train.seqLen()));
         for (int i = 0; i < task.train.size(); i++) shards.get(i % partitions).add(task.train.block(i), task.train.mask(i));
 
+        List<String> modes = List.of(o.getOrDefault("modes", "gradients,mean,diloco,mean-fresh,svd").split(","));
         List<Row> rows = new ArrayList<>();
-        rows.add(new Row("gradients K=1", "gradients", 1, OuterOptimizer.Spec.NONE));
+        OuterOptimizer.Spec none = OuterOptimizer.Spec.NONE, diloco = new OuterOptimizer.Spec("sgd", outerLr, outerMomentum, true);
+        if (modes.contains("gradients")) rows.add(new Row("gradients K=1", "gradients", 1, none, "mean", false));
         for (String ks : o.getOrDefault("ks", "8,32,128").split(",")) {
             int k = Integer.parseInt(ks.trim());
-            rows.add(new Row("averaging K=" + k, "parameters", k, OuterOptimizer.Spec.NONE));
-            rows.add(new Row("DiLoCo K=" + k, "parameters", k, new OuterOptimizer.Spec("sgd", outerLr, outerMomentum, true)));
+            if (modes.contains("mean")) rows.add(new Row("averaging K=" + k, "parameters", k, none, "mean", true));
+            if (modes.contains("diloco")) rows.add(new Row("DiLoCo K=" + k, "parameters", k, diloco, "mean", true));
+            if (modes.contains("mean-fresh")) rows.add(new Row("averaging, fresh moments K=" + k, "parameters", k, none, "mean", false));
+            if (modes.contains("svd")) rows.add(new Row("svd, fresh moments K=" + k, "parameters", k, none, "svd", false));
         }
 
         ObjectMapper json = new ObjectMapper();
@@ -102,18 +114,32 @@ public final class SyncModesBenchmark {
             int rounds = steps / row.k();
             // moments are averaged too (the demo's average_optimizer_state: true), except under gradient sync, which has none
             TrainSpec spec = new TrainSpec(new BaseModelRef(run.resolve("base").toUri().toString(), "bench"), adapter, Map.of(), rounds, row.k(),
-                    row.sync(), row.sync().equals("parameters"), opts, 1.0, 0, null).withOuter(row.outer());
+                    row.sync(), row.averageMoments(), opts, 1.0, 0, null).withOuter(row.outer()).withAggregate(row.aggregate());
             AttachedAdapter driver = AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed);
             AttachedAdapter worker = AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed);
-            InProcessRounds inner = new InProcessRounds(worker, shards, spec);
             long[] moved = new long[1];
+            List<Double> gaps = new ArrayList<>();
+            List<ExactAggregation.Pair> pairs = ExactAggregation.pairs(worker.trainableParameters(), new String[]{"lora_B", "lora_A"});
+            boolean measureGap = row.sync().equals("parameters") && row.aggregate().equals("mean");
             DistributedTrainer.RoundExecutor counting = st -> {
-                RoundResult r = inner.run(st);
-                moved[0] += (long) partitions * (st.bytes() + r.bytes());   // down to every task, up from every task
-                return r;
+                // InProcessRounds' loop, keeping each partition's own adapter to measure what averaging loses
+                RoundResult sum = new RoundResult();
+                List<PartitionFactors> own = new ArrayList<>();
+                for (int p = 0; p < shards.size(); p++) {
+                    RoundResult r = RoundWork.run(worker, shards.get(p), st, spec, p);
+                    if (measureGap && r.weight > 0) {
+                        own.add(new PartitionFactors(p, r.weight, new AdapterTensors().addScaled(r.payload, 1.0 / r.weight)));
+                    }
+                    if (!r.factors.isEmpty()) own.addAll(r.factors);
+                    sum.add(r);
+                }
+                if (!own.isEmpty()) gaps.add(ExactAggregation.svd(own, pairs, adapter.r(), new AdapterTensors()).averagingGap());
+                moved[0] += (long) partitions * (st.bytes() + sum.bytes());   // down to every task, up from every task
+                return sum;
             };
             ObjectNode line = out.addObject();
-            line.put("label", row.label()).put("sync", row.sync()).put("k", row.k()).put("rounds", rounds).put("outer", row.outer().toString());
+            line.put("label", row.label()).put("sync", row.sync()).put("k", row.k()).put("rounds", rounds).put("outer", row.outer().toString())
+                    .put("aggregate", row.aggregate()).put("average_optimizer_state", row.averageMoments());
             ArrayNode curve = line.putArray("curve");
             long t0 = System.nanoTime();
             DistributedTrainer.RoundListener listener = (done, res) -> {
@@ -127,8 +153,15 @@ public final class SyncModesBenchmark {
             var last = curve.get(curve.size() - 1);
             line.put("validation_loss", last.get("validation_loss").asDouble()).put("bytes_moved", moved[0])
                     .put("seconds", (System.nanoTime() - t0) / 1e9);
-            System.out.printf(Locale.ROOT, "%-18s %4d rounds  validation loss %.4f  moved %,d bytes  (%.0f s)%n", row.label(), rounds,
-                    last.get("validation_loss").asDouble(), moved[0], (System.nanoTime() - t0) / 1e9);
+            if (!gaps.isEmpty()) {
+                line.put("averaging_gap_mean", gaps.stream().mapToDouble(Double::doubleValue).average().orElse(0))
+                        .put("averaging_gap_last", gaps.get(gaps.size() - 1));
+                gaps.forEach(line.putArray("averaging_gaps")::add);
+            }
+            System.out.printf(Locale.ROOT, "%-32s %4d rounds  validation loss %.4f  moved %,d bytes%s  (%.0f s)%n", row.label(), rounds,
+                    last.get("validation_loss").asDouble(), moved[0],
+                    gaps.isEmpty() ? "" : String.format(Locale.ROOT, "  averaging gap mean %.4f last %.4f", line.get("averaging_gap_mean").asDouble(),
+                            line.get("averaging_gap_last").asDouble()), (System.nanoTime() - t0) / 1e9);
         }
         Path file = Path.of(o.getOrDefault("out", "bench/out/sync-modes.json"));
         Files.createDirectories(file.toAbsolutePath().getParent());

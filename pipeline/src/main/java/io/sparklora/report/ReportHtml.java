@@ -440,7 +440,9 @@ public final class ReportHtml {
                 }
                 rows.add(new String[] {"rounds", v});
             }
-            JsonFields.text(train, "sync").ifPresent(s -> rows.add(new String[] {"synchronised", Xml.escape(s)}));
+            JsonFields.text(train, "sync").ifPresent(s -> rows.add(new String[] {"synchronised", Xml.escape(s
+                    + JsonFields.text(train, "aggregate").filter(a -> !a.equals("mean")).map(a -> ", aggregate " + a).orElse("")
+                    + JsonFields.text(train, "outer_optimizer").filter(a -> !a.equals("none")).map(a -> ", outer " + a).orElse(""))}));
             double trainable = JsonFields.number(train, "trainable_params");
             double total = JsonFields.number(train, "total_params");
             if (Double.isFinite(trainable)) {

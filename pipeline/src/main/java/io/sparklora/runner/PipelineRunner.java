@@ -463,6 +463,7 @@ public final class PipelineRunner {
         TrainSpec spec = trainSpec(base);
         DistributedTrainer.Result res = TrainStage.run(sc, spec, new ArrowShards(shardsUri("adapt"), m, ShardManifest.TRAIN), metrics, "train", console, null);
         res.toJson(r).put("method", spec.adapter().method()).put("local_steps", spec.localSteps()).put("sync", spec.sync())
+                .put("aggregate", spec.aggregate()).put("outer_optimizer", spec.outer().toString())
                 .put("trainable_token_indices", spec.adapter().option(AdapterConfig.TRAINABLE_TOKENS))
                 .put("adapter", uri("adapter")).put("partitions", m.split(ShardManifest.TRAIN).size())
                 .put("base_quantization", base.quantization().label());
