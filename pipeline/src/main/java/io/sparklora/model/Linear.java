@@ -82,6 +82,7 @@ public final class Linear {
 
     public Cache forward(INDArray x, ForwardContext ctx) {
         INDArray y = weight.forward(x);
+        if (ctx.sequenceAdapters() != null) return forwardMixed(x, y, ctx);
         List<Adapter.Activation> acts = new ArrayList<>();
         List<Adapter> used = new ArrayList<>();
         for (String a : active) {
@@ -98,6 +99,47 @@ public final class Linear {
         }
         // a frozen layer needs only W for backward, so it keeps x alive only for dW or an adapter that reads it
         return new Cache(needsInput() ? x : null, y, acts, used);
+    }
+
+    /**
+     * A mixed-adapter batch (inference): the base matmul {@code y} has run once for all rows; each maximal run of
+     * consecutive sequences that name the same adapter gets that adapter's contribution on its rows only, computed on
+     * row views of x and y (no copies). Sequences naming an adapter this layer does not have get none here. x [N, in],
+     * N = sequences · rows per sequence.
+     */
+    private Cache forwardMixed(INDArray x, INDArray y, ForwardContext ctx) {
+        String[] route = ctx.sequenceAdapters();
+        long n = x.rows();
+        if (n % route.length != 0) {
+            throw new IllegalArgumentException(name + ": " + n + " rows do not split into " + route.length + " sequences of equal length");
+        }
+        if (!merged.isEmpty()) {
+            throw new IllegalStateException(name + ": adapters " + merged + " are merged into the weight, so every row would get them;"
+                    + " unmerge before running a mixed-adapter batch");
+        }
+        long t = n / route.length;
+        List<INDArray> views = new ArrayList<>();
+        List<Adapter.Activation> acts = new ArrayList<>();
+        for (int b = 0; b < route.length; ) {
+            int e = b + 1;
+            while (e < route.length && route[e].equals(route[b])) e++;
+            Adapter adapter = adapters.get(route[b]);
+            if (adapter != null) {
+                var rows = org.nd4j.linalg.indexing.NDArrayIndex.interval(b * t, e * t);
+                INDArray yv = y.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all());
+                // as in forward: the adapter sees its rows' bias-free base output, and its delta is added after the bias
+                acts.add(adapter.forward(x.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all()), yv, ctx));
+                views.add(yv);
+            }
+            b = e;
+        }
+        if (bias != null) y.addiRowVector(bias.value());
+        for (int i = 0; i < acts.size(); i++) {
+            views.get(i).addi(acts.get(i).delta());
+            acts.get(i).releaseDelta();
+            acts.get(i).release();
+        }
+        return new Cache(null, y, List.of(), List.of());
     }
 
     /** Whether backward needs this layer's input (to form dW or an adapter's gradients). */

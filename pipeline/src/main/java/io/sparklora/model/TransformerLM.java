@@ -543,6 +543,10 @@ public final class TransformerLM {
      * {@link #logits} over prompt b alone, to float rounding.
      */
     public INDArray prefill(KvCache cache, int[][] prompts) {
+        return prefill(cache, prompts, ForwardContext.inference());
+    }
+
+    private INDArray prefill(KvCache cache, int[][] prompts, ForwardContext ctx) {
         if (cache.length() != 0) throw new IllegalStateException("prefill needs an empty KV cache; it holds " + cache.length() + " slots");
         if (prompts.length != cache.batch()) throw new IllegalArgumentException("prefill: " + prompts.length + " prompts for a cache of " + cache.batch() + " rows");
         int t = 0;
@@ -555,17 +559,17 @@ public final class TransformerLM {
             // padding slots repeat the row's first token: any id would do, attention never reads them
             for (int i = 0; i < t; i++) ids[b * t + i] = prompts[b][Math.max(0, i - cache.pad(b))];
         }
-        return forwardCached(cache, ids, t);
+        return forwardCached(cache, ids, t, ctx);
     }
 
     /** Appends one token per row ({@code next} [B]) to {@code cache} and returns each row's next-token logits [B, V]. */
     public INDArray decodeStep(KvCache cache, int[] next) {
         if (next.length != cache.batch()) throw new IllegalArgumentException("decode step: " + next.length + " tokens for a cache of " + cache.batch() + " rows");
-        return forwardCached(cache, next.clone(), 1);
+        return forwardCached(cache, next.clone(), 1, ForwardContext.inference());
     }
 
     /** ids [B·t] (row-major, t tokens per row) → the logits of each row's last token [B, V]; fills t cache slots. */
-    private INDArray forwardCached(KvCache cache, int[] ids, int t) {
+    private INDArray forwardCached(KvCache cache, int[] ids, int t, ForwardContext ctx) {
         int b = cache.batch();
         if (cache.length() + t > cache.capacity()) {
             throw new IllegalStateException("KV cache is full: " + cache.length() + " + " + t + " slots exceed its capacity " + cache.capacity());
@@ -581,7 +585,6 @@ public final class TransformerLM {
             h.addi(pos);
             Tensors.release(pos);
         }
-        ForwardContext ctx = ForwardContext.inference();
         for (int i = 0; i < blocks.size(); i++) {
             INDArray next = blocks.get(i).forwardCached(h, b, t, cache, i, positions, ctx);
             Tensors.release(h);
@@ -887,6 +890,64 @@ public final class TransformerLM {
     /** Logits [B·T, V] for the given ids (inference). */
     public INDArray logits(TokenBatch batch) {
         return forward(batch, ForwardContext.inference()).logits();
+    }
+
+    /** A sequence of a mixed-adapter batch that uses no adapter. */
+    public static final String BASE_ONLY = "__base__";
+
+    /**
+     * Logits [B·T, V] of a mixed-adapter batch: sequence b runs with adapter {@code sequenceAdapters[b]} alone
+     * ({@link #BASE_ONLY}: the base model), unmerged, whichever adapters are active. The base matmuls run once for the
+     * whole batch; row block b equals {@link #logits} over sequence b alone with only its adapter active, to float
+     * rounding.
+     */
+    public INDArray logits(TokenBatch batch, String[] sequenceAdapters) {
+        checkSequenceAdapters(sequenceAdapters, batch.batch());
+        return forward(batch, ForwardContext.inference(sequenceAdapters)).logits();
+    }
+
+    /** {@link #prefill} of a mixed-adapter batch: prompt b runs with adapter {@code sequenceAdapters[b]} alone. */
+    public INDArray prefill(KvCache cache, int[][] prompts, String[] sequenceAdapters) {
+        checkSequenceAdapters(sequenceAdapters, prompts.length);
+        return prefill(cache, prompts, ForwardContext.inference(sequenceAdapters));
+    }
+
+    /** {@link #decodeStep} of a mixed-adapter batch: row b runs with adapter {@code sequenceAdapters[b]} alone. */
+    public INDArray decodeStep(KvCache cache, int[] next, String[] sequenceAdapters) {
+        checkSequenceAdapters(sequenceAdapters, next.length);
+        if (next.length != cache.batch()) throw new IllegalArgumentException("decode step: " + next.length + " tokens for a cache of " + cache.batch() + " rows");
+        return forwardCached(cache, next.clone(), 1, ForwardContext.inference(sequenceAdapters));
+    }
+
+    /**
+     * A mixed batch's names: one per sequence, each {@link #BASE_ONLY} or an adapter attached to some layer; no adapter
+     * merged (a merged one would reach every row) and no trainable token rows (the model holds one set, not one per
+     * adapter).
+     */
+    private void checkSequenceAdapters(String[] names, int sequences) {
+        if (names.length != sequences) {
+            throw new IllegalArgumentException("mixed-adapter batch: " + names.length + " adapter names for " + sequences + " sequences");
+        }
+        java.util.Set<String> attached = new java.util.TreeSet<>();
+        for (Linear l : allLinears()) {
+            for (io.sparklora.adapters.Adapter a : l.adapters()) {
+                attached.add(a.adapterName());
+                if (l.isMerged(a.adapterName())) {
+                    throw new IllegalStateException("mixed-adapter batch: adapter '" + a.adapterName() + "' is merged into " + l.name()
+                            + ", so every row would get it; unmerge it first");
+                }
+            }
+        }
+        if (tokenRows != null) {
+            throw new IllegalStateException("mixed-adapter batch: the model has trainable token rows, which would apply to every row;"
+                    + " adapters with trainable_token_indices cannot be mixed yet");
+        }
+        for (int b = 0; b < names.length; b++) {
+            if (names[b] == null || (!names[b].equals(BASE_ONLY) && !attached.contains(names[b]))) {
+                throw new IllegalArgumentException("mixed-adapter batch: sequence " + b + " names adapter '" + names[b] + "', which is not attached"
+                        + " (attached: " + attached + "; " + BASE_ONLY + " means none)");
+            }
+        }
     }
 
     /** Every linear layer in forward order, including a tied head (for adapter target matching use {@link #linears()}). */

@@ -236,6 +236,29 @@ class AdapterContractTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
+    void aMixedBatchGivesEachSequenceOnlyItsOwnAdapter(Case c) {
+        // the method's adapter beside a plain LoRA on the same layers; one forward, sequences routed to either or to none
+        for (ModelConfig cfg : FAMILIES) {
+            TransformerLM model = TinyModels.model(cfg, 7);
+            perturb(AttachedAdapter.attach(model, "m", c.config().apply(cfg.architecture()), 3), 20);
+            perturb(AttachedAdapter.attach(model, "other", AdapterConfig.lora(2, 4, targets(cfg.architecture())), 4), 40);
+            String[] route = {"m", TransformerLM.BASE_ONLY, "other", "m"};
+            TokenBatch batch = TinyModels.batch(cfg, route.length, 5, 2);
+            INDArray mixed = model.logits(batch, route).dup();
+            int[][] ids = batch.inputs().toIntMatrix(), targets = batch.targets().toIntMatrix();
+            for (int s = 0; s < route.length; s++) {
+                for (io.sparklora.model.Linear l : model.allLinears()) {
+                    l.setActive(route[s].equals(TransformerLM.BASE_ONLY) ? List.of() : List.of(route[s]));
+                }
+                INDArray alone = model.logits(TokenBatch.of(new int[][]{ids[s]}, new int[][]{targets[s]}));
+                INDArray rows = mixed.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(s * 5, (s + 1) * 5), org.nd4j.linalg.indexing.NDArrayIndex.all());
+                assertEquals(0.0, rows.sub(alone).amaxNumber().doubleValue(), 1e-5, c + " " + cfg.architecture() + ": sequence " + s + " (" + route[s] + ")");
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
     void mergedEqualsUnmergedAndUnmergeRestoresTheBaseInBothLayouts(Case c) {
         for (ModelConfig cfg : FAMILIES) {       // GPT-2's Conv1D [in, out] and Llama's nn.Linear [out, in]
             TransformerLM model = TransformerLM.randomInit(cfg, 5, DataType.FLOAT);
