@@ -48,7 +48,18 @@ public final class Generator {
      */
     public static int[][] sampleBatch(TransformerLM model, int[][] prompts, int maxNew, int eosId, double temperature,
                                       int topK, long[] seeds) {
+        return sampleBatch(model, prompts, null, maxNew, eosId, temperature, topK, seeds);
+    }
+
+    /**
+     * {@link #sampleBatch} where row i runs with adapter {@code adapters[i]} alone ({@link TransformerLM#BASE_ONLY}: the
+     * base), unmerged, in one batch over one KV cache: a mixed-adapter batch. Null: the model's active adapters for
+     * every row. Row i gets what it would get alone with only its adapter active.
+     */
+    public static int[][] sampleBatch(TransformerLM model, int[][] prompts, String[] adapters, int maxNew, int eosId, double temperature,
+                                      int topK, long[] seeds) {
         int n = prompts.length;
+        if (adapters != null && adapters.length != n) throw new IllegalArgumentException(n + " prompts but " + adapters.length + " adapter names");
         if (seeds.length != n) throw new IllegalArgumentException(n + " prompts but " + seeds.length + " seeds");
         if (maxNew < 0) throw new IllegalArgumentException("maxNew must be >= 0, got " + maxNew);
         for (int i = 0; i < n; i++) {
@@ -81,7 +92,7 @@ public final class Generator {
         for (int i = 0; i < n; i++) lengths[i] = window[i].length;
         KvCache cache = model.newKvCache(lengths, capacity);
         try {
-            INDArray logits = model.prefill(cache, window);
+            INDArray logits = adapters == null ? model.prefill(cache, window) : model.prefill(cache, window, adapters);
             while (true) {
                 int[] next = new int[n];
                 boolean any = false;
@@ -105,11 +116,14 @@ public final class Generator {
                 if (cache.length() == cache.capacity()) {
                     // the context is full: from here the window slides and each remaining row re-runs it per token
                     for (int i = 0; i < n; i++) {
-                        if (!done[i]) len[i] = continueUncached(model, seq[i], len[i], made[i], maxNew, eosId, temperature, topK, rng[i]);
+                        if (!done[i]) {
+                            len[i] = continueUncached(model, seq[i], len[i], made[i], maxNew, eosId, temperature, topK, rng[i],
+                                    adapters == null ? null : adapters[i]);
+                        }
                     }
                     break;
                 }
-                logits = model.decodeStep(cache, next);
+                logits = adapters == null ? model.decodeStep(cache, next) : model.decodeStep(cache, next, adapters);
             }
         } finally {
             cache.release();
@@ -126,20 +140,24 @@ public final class Generator {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         java.util.Random rng = new java.util.Random(seed);
         int[] seq = Arrays.copyOf(prompt, prompt.length + maxNew);
-        int len = continueUncached(model, seq, prompt.length, 0, maxNew, eosId, temperature, topK, rng);
+        int len = continueUncached(model, seq, prompt.length, 0, maxNew, eosId, temperature, topK, rng, null);
         return Arrays.copyOfRange(seq, prompt.length, len);
     }
 
-    /** Extends seq[0 .. len) in place, {@code made} of {@code maxNew} tokens already generated; returns the new length. */
+    /**
+     * Extends seq[0 .. len) in place, {@code made} of {@code maxNew} tokens already generated, with adapter {@code adapter}
+     * alone (null: the model's active adapters); returns the new length.
+     */
     private static int continueUncached(TransformerLM model, int[] seq, int len, int made, int maxNew, int eosId,
-                                        double temperature, int topK, java.util.Random rng) {
+                                        double temperature, int topK, java.util.Random rng, String adapter) {
         int ctx = model.config().maxPositions();
         while (made < maxNew) {
             int from = Math.max(0, len - ctx);
             int[] window = Arrays.copyOfRange(seq, from, len);
             int[] noTargets = new int[window.length];
             Arrays.fill(noTargets, TokenBatch.IGNORE);
-            INDArray logits = model.logits(TokenBatch.of(new int[][]{window}, new int[][]{noTargets}));
+            TokenBatch one = TokenBatch.of(new int[][]{window}, new int[][]{noTargets});
+            INDArray logits = adapter == null ? model.logits(one) : model.logits(one, new String[]{adapter});
             int next = pick(logits.getRow(window.length - 1).toDoubleVector(), temperature, topK, rng);
             Tensors.release(logits);
             if (next == eosId) break;

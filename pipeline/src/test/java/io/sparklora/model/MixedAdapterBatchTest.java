@@ -93,6 +93,22 @@ class MixedAdapterBatchTest {
     }
 
     @Test
+    void sampledTextPerRowIsWhatEachRowGetsAloneEvenPastTheContext() {
+        TransformerLM m = model();
+        String[] route = {"vera", "dora", BASE, "loha"};
+        int[][] prompts = {tokens(1, 4, 7)[0], tokens(1, 20, 8)[0], tokens(1, 2, 9)[0], tokens(1, 9, 10)[0]};
+        long[] seeds = {1, 2, 3, 4};
+        // 20 + 20 tokens pass the 16-position context: rows slide their windows without the cache once it fills
+        int[][] mixed = io.sparklora.train.Generator.sampleBatch(m, prompts, route, 20, -1, 0.8, 5, seeds);
+        for (int b = 0; b < route.length; b++) {
+            only(m, route[b]);
+            int[] alone = io.sparklora.train.Generator.sample(m, prompts[b], 20, -1, 0.8, 5, seeds[b]);
+            assertArrayEquals(alone, mixed[b], "row " + b + " (" + route[b] + ")");
+        }
+        assertEquals(16, CFG.maxPositions(), "the test relies on the context being 16");
+    }
+
+    @Test
     void whatCannotBeMixedIsRefusedByName() {
         TransformerLM m = model();
         int[][] ids = tokens(2, 4, 5);
