@@ -1,0 +1,178 @@
+package io.sparklora.api;
+
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.checkpoint.BaseModelRef;
+import io.sparklora.model.CrossEntropyLoss;
+import io.sparklora.model.Tensors;
+import io.sparklora.model.TokenBatch;
+import io.sparklora.model.TransformerLM;
+import io.sparklora.spark.BaseModelCache;
+import io.sparklora.spark.TokenizerCache;
+import io.sparklora.storage.HadoopFiles;
+import io.sparklora.tokenize.TextTokenizer;
+import io.sparklora.train.Generator;
+import org.apache.hadoop.conf.Configuration;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Several adapters on one base model in this JVM, served together: a batch whose rows name different adapters runs as
+ * one batch, the base matmuls once for all rows, each row getting only its adapter's contribution, unmerged (any
+ * method of the family, DoRA included). {@link #BASE} names the base model alone.
+ *
+ * <pre>{@code
+ * AdapterSet set = AdapterSet.on(conf, "hdfs:///models/gpt2")
+ *         .add("spam", "hdfs:///runs/spam/adapter")
+ *         .add("support", "hdfs:///runs/support/adapter");
+ * List<String> out = set.generate(List.of("Subject: invoice", "Dear team,", "Subject: hello"),
+ *                                 List.of("spam", "support", AdapterSet.BASE), 30);
+ * }</pre>
+ *
+ * Each row's text is what that adapter alone would generate. Adapters must have been trained on this base (their
+ * {@code base_model_name_or_path} is checked) and must not train token rows or biases, which live in the base model
+ * and would reach every row. Not thread-safe.
+ */
+public final class AdapterSet {
+    /** The row name for the base model without any adapter. */
+    public static final String BASE = TransformerLM.BASE_ONLY;
+
+    private final Configuration conf;
+    private final String baseUri;
+    private final TransformerLM model;
+    private final BaseModelRef baseRef;
+    private final Map<String, AttachedAdapter> adapters = new LinkedHashMap<>();
+    private TextTokenizer tokenizer;
+
+    private AdapterSet(Configuration conf, String baseUri, BaseModelRef ref, TransformerLM model) {
+        this.conf = conf;
+        this.baseUri = baseUri;
+        this.baseRef = ref;
+        this.model = model;
+    }
+
+    /** The base model at {@code baseUri} (a Hugging Face model directory), read through the executor-wide base cache. */
+    public static AdapterSet on(Configuration conf, String baseUri) {
+        try {
+            BaseModelRef ref = BaseModelRef.of(conf, baseUri);
+            return new AdapterSet(conf, baseUri, ref, BaseModelCache.model(ref, conf));
+        } catch (IOException e) {
+            throw new UncheckedIOException("base model " + baseUri + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Attaches the PEFT adapter at {@code adapterUri} under {@code name}; returns this set. */
+    public AdapterSet add(String name, String adapterUri) {
+        if (name == null || name.isBlank() || name.equals(BASE)) throw new IllegalArgumentException("adapter name '" + name + "' is reserved or empty");
+        if (adapters.containsKey(name)) throw new IllegalArgumentException("an adapter named '" + name + "' is already in the set");
+        String trainedOn = AdapterDirectory.baseModel(conf, adapterUri);
+        String other = contentHashOf(trainedOn);
+        if (other != null && !other.equals(baseRef.contentHash())) {
+            throw new IllegalArgumentException(adapterUri + " was trained on " + trainedOn + ", whose weights differ from this set's base " + baseUri);
+        }
+        // checked before loading: loading would write its biases or token rows into the shared base model
+        io.sparklora.adapters.AdapterConfig c = AdapterDirectory.info(conf, adapterUri).config();
+        boolean tokens = c.trainableTokenIndices().length > 0;
+        if (!c.bias().equals("none") || tokens) {
+            throw new IllegalArgumentException(adapterUri + ": trains " + (tokens ? "token rows" : "biases (bias: " + c.bias() + ")")
+                    + ", which belong to the base model and would change every row of a mixed batch; it cannot join an adapter set");
+        }
+        AttachedAdapter a = AdapterDirectory.withLocalCopy(conf, adapterUri,
+                local -> io.sparklora.adapters.PeftAdapterFormat.load(model, local, name));
+        adapters.put(name, a);
+        return this;
+    }
+
+    /** The names of the adapters in the set, in the order they were added. */
+    public List<String> names() { return List.copyOf(adapters.keySet()); }
+
+    /** Greedy continuations (at most {@code maxTokens} new tokens each, stopping at end-of-text), row i with adapter {@code names.get(i)}. */
+    public List<String> generate(List<String> prompts, List<String> names, int maxTokens) {
+        check(prompts, names);
+        TextTokenizer tok = tokenizer();
+        int[][] ids = new int[prompts.size()][];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = tok.encode(prompts.get(i));
+            if (ids[i].length == 0) throw new IllegalArgumentException("prompt " + i + " is empty after tokenization");
+        }
+        int[][] out = Generator.sampleBatch(model, ids, names.toArray(new String[0]), maxTokens, tok.eosTokenId(), 0, 1, new long[ids.length]);
+        List<String> texts = new ArrayList<>();
+        for (int[] o : out) texts.add(tok.decode(o));
+        return texts;
+    }
+
+    /**
+     * Each text's mean token loss (nats per predicted token) under its row's adapter: a scoring pass over rows of
+     * different adapters in one batch. Texts are right-padded to the longest; padding is not scored.
+     */
+    public double[] meanLoss(List<String> texts, List<String> names) {
+        check(texts, names);
+        TextTokenizer tok = tokenizer();
+        int[][] ids = new int[texts.size()][];
+        int longest = 0;
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = tok.encode(texts.get(i));
+            if (ids[i].length < 2) throw new IllegalArgumentException("text " + i + " has fewer than 2 tokens: nothing to score");
+            longest = Math.max(longest, ids[i].length);
+        }
+        int t = longest - 1;
+        int[][] in = new int[ids.length][t], tg = new int[ids.length][t];
+        for (int i = 0; i < ids.length; i++) {
+            Arrays.fill(tg[i], TokenBatch.IGNORE);
+            for (int j = 0; j < t; j++) {
+                in[i][j] = j < ids[i].length - 1 ? ids[i][j] : ids[i][ids[i].length - 1];
+                if (j < ids[i].length - 1) tg[i][j] = ids[i][j + 1];
+            }
+        }
+        TokenBatch batch = TokenBatch.of(in, tg);
+        INDArray logits = model.logits(batch, names.toArray(new String[0]));
+        double[] out = new double[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            INDArray rows = logits.get(org.nd4j.linalg.indexing.NDArrayIndex.interval((long) i * t, (long) (i + 1) * t), org.nd4j.linalg.indexing.NDArrayIndex.all());
+            CrossEntropyLoss.Result r = CrossEntropyLoss.compute(rows, batch.targets().getRow(i), false);
+            out[i] = r.meanLoss();
+        }
+        Tensors.release(logits);
+        return out;
+    }
+
+    private void check(List<String> rows, List<String> names) {
+        if (rows.size() != names.size()) throw new IllegalArgumentException(rows.size() + " rows but " + names.size() + " adapter names");
+        for (int i = 0; i < names.size(); i++) {
+            String n = names.get(i);
+            if (!BASE.equals(n) && !adapters.containsKey(n)) {
+                throw new IllegalArgumentException("row " + i + " names adapter '" + n + "', which is not in the set " + adapters.keySet() + " (" + BASE + ": none)");
+            }
+        }
+    }
+
+    private TextTokenizer tokenizer() {
+        if (tokenizer == null) {
+            try {
+                tokenizer = TokenizerCache.load(conf, HadoopFiles.resolve(baseUri, "tokenizer.json"));
+            } catch (IOException e) {
+                throw new UncheckedIOException(baseUri + ": tokenizer.json: " + e.getMessage(), e);
+            }
+        }
+        return tokenizer;
+    }
+
+    /**
+     * The content hash of the base an adapter names, when that is a model directory this JVM can read; null when it is
+     * not (a hub id such as {@code gpt2}): then only the tensor shapes, checked on load, tie the adapter to this base.
+     */
+    private String contentHashOf(String uri) {
+        try {
+            if (!HadoopFiles.exists(conf, HadoopFiles.resolve(uri, "config.json"))) return null;
+            return BaseModelRef.of(conf, uri).contentHash();
+        } catch (IOException | IllegalArgumentException e) {
+            return null;
+        }
+    }
+}
