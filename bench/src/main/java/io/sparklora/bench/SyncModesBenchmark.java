@@ -149,7 +149,10 @@ public final class SyncModesBenchmark {
                     curve.addObject().put("local_steps", localSteps).put("bytes_moved", moved[0]).put("validation_loss", loss);
                 }
             };
-            DistributedTrainer.run(driver, spec, new Configuration(), counting, partitions, MetricsLog.inMemory(), "train", QUIET, listener);
+            MetricsLog metrics = MetricsLog.inMemory();
+            DistributedTrainer.run(driver, spec, new Configuration(), counting, partitions, metrics, "train", QUIET, listener);
+            // svd rows: what the rank-r cut lost each round, as the driver logged it
+            double[] cut = metrics.lines().stream().filter(l -> l.has("truncation_gap")).mapToDouble(l -> l.get("truncation_gap").asDouble()).toArray();
             var last = curve.get(curve.size() - 1);
             line.put("validation_loss", last.get("validation_loss").asDouble()).put("bytes_moved", moved[0])
                     .put("seconds", (System.nanoTime() - t0) / 1e9);
@@ -157,6 +160,10 @@ public final class SyncModesBenchmark {
                 line.put("averaging_gap_mean", gaps.stream().mapToDouble(Double::doubleValue).average().orElse(0))
                         .put("averaging_gap_last", gaps.get(gaps.size() - 1));
                 gaps.forEach(line.putArray("averaging_gaps")::add);
+            }
+            if (cut.length > 0) {
+                line.put("truncation_gap_mean", java.util.Arrays.stream(cut).average().orElse(0)).put("truncation_gap_last", cut[cut.length - 1]);
+                java.util.Arrays.stream(cut).forEach(line.putArray("truncation_gaps")::add);
             }
             System.out.printf(Locale.ROOT, "%-32s %4d rounds  validation loss %.4f  moved %,d bytes%s  (%.0f s)%n", row.label(), rounds,
                     last.get("validation_loss").asDouble(), moved[0],
