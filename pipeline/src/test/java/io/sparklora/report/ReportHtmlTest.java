@@ -200,6 +200,19 @@ class ReportHtmlTest {
     }
 
     @Test
+    void theSynchronisedRowNamesANonDefaultAggregateAndOuterOptimizer() throws Exception {
+        String plain = ReportHtml.render(json(FULL_REPORT), lines(FULL_METRICS));
+        assertTrue(plain.contains("<th scope=\"row\">synchronised</th><td>gradients</td>"), "the default row is unchanged");
+        ObjectNode report = (ObjectNode) json(FULL_REPORT);
+        ((ObjectNode) report.get("train")).put("sync", "parameters").put("aggregate", "svd").put("outer_optimizer", "none");
+        String svd = ReportHtml.render(report, lines(FULL_METRICS));
+        assertTrue(svd.contains("<th scope=\"row\">synchronised</th><td>parameters, aggregate svd</td>"), svd);
+        ((ObjectNode) report.get("train")).put("aggregate", "mean").put("outer_optimizer", "sgd(lr=0.7,momentum=0.9,nesterov)");
+        String diloco = ReportHtml.render(report, lines(FULL_METRICS));
+        assertTrue(diloco.contains("<td>parameters, outer sgd(lr=0.7,momentum=0.9,nesterov)</td>"), diloco);
+    }
+
+    @Test
     void onlyTokenizeRendersWithoutCharts() throws Exception {
         JsonNode report = json("""
                 {"name": "tok", "tokenize": {"status": "done", "seconds": 8.1, "train_rows": 500, "tokens": 70000,
