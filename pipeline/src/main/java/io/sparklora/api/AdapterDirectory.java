@@ -65,7 +65,8 @@ public final class AdapterDirectory {
         return withLocalCopy(conf, uri, local -> PeftAdapterFormat.load(model, local, io.sparklora.train.TrainSpec.ADAPTER_NAME));
     }
 
-    private static String baseModel(Path local) throws IOException {
+    /** The base model an adapter in a local directory names ({@code base_model_name_or_path}). */
+    static String baseModel(Path local) throws IOException {
         JsonNode c = JSON.readTree(Files.readString(local.resolve(PeftAdapterFormat.CONFIG_FILE)));
         String base = c.path("base_model_name_or_path").asText("");
         if (base.isEmpty()) throw new IllegalArgumentException(local + ": adapter_config.json names no base_model_name_or_path");

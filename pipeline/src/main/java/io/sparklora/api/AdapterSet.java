@@ -71,20 +71,23 @@ public final class AdapterSet {
     public AdapterSet add(String name, String adapterUri) {
         if (name == null || name.isBlank() || name.equals(BASE)) throw new IllegalArgumentException("adapter name '" + name + "' is reserved or empty");
         if (adapters.containsKey(name)) throw new IllegalArgumentException("an adapter named '" + name + "' is already in the set");
-        String trainedOn = AdapterDirectory.baseModel(conf, adapterUri);
-        String other = contentHashOf(trainedOn);
-        if (other != null && !other.equals(baseRef.contentHash())) {
-            throw new IllegalArgumentException(adapterUri + " was trained on " + trainedOn + ", whose weights differ from this set's base " + baseUri);
-        }
-        // checked before loading: loading would write its biases or token rows into the shared base model
-        io.sparklora.adapters.AdapterConfig c = AdapterDirectory.info(conf, adapterUri).config();
-        boolean tokens = c.trainableTokenIndices().length > 0;
-        if (!c.bias().equals("none") || tokens) {
-            throw new IllegalArgumentException(adapterUri + ": trains " + (tokens ? "token rows" : "biases (bias: " + c.bias() + ")")
-                    + ", which belong to the base model and would change every row of a mixed batch; it cannot join an adapter set");
-        }
-        AttachedAdapter a = AdapterDirectory.withLocalCopy(conf, adapterUri,
-                local -> io.sparklora.adapters.PeftAdapterFormat.load(model, local, name));
+        // one local copy of the adapter serves the checks and the load
+        AttachedAdapter a = AdapterDirectory.withLocalCopy(conf, adapterUri, local -> {
+            String trainedOn = AdapterDirectory.baseModel(local);
+            String other = contentHashOf(trainedOn);
+            if (other != null && !other.equals(baseRef.contentHash())) {
+                throw new IllegalArgumentException(adapterUri + " was trained on " + trainedOn + ", whose weights differ from this set's base " + baseUri);
+            }
+            // checked before loading: loading would write its biases or token rows into the shared base model
+            io.sparklora.adapters.AdapterConfig c = io.sparklora.adapters.PeftAdapterFormat.readConfig(
+                    local.resolve(io.sparklora.adapters.PeftAdapterFormat.CONFIG_FILE));
+            boolean tokens = c.trainableTokenIndices().length > 0;
+            if (!c.bias().equals("none") || tokens) {
+                throw new IllegalArgumentException(adapterUri + ": trains " + (tokens ? "token rows" : "biases (bias: " + c.bias() + ")")
+                        + ", which belong to the base model and would change every row of a mixed batch; it cannot join an adapter set");
+            }
+            return io.sparklora.adapters.PeftAdapterFormat.load(model, local, name);
+        });
         adapters.put(name, a);
         return this;
     }
