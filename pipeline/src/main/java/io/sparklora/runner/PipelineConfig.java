@@ -443,16 +443,10 @@ public final class PipelineConfig {
             if (dp.exampleLevel() && !train.sync.equals("gradients")) throw new IllegalArgumentException(where + ": train.dp.mode example needs train.sync: gradients");
             if (dp.clientLevel() && !train.sync.equals("parameters")) throw new IllegalArgumentException(where + ": train.dp.mode client needs train.sync: parameters");
         }
-        io.sparklora.train.OuterOptimizer.Spec outer;
         try {
-            outer = train.outer.spec();
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(where + ": " + e.getMessage());
-        }
-        if (outer.on() && !train.sync.equals("parameters")) {
-            throw new IllegalArgumentException(where + ": train.outer.optimizer " + outer.optimizer() + " steps on the averaged change of K local steps; it needs train.sync: parameters");
-        }
-        try {
+            // the same checks TrainSpec makes, here with the config's name
+            io.sparklora.train.OuterOptimizer.Spec outer = train.outer.spec();
+            io.sparklora.train.TrainSpec.checkOuter(outer, train.sync);
             io.sparklora.train.TrainSpec.checkAggregate(train.aggregate, train.sync, adapterConfig(where), train.averageOptimizerState && !dp.on(), outer, dp);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());

@@ -66,9 +66,7 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
             throw new IllegalArgumentException("train.dp: trainable token rows are not clipped per example; leave " + AdapterConfig.TRAINABLE_TOKENS + " empty");
         }
         if (outer == null) outer = OuterOptimizer.Spec.NONE;
-        if (outer.on() && !sync.equals("parameters")) {
-            throw new IllegalArgumentException("train.outer: the outer optimizer steps on the averaged change of K local steps, so it needs train.sync: parameters");
-        }
+        checkOuter(outer, sync);
         if (aggregate == null) aggregate = "mean";
         checkAggregate(aggregate, sync, adapter, averageOptimizerState, outer, dp);
         if (dp.on() && averageOptimizerState) {
@@ -108,6 +106,13 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
     public TrainSpec withAggregate(String a) {
         return new TrainSpec(base, adapter, shareGroups, rounds, localSteps, sync, averageOptimizerState, options, sampleFraction,
                 checkpointEvery, outputUri, dp, outer, a);
+    }
+
+    /** Checks {@code train.outer} against {@code train.sync}; throws {@link IllegalArgumentException} naming the conflict. */
+    public static void checkOuter(OuterOptimizer.Spec outer, String sync) {
+        if (outer.on() && !sync.equals("parameters")) {
+            throw new IllegalArgumentException("train.outer: the outer optimizer steps on the averaged change of K local steps, so it needs train.sync: parameters");
+        }
     }
 
     /** Checks {@code train.aggregate} against the other settings; throws {@link IllegalArgumentException} naming what conflicts. */
