@@ -564,8 +564,12 @@ public final class TransformerLM {
 
     /** Appends one token per row ({@code next} [B]) to {@code cache} and returns each row's next-token logits [B, V]. */
     public INDArray decodeStep(KvCache cache, int[] next) {
+        return decodeStep(cache, next, ForwardContext.inference());
+    }
+
+    private INDArray decodeStep(KvCache cache, int[] next, ForwardContext ctx) {
         if (next.length != cache.batch()) throw new IllegalArgumentException("decode step: " + next.length + " tokens for a cache of " + cache.batch() + " rows");
-        return forwardCached(cache, next.clone(), 1, ForwardContext.inference());
+        return forwardCached(cache, next.clone(), 1, ctx);
     }
 
     /** ids [B·t] (row-major, t tokens per row) → the logits of each row's last token [B, V]; fills t cache slots. */
@@ -915,8 +919,7 @@ public final class TransformerLM {
     /** {@link #decodeStep} of a mixed-adapter batch: row b runs with adapter {@code sequenceAdapters[b]} alone. */
     public INDArray decodeStep(KvCache cache, int[] next, String[] sequenceAdapters) {
         checkSequenceAdapters(sequenceAdapters, next.length);
-        if (next.length != cache.batch()) throw new IllegalArgumentException("decode step: " + next.length + " tokens for a cache of " + cache.batch() + " rows");
-        return forwardCached(cache, next.clone(), 1, ForwardContext.inference(sequenceAdapters));
+        return decodeStep(cache, next, ForwardContext.inference(sequenceAdapters));
     }
 
     /**

@@ -70,7 +70,7 @@ public final class OuterOptimizer {
         AdapterTensors delta = pseudoGradient(start, averaged);
         float mu = (float) spec.momentum();
         if (velocity == null) {
-            velocity = new AdapterTensors().addScaled(delta, 1.0);
+            velocity = delta;       // Δ is this round's own copy; later rounds update v in place, each with a new Δ
         } else {
             for (Map.Entry<String, float[]> e : delta.data().entrySet()) {
                 float[] v = velocity.data().get(e.getKey()), d = e.getValue();
