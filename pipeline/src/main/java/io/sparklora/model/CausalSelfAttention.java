@@ -1,6 +1,7 @@
 package io.sparklora.model;
 
 import io.sparklora.adapters.Adapter;
+import io.sparklora.model.kernels.Kernels;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -8,8 +9,6 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * Multi-head causal self-attention, with the projection layouts we load:
@@ -33,7 +32,6 @@ public final class CausalSelfAttention {
     private final int kvHeads;
     private final int headDim;
     private boolean recomputeProbs = true;   // backward recomputes softmax(q·kᵀ + mask) instead of keeping it
-    private static final Map<String, INDArray> MASKS = new ConcurrentHashMap<>();
 
     /**
      * What forward saved: q is already scaled by 1/√D; heads holds the fused [3, B, H, T, D] copy (GPT-2) or null;
@@ -168,10 +166,10 @@ public final class CausalSelfAttention {
     public boolean recomputeProbs() { return recomputeProbs; }
 
     /** softmax(q·kᵀ + causal mask) over the last axis: q [B, H, T, D] (scaled), k [B, H, T, D]; [B, H, T, T]. */
-    private static INDArray attentionProbs(INDArray qh, INDArray kFull, int seq) {
-        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false).addi(causalMask(seq, qh.dataType()));
-        INDArray probs = Nd4j.nn().softmax(scores, -1);
-        Tensors.release(scores);
+    private static INDArray attentionProbs(INDArray qh, INDArray kFull) {
+        INDArray scores = Nd4j.matmul(qh, kFull, false, true, false);
+        INDArray probs = Kernels.active().causalSoftmax(scores);
+        if (probs != scores) Tensors.release(scores);
         return probs;
     }
 
@@ -188,7 +186,7 @@ public final class CausalSelfAttention {
         if (kFull != kh) Tensors.release(kh);
         if (vFull != vh) Tensors.release(vh);
         // the 1/√D scale sits in q, so scores need no extra pass
-        INDArray probs = attentionProbs(qh, kFull, seq);
+        INDArray probs = attentionProbs(qh, kFull);
         INDArray y = Nd4j.matmul(probs, vFull);                              // [B,H,T,D]
         if (recomputeProbs) {
             Tensors.release(probs);
@@ -260,16 +258,11 @@ public final class CausalSelfAttention {
         INDArray dyFlat = o.backward(c.out(), dy);
         INDArray dY = toHeads(dyFlat, b, t, heads);                         // [B,H,T,D]
         Tensors.release(dyFlat);
-        INDArray probs = c.probs() != null ? c.probs() : attentionProbs(c.q(), c.kFull(), t);
+        INDArray probs = c.probs() != null ? c.probs() : attentionProbs(c.q(), c.kFull());
         INDArray dS = Nd4j.matmul(dY, c.vFull(), false, true, false);       // dP [B,H,T,T]
         INDArray dV = Nd4j.matmul(probs, dY, true, false, false);           // [B,H,T,D]
         Tensors.release(dY);
-        // softmax backward in place: dS = P ⊙ (dP − Σ_j dP⊙P)
-        INDArray pdp = dS.mul(probs);
-        INDArray rowDot = pdp.sum(true, 3);
-        Tensors.release(pdp);
-        dS.subi(rowDot).muli(probs);
-        Tensors.release(rowDot);
+        Kernels.active().causalSoftmaxBackwardInPlace(dS, probs);           // dS = P ⊙ (dP − Σ_j dP⊙P)
         if (c.probs() == null) Tensors.release(probs);
         INDArray dQ = Nd4j.matmul(dS, c.kFull()).muli(scale);             // scores = (q/√D)·kᵀ
         INDArray dK = Nd4j.matmul(dS, c.q(), true, false, false);           // q here is already scaled
@@ -345,16 +338,5 @@ public final class CausalSelfAttention {
         int g = heads / kvHeads;
         long b = dx.size(0), t = dx.size(2);
         return dx.reshape('c', b, kvHeads, g, t, headDim).sum(2);
-    }
-
-    /** Additive causal mask [T, T]: 0 on and below the diagonal, a large negative number above. */
-    static INDArray causalMask(int seq, DataType dtype) {
-        return MASKS.computeIfAbsent(seq + ":" + dtype, key -> {
-            float[] m = new float[seq * seq];
-            for (int i = 0; i < seq; i++) {
-                for (int j = i + 1; j < seq; j++) m[i * seq + j] = -1e9f;
-            }
-            return Nd4j.createFromArray(m).reshape(seq, seq).castTo(dtype);
-        });
     }
 }

@@ -1,5 +1,6 @@
 package io.sparklora.model;
 
+import io.sparklora.model.kernels.Kernels;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -94,7 +95,7 @@ public final class KvCache {
         INDArray m = padMask.get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.interval(0, keysNow)).dup('c');
         if (t == 1) return m;
         INDArray full = m.repeat(2, t);                                     // [B, 1, t, keys]
-        INDArray causal = CausalSelfAttention.causalMask(t, dtype);          // [t, t]
+        INDArray causal = Kernels.causalMask(t, dtype);          // [t, t]
         full.get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.interval(length, keysNow)).addi(causal);
         Tensors.release(m);
         return full;

@@ -1,7 +1,7 @@
 package io.sparklora.model;
 
+import io.sparklora.model.kernels.Kernels;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 import java.util.List;
 
@@ -9,6 +9,7 @@ import java.util.List;
  * LayerNorm over the last dimension: y = (x − μ)/σ · γ + β, σ = sqrt(var + eps), var biased.
  *
  * <p>Backward (x̂ = (x − μ)/σ, g = dy·γ): dx = (g − mean(g) − x̂·mean(g·x̂)) / σ; dγ = Σ dy·x̂; dβ = Σ dy.
+ * Both directions are one fused pass each ({@link Kernels#normForward}, {@link Kernels#normBackward}).
  */
 public final class LayerNorm implements Norm {
     private final Parameter gamma;
@@ -23,28 +24,18 @@ public final class LayerNorm implements Norm {
 
     @Override
     public Cache forward(INDArray x) {
-        INDArray mean = x.mean(true, 1);                       // [N,1]
-        INDArray xc = x.subColumnVector(mean);                 // [N,C]
-        INDArray sq = xc.mul(xc);
-        INDArray var = sq.mean(true, 1);                       // [N,1]
-        INDArray rstd = Transforms.pow(var.addi(eps), -0.5, false);
-        INDArray xhat = xc.muliColumnVector(rstd);
-        INDArray y = xhat.mulRowVector(gamma.value()).addiRowVector(beta.value());
-        Tensors.release(mean, sq);
-        return new Cache(y, xhat, rstd);
+        Kernels.NormResult r = Kernels.active().normForward(x, gamma.value(), beta.value(), eps, true);
+        return new Cache(r.out(), r.xhat(), r.rstd());
     }
 
     @Override
     public INDArray backward(Cache c, INDArray dy) {
-        INDArray tmp = dy.mul(c.xhat());
-        if (gamma.trainable()) gamma.accumulate(tmp.sum(0));
-        if (beta.trainable()) beta.accumulate(dy.sum(0));
-        INDArray g = dy.mulRowVector(gamma.value());           // [N,C]
-        INDArray meanG = g.mean(true, 1);
-        INDArray meanGx = tmp.assign(g).muli(c.xhat()).mean(true, 1);
-        INDArray dx = g.subiColumnVector(meanG).subi(tmp.assign(c.xhat()).muliColumnVector(meanGx)).muliColumnVector(c.rstd());
-        Tensors.release(tmp, meanG, meanGx);
-        return dx;
+        Kernels.NormGrads g = Kernels.active().normBackward(dy, c.xhat(), c.rstd(), gamma.value(), true,
+                gamma.trainable(), beta.trainable());
+        if (g.dGamma() != null) gamma.accumulate(g.dGamma());
+        if (g.dBeta() != null) beta.accumulate(g.dBeta());
+        Tensors.release(g.dGamma(), g.dBeta());
+        return g.dx();
     }
 
     @Override

@@ -1,7 +1,7 @@
 package io.sparklora.model;
 
+import io.sparklora.model.kernels.Kernels;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 import java.util.List;
 
@@ -21,23 +21,17 @@ public final class RmsNorm implements Norm {
 
     @Override
     public Cache forward(INDArray x) {
-        INDArray sq = x.mul(x);
-        INDArray ms = sq.mean(true, 1);                         // [N,1]
-        INDArray rstd = Transforms.pow(ms.addi(eps), -0.5, false);
-        INDArray xhat = x.mulColumnVector(rstd);
-        Tensors.release(sq);
-        return new Cache(xhat.mulRowVector(gamma.value()), xhat, rstd);
+        Kernels.NormResult r = Kernels.active().normForward(x, gamma.value(), null, eps, false);
+        return new Cache(r.out(), r.xhat(), r.rstd());
     }
 
     @Override
     public INDArray backward(Cache c, INDArray dy) {
-        INDArray tmp = dy.mul(c.xhat());
-        if (gamma.trainable()) gamma.accumulate(tmp.sum(0));
-        INDArray g = dy.mulRowVector(gamma.value());
-        INDArray meanGx = tmp.assign(g).muli(c.xhat()).mean(true, 1);
-        INDArray dx = g.subi(tmp.assign(c.xhat()).muliColumnVector(meanGx)).muliColumnVector(c.rstd());
-        Tensors.release(tmp, meanGx);
-        return dx;
+        Kernels.NormGrads g = Kernels.active().normBackward(dy, c.xhat(), c.rstd(), gamma.value(), false,
+                gamma.trainable(), false);
+        if (g.dGamma() != null) gamma.accumulate(g.dGamma());
+        Tensors.release(g.dGamma());
+        return g.dx();
     }
 
     @Override
