@@ -6,7 +6,7 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * The model's elementwise and row-wise passes, each one fused pass over its tensor: GELU and its derivative, LayerNorm
- * and RMSNorm with their backward, and the causal softmax with its backward.
+ * and RMSNorm with their backward, the causal softmax with its backward, and the token cross-entropy with its gradient.
  *
  * <p>Two implementations compute the same functions. {@link NdKernels} is a chain of ND4J ops (one op per arithmetic
  * step, each a pass over the tensor) and runs on every backend, CUDA included. {@link VectorKernels} is written with
@@ -57,6 +57,16 @@ public interface Kernels {
      * diagonal P is 0, so dP becomes 0 there.
      */
     INDArray causalSoftmaxBackwardInPlace(INDArray dP, INDArray probs);
+
+    /**
+     * Token cross-entropy over logits [N, V] against targets [N] (negative = ignored), in place. Returns Σ_i
+     * (logsumexp(z_i) − z_i[t_i]) over the counted rows, and their count. With {@code withGradient}, the logits become
+     * dL/dz of the mean loss: (softmax(z_i) − onehot(t_i)) / denominator on counted rows, 0 on ignored rows, where the
+     * denominator is {@code gradDenominator}, or the count when that is negative; otherwise they become scratch.
+     */
+    LossSum crossEntropyInPlace(INDArray logits, INDArray targets, boolean withGradient, double gradDenominator);
+
+    record LossSum(double sum, long count) {}
 
     /** Additive causal mask [T, T]: 0 on and below the diagonal, a large negative number above; cached per size. */
     static INDArray causalMask(int seq, DataType dtype) { return NdKernels.causalMask(seq, dtype); }

@@ -3,7 +3,9 @@ package io.sparklora.model.kernels;
 import io.sparklora.model.Tensors;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.scatter.ScatterUpdate;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.factory.ops.NDBase;
 import org.nd4j.linalg.ops.transforms.Transforms;
 
 import java.util.Map;
@@ -17,6 +19,7 @@ final class NdKernels implements Kernels {
     static final NdKernels INSTANCE = new NdKernels();
     private static final double K = Math.sqrt(2.0 / Math.PI);
     private static final double A = 0.044715;
+    private static final NDBase OPS = new NDBase();
     private static final Map<String, INDArray> MASKS = new ConcurrentHashMap<>();
 
     private NdKernels() {}
@@ -98,6 +101,36 @@ final class NdKernels implements Kernels {
         dP.subi(rowDot).muli(probs);
         Tensors.release(rowDot);
         return dP;
+    }
+
+    @Override
+    public LossSum crossEntropyInPlace(INDArray logits, INDArray targets, boolean withGradient, double gradDenominator) {
+        long n = logits.size(0);
+        long vocab = logits.size(1);
+        DataType dt = logits.dataType();
+        INDArray flatTargets = targets.reshape(n).castTo(DataType.INT);
+        INDArray counted = flatTargets.gte(0);
+        INDArray mask = counted.castTo(dt).reshape(n, 1);                                    // [N,1]
+        // ignored positions point at class 0; the mask removes them
+        INDArray safeTargets = flatTargets.mul(counted.castTo(DataType.INT));
+        INDArray linear = Nd4j.arange(n).castTo(DataType.LONG).muli(vocab).addi(safeTargets.castTo(DataType.LONG));   // i·V + t_i
+        INDArray flat = logits.reshape('c', n * vocab, 1);
+        INDArray max = logits.max(true, 1);                                                   // [N,1]
+        INDArray targetLogit = OPS.gather(flat, linear, 0).subi(max);                         // z_t − max, [N,1]
+        logits.subiColumnVector(max);
+        Transforms.exp(logits, false);
+        INDArray sumExp = logits.sum(true, 1);                                                // [N,1]
+        INDArray perToken = Transforms.log(sumExp, true).subi(targetLogit).muli(mask);       // [N,1]
+        double sum = perToken.sumNumber().doubleValue();
+        long count = mask.sumNumber().longValue();
+        if (withGradient) {
+            logits.diviColumnVector(sumExp);                                                  // softmax
+            Nd4j.scatterUpdate(ScatterUpdate.UpdateOp.SUBTRACT, flat, linear.castTo(DataType.INT), mask, 1);
+            double denominator = gradDenominator < 0 ? count : gradDenominator;
+            logits.muliColumnVector(mask.muli(denominator == 0 ? 0.0 : 1.0 / denominator));
+        }
+        Tensors.release(flatTargets, counted, safeTargets, linear, max, targetLogit, sumExp, perToken);
+        return new LossSum(sum, count);
     }
 
     /** Additive causal mask [T, T]: 0 on and below the diagonal, a large negative number above. */

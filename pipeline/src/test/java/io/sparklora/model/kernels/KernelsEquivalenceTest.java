@@ -107,6 +107,26 @@ class KernelsEquivalenceTest {
     }
 
     @Test
+    void crossEntropyAndItsGradientMatch() {
+        for (int v : new int[]{37, 1000}) {
+            INDArray logits = rand(10, 3.0, 6, v);
+            INDArray targets = Nd4j.createFromArray(3, -100, 0, v - 1, 17 % v, -100);
+            for (double denominator : new double[]{-1, 10}) {
+                INDArray a = logits.dup(), b = logits.dup();
+                Kernels.LossSum la = ND.crossEntropyInPlace(a, targets, true, denominator);
+                Kernels.LossSum lb = vec.crossEntropyInPlace(b, targets, true, denominator);
+                assertEquals(4, la.count());
+                assertEquals(la.count(), lb.count());
+                assertEquals(la.sum(), lb.sum(), 1e-5 * Math.abs(la.sum()), "loss V=" + v);
+                assertClose(a, b, "dL/dz V=" + v + " denominator " + denominator);
+                assertEquals(0.0, b.getRow(1).norm1Number().doubleValue(), "an ignored row has no gradient");
+            }
+            Kernels.LossSum noGrad = vec.crossEntropyInPlace(logits.dup(), targets, false, -1);
+            assertEquals(ND.crossEntropyInPlace(logits.dup(), targets, false, -1).sum(), noGrad.sum(), 1e-5 * Math.abs(noGrad.sum()));
+        }
+    }
+
+    @Test
     void inputsTheVectorKernelsCannotAddressGiveTheNd4jResult() {
         INDArray wide = rand(9, 2.0, 6, 40);
         INDArray view = wide.get(NDArrayIndex.all(), NDArrayIndex.interval(4, 36));      // strided rows
