@@ -29,7 +29,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 fi
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2046
-run_cli() { java $("$root/bin/jvm-flags.sh") -cp "$cuda_jar:$(cat "$cuda_cp_file")" io.sparklora.jobs.SparkLoraCli "$@" >"$tmp/out" 2>"$tmp/err"; }
+run_cli() { java $("$root/bin/jvm-flags.sh" --no-vector) -cp "$cuda_jar:$(cat "$cuda_cp_file")" io.sparklora.jobs.SparkLoraCli "$@" >"$tmp/out" 2>"$tmp/err"; }
 
 set +e
 run_cli train --local --model "$tmp/no-model" --data "$tmp/no-data.jsonl" --adapter lora:r=8 --out "$tmp/out-dir"
@@ -65,7 +65,7 @@ public class TaskStart {
 }
 JAVA
 # shellcheck disable=SC2046
-java $("$root/bin/jvm-flags.sh") -cp "$cuda_jar:$(cat "$cuda_cp_file")" "$tmp/TaskStart.java" >"$tmp/out" 2>"$tmp/err" \
+java $("$root/bin/jvm-flags.sh" --no-vector) -cp "$cuda_jar:$(cat "$cuda_cp_file")" "$tmp/TaskStart.java" >"$tmp/out" 2>"$tmp/err" \
   || fail "the task-start probe failed"
 case "$(cat "$tmp/out")" in
   "$expected_start"*) echo "check-cuda-jar: a task's first engine call throws CudaUnavailableException with the same line" ;;

@@ -68,6 +68,14 @@ final class CliProcess {
     }
 
     /** Lines a Log4j pattern "%d %p %c{1}: %m" prints at INFO (or DEBUG/TRACE), and SLF4J's own complaints. */
+    /**
+     * stderr without the one line the JVM prints at start when {@code --add-modules=jdk.incubator.vector} (conf/jvm.options,
+     * for the engine's Vector API kernels) resolves the incubating module.
+     */
+    static String withoutVectorApiNotice(String stderr) {
+        return stderr.replaceFirst("^WARNING: Using incubator modules: jdk\\.incubator\\.vector\\R", "");
+    }
+
     static List<String> infoOrSlf4jLines(String stderr) {
         return stderr.lines().filter(l -> l.matches("^\\S+ \\S+ (INFO|DEBUG|TRACE) .*") || l.startsWith("SLF4J")).toList();
     }
