@@ -163,6 +163,15 @@ final class VectorKernels implements Kernels {
 
     // ---- GELU ---------------------------------------------------------------------------------------------------
 
+    /** t[j] ← tanh(k(u + a·u³)) for u = x[j], j in [0, n); z is scratch. Both GELU directions start with it. */
+    private static void geluTanh(float[] x, float[] z, float[] t, int n) {
+        for (int j = 0; j < n; j += L) {
+            FloatVector u = FloatVector.fromArray(S, x, j);
+            u.mul(u).fma(A, 1f).mul(u).mul(K).intoArray(z, j);
+        }
+        tanh(z, t, n);
+    }
+
     @Override
     public INDArray gelu(INDArray u) {
         if (u.dataType() != DataType.FLOAT || u.isEmpty()) return NdKernels.INSTANCE.gelu(u);
@@ -173,11 +182,7 @@ final class VectorKernels implements Kernels {
         for (int i = 0; i < n; i += CHUNK) {
             int len = Math.min(CHUNK, n - i), lp = padded(len);
             in.get(i, a, 0, len);
-            for (int j = 0; j < lp; j += L) {
-                FloatVector x = FloatVector.fromArray(S, a, j);
-                x.mul(x).fma(A, 1f).mul(x).mul(K).intoArray(z, j);                      // k(u + a·u³)
-            }
-            tanh(z, t, lp);
+            geluTanh(a, z, t, lp);
             for (int j = 0; j < lp; j += L) {
                 FloatVector x = FloatVector.fromArray(S, a, j);
                 FloatVector.fromArray(S, t, j).add(1f).mul(x).mul(0.5f).intoArray(z, j);
@@ -200,11 +205,7 @@ final class VectorKernels implements Kernels {
             int len = Math.min(CHUNK, n - i), lp = padded(len);
             in.get(i, a, 0, len);
             d.get(i, b, 0, len);
-            for (int j = 0; j < lp; j += L) {
-                FloatVector x = FloatVector.fromArray(S, a, j);
-                x.mul(x).fma(A, 1f).mul(x).mul(K).intoArray(z, j);                      // k(u + a·u³)
-            }
-            tanh(z, t, lp);
+            geluTanh(a, z, t, lp);
             // d/du gelu = ½(1 + t) + ½u(1 − t²)·k(1 + 3a·u²), t = tanh(k(u + a·u³))
             for (int j = 0; j < lp; j += L) {
                 FloatVector x = FloatVector.fromArray(S, a, j), th = FloatVector.fromArray(S, t, j);
