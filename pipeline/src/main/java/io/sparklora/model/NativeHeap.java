@@ -19,8 +19,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * memory: the process's resident set stays at its peak instead of shrinking between steps, and that peak was lower in
  * the measurement, since fewer blocks are left fragmented across mappings.
  *
- * <p>It is called by {@link EngineThreads#set} (the first engine call of every Spark task and driver stage) and by
- * the one-process trainer. It does nothing on ND4J's CUDA backend, when the C library has no {@code mallopt} (not
+ * <p>It is called by {@link EngineThreads#set} (the first engine call of every Spark task and driver stage) and when a
+ * {@link TransformerLM} is built, so training and inference in any JVM (a notebook, the API) get it. It does nothing on ND4J's CUDA backend, when the C library has no {@code mallopt} (not
  * glibc), when any of glibc's {@code MALLOC_*_} variables or {@code GLIBC_TUNABLES} is set (the user's own settings
  * win), or with {@code -Dsparklora.malloc.tune=false}.
  */

@@ -81,6 +81,7 @@ public final class TransformerLM {
     public void setRecomputeAttention(boolean on) { blocks.forEach(b -> b.attention().setRecomputeProbs(on)); }
 
     private TransformerLM(ModelConfig config, Map<String, INDArray> weights, Map<String, Nf4Tensor> quantized) {
+        NativeHeap.tune();      // every model in this JVM trains and infers with the engine's malloc settings
         this.config = config;
         this.parameters = new LinkedHashMap<>();
         this.linears = new LinkedHashMap<>();

@@ -37,7 +37,6 @@ public final class Trainer {
 
     /** A trainer that calls an adapter's hooks ({@link io.sparklora.adapters.AttachedAdapter#hooks()}). */
     public Trainer(TransformerLM model, AdamW optimizer, TrainingHooks hooks, TrainingOptions options) {
-        io.sparklora.model.NativeHeap.tune();        // one-process training: the engine's malloc settings (NativeHeap)
         this.options = options;
         LrSchedule schedule = LrSchedule.parse(options.schedule(), options.warmupSteps(), options.steps(), options.minLrRatio());
         this.trainingStep = new TrainingStep(model, optimizer, hooks, schedule, options.maxGradNorm());
