@@ -192,8 +192,6 @@ public final class TrainStepBenchmark {
         }
         System.gc();
         Nd4j.getMemoryManager().togglePeriodicGc(false);
-        // what every task and the one-process trainer do first (model/NativeHeap; -Dsparklora.malloc.tune=false: off)
-        System.out.println("malloc thresholds set by the engine: " + io.sparklora.model.NativeHeap.tune());
 
         // 2. model, adapter, optimizer
         // a Hugging Face config.json (any supported model_type, random weights), else a GPT-2 shape
@@ -384,7 +382,7 @@ public final class TrainStepBenchmark {
         r.put("processors", Runtime.getRuntime().availableProcessors());
         r.put("omp_num_threads", System.getenv().getOrDefault("OMP_NUM_THREADS", ""));
         r.put("java", System.getProperty("java.version"));
-        r.put("malloc_tuned", io.sparklora.model.NativeHeap.tune());
+        r.put("malloc_tuned", io.sparklora.model.NativeHeap.tune());      // set when the model was built (model/NativeHeap)
         r.put("kernels", io.sparklora.model.kernels.Kernels.active().getClass().getSimpleName());
 
         if (r.has("cpu_user_seconds_per_step")) {

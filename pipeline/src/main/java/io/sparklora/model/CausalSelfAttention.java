@@ -2,7 +2,6 @@ package io.sparklora.model;
 
 import io.sparklora.adapters.Adapter;
 import io.sparklora.model.kernels.Kernels;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;

@@ -25,8 +25,7 @@ public final class EngineThreads {
      * Sets the number of threads engine ops use from now on, in this JVM.
      *
      * <p>This is the first engine call of every Spark task ({@code spark/TaskEngine}) and of the driver's stages, so it
-     * is also where the CUDA build checks for a usable GPU before ND4J starts ({@link CudaCheck}), and where the CPU build
-     * sets glibc's malloc thresholds for the engine's buffer traffic ({@link NativeHeap}).
+     * is also where the CUDA build checks for a usable GPU before ND4J starts ({@link CudaCheck}).
      *
      * @throws IllegalArgumentException if {@code threads < 1}
      * @throws CudaCheck.CudaUnavailableException in the CUDA build, when this machine has no usable CUDA driver or GPU
@@ -34,7 +33,6 @@ public final class EngineThreads {
     public static synchronized void set(int threads) {
         if (threads < 1) throw new IllegalArgumentException("engine threads must be at least 1, got " + threads);
         CudaCheck.require();
-        NativeHeap.tune();
         if (threads == current) return;
         Nd4j.getEnvironment().setMaxMasterThreads(threads);
         Nd4j.getEnvironment().setMaxThreads(threads);

@@ -15,14 +15,14 @@ import org.nd4j.linalg.factory.Nd4j;
  *
  * <p>{@link #tune()} sets {@code M_MMAP_THRESHOLD} to 32 MiB (the largest glibc accepts; this also stops it from
  * adjusting the threshold itself), {@code M_TRIM_THRESHOLD} to 2 GiB, the largest value {@code mallopt} takes (freed
- * memory stays in the process for the next step) and {@code M_TOP_PAD} to 256 MiB (the heap grows in large steps). A step then reuses the previous step's
- * memory: the process's resident set stays at its peak instead of shrinking between steps, and that peak was lower in
- * the measurement, since fewer blocks are left fragmented across mappings.
+ * memory stays in the process for the next step) and {@code M_TOP_PAD} to 256 MiB (the heap grows in large steps).
+ * A step then reuses the previous step's memory: the process's resident set stays at its peak instead of shrinking
+ * between steps, and that peak was lower in the measurement, since fewer blocks are left fragmented across mappings.
  *
- * <p>It is called by {@link EngineThreads#set} (the first engine call of every Spark task and driver stage) and when a
- * {@link TransformerLM} is built, so training and inference in any JVM (a notebook, the API) get it. It does nothing on ND4J's CUDA backend, when the C library has no {@code mallopt} (not
- * glibc), when any of glibc's {@code MALLOC_*_} variables or {@code GLIBC_TUNABLES} is set (the user's own settings
- * win), or with {@code -Dsparklora.malloc.tune=false}.
+ * <p>It is called when a {@link TransformerLM} is built, so every JVM that trains or infers (a Spark executor, the
+ * driver, a notebook, the API) gets it before its first step. It does nothing on ND4J's CUDA backend, when the C
+ * library has no {@code mallopt} (not glibc), when any of glibc's {@code MALLOC_*_} variables or
+ * {@code GLIBC_TUNABLES} is set (the user's own settings win), or with {@code -Dsparklora.malloc.tune=false}.
  */
 public final class NativeHeap {
     private static final int M_TRIM_THRESHOLD = -1;
