@@ -31,8 +31,15 @@ public final class Linear {
     private final Set<String> active = new LinkedHashSet<>();
     private final Set<String> merged = new LinkedHashSet<>();
 
-    /** What forward saved for backward. */
-    public record Cache(INDArray x, INDArray out, List<Adapter.Activation> adapterActivations, List<Adapter> adapters) {
+    /**
+     * What forward saved for backward. {@code rows}: null when every adapter saw all rows; in a mixed-adapter
+     * training batch, the row range {from, to} of x that each adapter saw (its activation is over those rows only).
+     */
+    public record Cache(INDArray x, INDArray out, List<Adapter.Activation> adapterActivations, List<Adapter> adapters, List<long[]> rows) {
+        public Cache(INDArray x, INDArray out, List<Adapter.Activation> adapterActivations, List<Adapter> adapters) {
+            this(x, out, adapterActivations, adapters, null);
+        }
+
         /** Frees what forward saved (after backward, or when no backward will come). */
         public void release() {
             for (Adapter.Activation a : adapterActivations) a.release();
@@ -102,10 +109,12 @@ public final class Linear {
     }
 
     /**
-     * A mixed-adapter batch (inference): the base matmul {@code y} has run once for all rows; each maximal run of
-     * consecutive sequences that name the same adapter gets that adapter's contribution on its rows only, computed on
-     * row views of x and y (no copies). Sequences naming an adapter this layer does not have get none here. x [N, in],
-     * N = sequences · rows per sequence.
+     * A mixed-adapter batch: the base matmul {@code y} has run once for all rows; each maximal run of consecutive
+     * sequences that name the same adapter gets that adapter's contribution on its rows only, computed on row views
+     * of x and y (no copies), with the adapter's own context ({@link ForwardContext#forAdapter}). Sequences naming an
+     * adapter this layer does not have get none here. In training each run's activation is kept with its row range,
+     * and {@link #backward} sends each adapter the gradient of its own rows only. x [N, in], N = sequences · rows
+     * per sequence.
      */
     private Cache forwardMixed(INDArray x, INDArray y, ForwardContext ctx) {
         String[] route = ctx.sequenceAdapters();
@@ -117,19 +126,30 @@ public final class Linear {
             throw new IllegalStateException(name + ": adapters " + merged + " are merged into the weight, so every row would get them;"
                     + " unmerge before running a mixed-adapter batch");
         }
+        if (ctx.training() && perExample != null) {
+            throw new IllegalStateException(name + ": per-example gradients (DP) are not available in a mixed-adapter batch");
+        }
         long t = n / route.length;
         List<INDArray> views = new ArrayList<>();
         List<Adapter.Activation> acts = new ArrayList<>();
+        List<Adapter> used = new ArrayList<>();
+        List<long[]> ranges = new ArrayList<>();
         for (int b = 0; b < route.length; ) {
             int e = b + 1;
             while (e < route.length && route[e].equals(route[b])) e++;
             Adapter adapter = adapters.get(route[b]);
             if (adapter != null) {
+                if (ctx.training() && adapter.needsLayerInput() && !needsInput()) {
+                    throw new IllegalStateException(name + ": adapter '" + route[b] + "' trains in a mixed batch but is not active;"
+                            + " activate every adapter that trains");
+                }
                 var rows = org.nd4j.linalg.indexing.NDArrayIndex.interval(b * t, e * t);
                 INDArray yv = y.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all());
                 // as in forward: the adapter sees its rows' bias-free base output, and its delta is added after the bias
-                acts.add(adapter.forward(x.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all()), yv, ctx));
+                acts.add(adapter.forward(x.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all()), yv, ctx.forAdapter(route[b])));
                 views.add(yv);
+                used.add(adapter);
+                ranges.add(new long[]{b * t, e * t});
             }
             b = e;
         }
@@ -137,9 +157,10 @@ public final class Linear {
         for (int i = 0; i < acts.size(); i++) {
             views.get(i).addi(acts.get(i).delta());
             acts.get(i).releaseDelta();
-            acts.get(i).release();
+            if (!ctx.training()) acts.get(i).release();
         }
-        return new Cache(null, y, List.of(), List.of());
+        if (!ctx.training()) return new Cache(null, y, List.of(), List.of());
+        return new Cache(needsInput() ? x : null, y, acts, used, ranges);
     }
 
     /** Whether backward needs this layer's input (to form dW or an adapter's gradients). */
@@ -159,10 +180,13 @@ public final class Linear {
         }
         INDArray dx = weight.backwardInput(dy);
         for (int i = 0; i < c.adapters().size(); i++) {
-            INDArray dxa = c.adapters().get(i).backward(c.adapterActivations().get(i), dy);
-            if (perExample != null) perExample.collect(c.adapters().get(i), c.adapterActivations().get(i), dy);
+            // in a mixed-adapter batch each adapter gets the gradient of its own rows and adds to theirs only
+            var rows = c.rows() == null ? null : org.nd4j.linalg.indexing.NDArrayIndex.interval(c.rows().get(i)[0], c.rows().get(i)[1]);
+            INDArray dyA = rows == null ? dy : dy.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all());
+            INDArray dxa = c.adapters().get(i).backward(c.adapterActivations().get(i), dyA);
+            if (perExample != null) perExample.collect(c.adapters().get(i), c.adapterActivations().get(i), dyA);
             if (dxa != null) {
-                dx.addi(dxa);
+                (rows == null ? dx : dx.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all())).addi(dxa);
                 Tensors.release(dxa);
             }
         }

@@ -51,7 +51,7 @@ public final class TransformerLM {
      * Everything forward saved for backward. Under activation checkpointing {@code blocks} holds nulls and
      * {@code blockInputs} each block's input, from which backward recomputes the block.
      */
-    public record Forward(TokenBatch batch, ForwardContext ctx, long dropoutSeed, List<TransformerBlock.Cache> blocks,
+    public record Forward(TokenBatch batch, ForwardContext ctx, long[] dropoutSeeds, List<TransformerBlock.Cache> blocks,
                           List<INDArray> blockInputs, Norm.Cache finalNorm, Linear.Cache head) {
         public INDArray logits() { return head.out(); }
 
@@ -620,13 +620,13 @@ public final class TransformerLM {
     private Forward forwardEmbedded(INDArray h0, TokenBatch batch, ForwardContext ctx, boolean withHead) {
         config.checkSequenceLength(batch.seq());
         boolean recompute = activationCheckpointing;
-        // each block draws its dropout masks from its own seed, so a recomputed block sees the same masks
-        long dropoutSeed = ctx.training() && ctx.random() != null ? ctx.random().nextLong() : 0;
+        // each block draws its dropout masks from its own seed (one per stream), so a recomputed block sees the same masks
+        long[] dropoutSeeds = ctx.drawSeeds();
         List<TransformerBlock.Cache> caches = new ArrayList<>(blocks.size());
         List<INDArray> inputs = recompute ? new ArrayList<>(blocks.size()) : null;
         INDArray h = h0;
         for (int i = 0; i < blocks.size(); i++) {
-            TransformerBlock.Cache c = blocks.get(i).forward(h, batch.batch(), batch.seq(), blockContext(ctx, dropoutSeed, i));
+            TransformerBlock.Cache c = blocks.get(i).forward(h, batch.batch(), batch.seq(), blockContext(ctx, dropoutSeeds, i));
             if (recompute) {
                 inputs.add(h);
                 INDArray out = c.out();
@@ -647,17 +647,12 @@ public final class TransformerLM {
             if (headUsesTokenRows()) replaceRowLogits(fn.out(), logits.out());
             else if (!head.needsInput()) Tensors.release(fn.out());
         }
-        resumeStream(ctx, dropoutSeed);
-        return new Forward(batch, ctx, dropoutSeed, caches, inputs, fn, logits);
+        ctx.resume(dropoutSeeds);    // each stream ends where it would without per-block reseeding
+        return new Forward(batch, ctx, dropoutSeeds, caches, inputs, fn, logits);
     }
 
-    /** Leaves the random stream where it would be without per-block reseeding, recomputation or not. */
-    private static void resumeStream(ForwardContext ctx, long seed) {
-        if (ctx.training() && ctx.random() != null) ctx.random().setSeed(seed ^ 0x9E3779B97F4A7C15L);
-    }
-
-    private static ForwardContext blockContext(ForwardContext ctx, long seed, int block) {
-        if (ctx.training() && ctx.random() != null) ctx.random().setSeed(seed + block);
+    private static ForwardContext blockContext(ForwardContext ctx, long[] seeds, int block) {
+        ctx.seedBlock(seeds, block);
         return ctx;
     }
 
@@ -752,7 +747,7 @@ public final class TransformerLM {
             TransformerBlock.Cache c = f.blocks().get(i);
             if (c == null) {   // checkpointed: recompute this block from its input, with the same dropout seed
                 c = blocks.get(i).forward(f.blockInputs().get(i), f.batch().batch(), f.batch().seq(),
-                        blockContext(f.ctx(), f.dropoutSeed(), i));
+                        blockContext(f.ctx(), f.dropoutSeeds(), i));
             }
             INDArray next = blocks.get(i).backward(c, dh);
             if (f.blocks().get(i) == null) {
@@ -762,7 +757,7 @@ public final class TransformerLM {
             Tensors.release(dh);
             dh = next;
         }
-        resumeStream(f.ctx(), f.dropoutSeed());   // the same stream afterwards whether blocks were recomputed or not
+        f.ctx().resume(f.dropoutSeeds());   // the same streams afterwards whether blocks were recomputed or not
         return dh;
     }
 
@@ -850,18 +845,25 @@ public final class TransformerLM {
      */
     private CrossEntropyLoss.Result chunkedHeadLoss(INDArray hidden, TokenBatch batch, ForwardContext ctx,
                                                     INDArray dHidden, double gradScale) {
-        long n = hidden.size(0);
         long total = batch.targetCount();
-        INDArray flatTargets = batch.targets().reshape(n);
+        return headLossRows(hidden, batch.targets().reshape(hidden.size(0)), 0, hidden.size(0), total, ctx, dHidden, total / gradScale);
+    }
+
+    /**
+     * {@link #chunkedHeadLoss} over rows [from, to) only, whose {@code count} targets count; the gradient of each
+     * token's loss is divided by {@code gradDenominator}. Chunks start at {@code from}.
+     */
+    private CrossEntropyLoss.Result headLossRows(INDArray hidden, INDArray flatTargets, long from, long to, long count,
+                                                 ForwardContext ctx, INDArray dHidden, double gradDenominator) {
         int rows = headChunkRows();
         double sum = 0;
-        for (long r0 = 0; r0 < n; r0 += rows) {
-            long r1 = Math.min(n, r0 + rows);
+        for (long r0 = from; r0 < to; r0 += rows) {
+            long r1 = Math.min(to, r0 + rows);
             INDArray x = hidden.get(NDArrayIndex.interval(r0, r1), NDArrayIndex.all()).dup('c');
             Linear.Cache c = head.forward(x, ctx);
             if (headUsesTokenRows()) replaceRowLogits(x, c.out());
             CrossEntropyLoss.Result r = CrossEntropyLoss.computeInPlace(c.out(), flatTargets.get(NDArrayIndex.interval(r0, r1)),
-                    dHidden != null, total / gradScale);
+                    dHidden != null, gradDenominator);
             sum += r.sumLoss();
             if (dHidden != null) {
                 INDArray dx = headBackward(c, x, r.dLogits());
@@ -871,7 +873,51 @@ public final class TransformerLM {
             c.release();
             Tensors.release(x);
         }
-        return new CrossEntropyLoss.Result(sum, total, null);
+        return new CrossEntropyLoss.Result(sum, count, null);
+    }
+
+    /**
+     * One training micro-step of a mixed-adapter batch: the sequences of {@code ctx.sequenceAdapters()} train the
+     * adapter they name, and only it. The frozen base runs forward and backward once for the whole batch; each
+     * adapter's loss is the mean over its own target tokens, and its gradients, scaled by {@code gradScale} of its name,
+     * are the ones it would get trained alone on its sequences (rows of different sequences never mix). Each adapter's
+     * sequences must be consecutive, so it draws its dropout masks, from its own stream, exactly as it would alone.
+     *
+     * @return each adapter's loss (sum and target count), in the order the batch names them
+     */
+    public Map<String, CrossEntropyLoss.Result> forwardBackwardMixed(TokenBatch batch, ForwardContext ctx, Map<String, Double> gradScale) {
+        String[] route = ctx.sequenceAdapters();
+        if (!ctx.training() || route == null) throw new IllegalArgumentException("forwardBackwardMixed needs a mixed-adapter training context");
+        checkSequenceAdapters(route, batch.batch());
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (int b = 0; b < route.length; b++) {
+            if (route[b].equals(BASE_ONLY)) throw new IllegalArgumentException("mixed-adapter training: sequence " + b + " trains no adapter (" + BASE_ONLY + ")");
+            if ((b == 0 || !route[b].equals(route[b - 1])) && !seen.add(route[b])) {
+                throw new IllegalArgumentException("mixed-adapter training: the sequences of adapter '" + route[b] + "' must be consecutive");
+            }
+            if (!gradScale.containsKey(route[b])) throw new IllegalArgumentException("mixed-adapter training: no gradient scale for adapter '" + route[b] + "'");
+        }
+        long n = (long) batch.batch() * batch.seq();
+        long[] perSequence = batch.targets().gte(0).castTo(org.nd4j.linalg.api.buffer.DataType.LONG).sum(1).toLongVector();
+        INDArray h0 = embed(batch);
+        Forward f = forwardEmbedded(h0, batch, ctx, false);
+        INDArray dHidden = Nd4j.create(h0.dataType(), h0.shape());
+        INDArray flatTargets = batch.targets().reshape(n);
+        Map<String, CrossEntropyLoss.Result> losses = new java.util.LinkedHashMap<>();
+        for (int b = 0; b < route.length; ) {
+            int e = b + 1;
+            while (e < route.length && route[e].equals(route[b])) e++;
+            long count = 0;
+            for (int i = b; i < e; i++) count += perSequence[i];
+            losses.put(route[b], headLossRows(f.finalNorm().out(), flatTargets, (long) b * batch.seq(), (long) e * batch.seq(), count,
+                    ctx.onlyAdapter(route[b]), dHidden, count == 0 ? 1.0 : count / gradScale.get(route[b])));   // no targets: a zero gradient
+            b = e;
+        }
+        INDArray dh0 = backwardFromHidden(f, dHidden);
+        backwardEmbedding(batch, dh0);
+        f.release();
+        Tensors.release(h0, dh0);
+        return losses;
     }
 
     /** Rows per head-and-loss chunk in training; 0 (the default) picks about 16M logits, 64 MB in fp32. */
