@@ -59,11 +59,10 @@ public final class Trainer {
 
     /** Runs one optimizer step over {@code gradAccumulation} micro-batches drawn from {@code order}. */
     public StepStats step(TokenBlocks data, BatchOrder order) {
-        long stepIndex = stepsTaken++;
+        long stepIndex = begin();
         int micro = options.gradAccumulation();
         double lossSum = 0;
         long targets = 0, tokens = 0;
-        trainingStep.begin(stepIndex);
         for (int m = 0; m < micro; m++) {
             var batch = data.batch(order.next(options.batchSize()));
             CrossEntropyLoss.Result r = trainingStep.microBatch(batch, ForwardContext.training(dropoutRng), 1.0 / micro);
@@ -71,9 +70,32 @@ public final class Trainer {
             targets += r.count();
             tokens += batch.tokens();
         }
-        TrainingStep.Applied a = trainingStep.apply(stepIndex);
-        return new StepStats(stepIndex + 1, lossSum / micro + a.regularizer(), a.gradNorm(), a.lrFactor(), tokens, targets);
+        return finish(stepIndex, lossSum, tokens, targets);
     }
+
+    /**
+     * Starts the next optimizer step for a caller that runs its micro-batches itself (a mixed-adapter batch, where one
+     * forward and backward serves several trainers): calls the hooks' beforeStep and returns the step's index. The
+     * caller then runs {@link TrainingOptions#gradAccumulation()} micro-batches of {@link TrainingOptions#batchSize()}
+     * sequences, each with gradients scaled by 1/gradAccumulation and dropout from {@link #dropoutStream()}, and calls
+     * {@link #finish}.
+     */
+    public long begin() {
+        long stepIndex = stepsTaken++;
+        trainingStep.begin(stepIndex);
+        return stepIndex;
+    }
+
+    /** Completes step {@code stepIndex}: {@code lossSum} is the sum of its micro-batches' mean losses. */
+    public StepStats finish(long stepIndex, double lossSum, long tokens, long targets) {
+        TrainingStep.Applied a = trainingStep.apply(stepIndex);
+        return new StepStats(stepIndex + 1, lossSum / options.gradAccumulation() + a.regularizer(), a.gradNorm(), a.lrFactor(), tokens, targets);
+    }
+
+    /** The stream this trainer's dropout masks are drawn from (seeded from the options' seed). */
+    public Random dropoutStream() { return dropoutRng; }
+
+    public TrainingOptions options() { return options; }
 
     /** Runs all steps, reporting each to {@code onStep} (progress lines, metrics files). */
     public List<StepStats> train(TokenBlocks data, Consumer<StepStats> onStep) {

@@ -1,0 +1,203 @@
+package io.sparklora.train;
+
+import io.sparklora.adapters.AdapterConfig;
+import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.model.CrossEntropyLoss;
+import io.sparklora.model.ForwardContext;
+import io.sparklora.model.Linear;
+import io.sparklora.model.TokenBatch;
+import io.sparklora.model.TransformerLM;
+import org.nd4j.linalg.api.rng.Random;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Several adapters trained at once over one frozen base (the mLoRA idea): each step's batch holds sequences of every
+ * adapter still training, the base runs forward and backward once for all of them, and each adapter gets the
+ * gradient of its own sequences only ({@link TransformerLM#forwardBackwardMixed}). Everything else is per adapter:
+ * its method and rank, its data and data order, its {@link Trainer} (AdamW over its groups, schedule, clipping,
+ * hooks, dropout stream), its step count and its outcome.
+ *
+ * <p>Each adapter follows exactly the run it would have trained alone with the same seed and options: the same
+ * batches in the same order, the same dropout masks, the same updates, to fp32 rounding of the shared matmuls.
+ *
+ * <p>A job that cannot train fails alone: a bad config, empty data, token ids outside the vocabulary, a block length
+ * the other jobs do not share, an error while drawing its batch, or a non-finite loss. Its adapter is detached and its
+ * outcome says why; the others finish.
+ *
+ * <p>Adapters that change a base tensor (trained biases, trainable token rows) cannot share the base and are
+ * refused: their change would reach every row of the batch.
+ */
+public final class MultiAdapterTrainer {
+
+    /** One adapter to train: its name (also its directory name), method config, options and training blocks. */
+    public record Job(String name, AdapterConfig config, TrainingOptions options, TokenBlocks data) {
+        public Job {
+            if (name == null || !name.matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")) {
+                throw new IllegalArgumentException("adapter job name '" + name + "': use letters, digits, '_', '.' or '-' (it names a directory)");
+            }
+            if (name.equals(TransformerLM.BASE_ONLY)) throw new IllegalArgumentException("adapter job name " + name + " is reserved");
+        }
+    }
+
+    /** How one job ended: its adapter (attached, trained) and step figures, or the reason it failed. */
+    public record Outcome(String name, AttachedAdapter adapter, List<Trainer.StepStats> steps, String error) {
+        public boolean succeeded() { return error == null; }
+
+        /** The last step's loss (NaN before any step). */
+        public double finalLoss() { return steps.isEmpty() ? Double.NaN : steps.get(steps.size() - 1).loss(); }
+    }
+
+    /** Called after each adapter's optimizer step. */
+    public interface StepListener {
+        void onStep(String adapter, Trainer.StepStats stats);
+    }
+
+    private final TransformerLM model;
+    private final List<Job> jobs;
+
+    /** @param model the shared base, with no adapter of the jobs' names attached yet */
+    public MultiAdapterTrainer(TransformerLM model, List<Job> jobs) {
+        if (jobs.isEmpty()) throw new IllegalArgumentException("no adapter jobs to train");
+        java.util.Set<String> names = new java.util.HashSet<>();
+        for (Job j : jobs) if (!names.add(j.name())) throw new IllegalArgumentException("two adapter jobs are named '" + j.name() + "'");
+        this.model = model;
+        this.jobs = List.copyOf(jobs);
+    }
+
+    private static final class Running {
+        final Job job;
+        final AttachedAdapter adapter;
+        final Trainer trainer;
+        final BatchOrder order;
+        final List<Trainer.StepStats> steps = new ArrayList<>();
+        long stepIndex;
+        double lossSum;
+        long tokens, targets;
+
+        Running(Job job, AttachedAdapter adapter) {
+            this.job = job;
+            this.adapter = adapter;
+            this.trainer = Trainer.forAdapter(adapter, job.options());
+            this.order = new BatchOrder(job.data().size(), job.options().seed());
+        }
+
+        boolean stepping() { return trainer.stepsTaken() < job.options().steps(); }
+    }
+
+    /** Trains every job to its step count; returns each job's outcome in the jobs' order. */
+    public Map<String, Outcome> train(StepListener listener) {
+        Map<String, String> failed = new LinkedHashMap<>();
+        Map<String, Running> running = new LinkedHashMap<>();
+        int seqLen = -1;
+        for (Job j : jobs) {
+            try {
+                checkData(j, model.config().vocabSize());
+                if (seqLen >= 0 && j.data().seqLen() != seqLen) {
+                    throw new IllegalArgumentException("its blocks hold " + j.data().seqLen() + " tokens, the other jobs' " + seqLen
+                            + " (one batch needs one block length)");
+                }
+                if (!AttachedAdapter.trainedBaseTensors(model.config(), j.config()).isEmpty() || j.config().trainableTokenIndices().length > 0) {
+                    throw new IllegalArgumentException("it trains base tensors (bias: " + j.config().bias() + ", trainable tokens: "
+                            + j.config().trainableTokenIndices().length + "), which every adapter sharing the base would see;"
+                            + " train it alone");
+                }
+                running.put(j.name(), new Running(j, AttachedAdapter.attach(model, j.name(), j.config(), j.options().seed())));
+                seqLen = j.data().seqLen();
+            } catch (RuntimeException e) {
+                failed.put(j.name(), "adapter '" + j.name() + "': " + e.getMessage());
+            }
+        }
+        for (Linear l : model.allLinears()) l.setActive(new ArrayList<>(running.keySet()));
+
+        while (running.values().stream().anyMatch(Running::stepping)) {
+            List<Running> active = running.values().stream().filter(Running::stepping).toList();
+            int micro = 0;
+            for (Running r : active) {
+                r.stepIndex = r.trainer.begin();
+                r.lossSum = 0;
+                r.tokens = r.targets = 0;
+                micro = Math.max(micro, r.job.options().gradAccumulation());
+            }
+            for (int m = 0; m < micro; m++) {
+                List<int[]> blocks = new ArrayList<>();
+                List<boolean[]> masks = new ArrayList<>();
+                List<String> route = new ArrayList<>();
+                Map<String, Random> streams = new LinkedHashMap<>();
+                Map<String, Double> scale = new HashMap<>();
+                for (Running r : active) {
+                    if (m >= r.job.options().gradAccumulation() || failed.containsKey(r.job.name())) continue;
+                    try {
+                        int[] idx = r.order.next(r.job.options().batchSize());
+                        for (int i : idx) {
+                            blocks.add(r.job.data().block(i));
+                            masks.add(r.job.data().mask(i));
+                            route.add(r.job.name());
+                        }
+                    } catch (RuntimeException e) {
+                        failed.put(r.job.name(), "adapter '" + r.job.name() + "': step " + (r.stepIndex + 1) + ": " + e.getMessage());
+                        continue;
+                    }
+                    streams.put(r.job.name(), r.trainer.dropoutStream());
+                    scale.put(r.job.name(), 1.0 / r.job.options().gradAccumulation());
+                }
+                if (route.isEmpty()) continue;
+                TokenBatch batch = TokenBatch.shifted(blocks.toArray(new int[0][]), masks.toArray(new boolean[0][]));
+                Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch,
+                        ForwardContext.trainingMixed(route.toArray(new String[0]), streams), scale);
+                for (Running r : active) {
+                    CrossEntropyLoss.Result loss = losses.get(r.job.name());
+                    if (loss == null) continue;
+                    r.lossSum += loss.meanLoss();
+                    r.targets += loss.count();
+                    r.tokens += (long) r.job.options().batchSize() * batch.seq();
+                }
+            }
+            for (Running r : active) {
+                if (failed.containsKey(r.job.name())) {
+                    r.trainer.optimizer().zeroGrad();
+                    continue;
+                }
+                Trainer.StepStats s = r.trainer.finish(r.stepIndex, r.lossSum, r.tokens, r.targets);
+                r.steps.add(s);
+                if (!Double.isFinite(s.loss())) {
+                    failed.put(r.job.name(), "adapter '" + r.job.name() + "': step " + s.step() + ": the loss is " + s.loss()
+                            + "; its adapter keeps the values of the last finite step. Lower its lr or max_grad_norm, or look for corrupt input in its data");
+                    continue;
+                }
+                if (listener != null) listener.onStep(r.job.name(), s);
+            }
+            for (String name : failed.keySet()) {
+                Running r = running.remove(name);
+                if (r != null) r.adapter.detach();
+            }
+        }
+        Map<String, Outcome> out = new LinkedHashMap<>();
+        for (Job j : jobs) {
+            Running r = running.get(j.name());
+            out.put(j.name(), r != null ? new Outcome(j.name(), r.adapter, Collections.unmodifiableList(r.steps), null)
+                    : new Outcome(j.name(), null, List.of(), failed.get(j.name())));
+        }
+        return out;
+    }
+
+    /** Non-empty data whose every token id is inside the vocabulary; the error names the first bad block. */
+    static void checkData(Job j, int vocab) {
+        TokenBlocks d = j.data();
+        if (d.size() == 0) throw new IllegalArgumentException("its training data holds no blocks");
+        for (int b = 0; b < d.size(); b++) {
+            int[] block = d.block(b);
+            for (int t = 0; t < block.length; t++) {
+                if (block[t] < 0 || block[t] >= vocab) {
+                    throw new IllegalArgumentException("block " + b + ", position " + t + ": token id " + block[t]
+                            + " is outside the model's vocabulary of " + vocab + " (was the data tokenized for another model?)");
+                }
+            }
+        }
+    }
+}
