@@ -15,6 +15,7 @@ public final class SparkLoraCli {
             "usage: spark-lora <command> [options]        (spark-lora <command> --help: its options and defaults)",
             "  " + StageCommand.spec("pipeline").synopsis() + "     also: tokenize, train, lora-drop, evaluate",
             "  " + TrainLocalCommand.SPEC.synopsis(),
+            "  " + TrainManyCommand.SPEC.synopsis(),
             "  " + EvaluateLocalCommand.SPEC.synopsis(),
             "  " + InspectCommand.SPEC.synopsis(),
             "  " + MergeCommand.SPEC.synopsis(),
@@ -32,6 +33,7 @@ public final class SparkLoraCli {
                     : StageCommand.spec("train").help() + System.lineSeparator() + System.lineSeparator() + TrainLocalCommand.SPEC.help();
             case "evaluate" -> local ? EvaluateLocalCommand.SPEC.help()
                     : StageCommand.spec("evaluate").help() + System.lineSeparator() + System.lineSeparator() + EvaluateLocalCommand.SPEC.help();
+            case "train-many" -> TrainManyCommand.SPEC.help();
             case "inspect" -> InspectCommand.SPEC.help();
             case "merge" -> MergeCommand.SPEC.help();
             case "quantize" -> QuantizeCommand.SPEC.help();
@@ -69,6 +71,7 @@ public final class SparkLoraCli {
                 // --local: the one-process commands (no Spark); otherwise the distributed stage
                 case "train" -> restList.contains("--local") ? TrainLocalCommand.run(rest) : StageCommand.run("train", rest);
                 case "evaluate" -> restList.contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
+                case "train-many" -> TrainManyCommand.run(rest);
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
                 case "quantize" -> QuantizeCommand.run(rest);

@@ -43,6 +43,7 @@ class CliHelpTest {
         commands.put(List.of("export"), ExportCommand.SPEC);
         commands.put(List.of("privacy"), PrivacyCommand.SPEC);
         commands.put(List.of("quantize"), QuantizeCommand.SPEC);
+        commands.put(List.of("train-many", "--local"), TrainManyCommand.SPEC);
         for (var e : commands.entrySet()) {
             List<String> argv = new java.util.ArrayList<>(e.getKey());
             argv.add("--help");

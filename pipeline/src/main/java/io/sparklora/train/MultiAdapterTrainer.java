@@ -38,6 +38,11 @@ public final class MultiAdapterTrainer {
     /** One adapter to train: its name (also its directory name), method config, options and training blocks. */
     public record Job(String name, AdapterConfig config, TrainingOptions options, TokenBlocks data) {
         public Job {
+            checkName(name);
+        }
+
+        /** A job's name names its output directory: letters, digits, '_', '.', '-', starting with a letter or digit. */
+        public static void checkName(String name) {
             if (name == null || !name.matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")) {
                 throw new IllegalArgumentException("adapter job name '" + name + "': use letters, digits, '_', '.' or '-' (it names a directory)");
             }
