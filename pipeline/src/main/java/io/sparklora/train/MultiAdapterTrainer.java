@@ -81,9 +81,6 @@ public final class MultiAdapterTrainer {
         final Trainer trainer;
         final BatchOrder order;
         final List<Trainer.StepStats> steps = new ArrayList<>();
-        long stepIndex;
-        double lossSum;
-        long tokens, targets;
 
         Running(Job job, AttachedAdapter adapter) {
             this.job = job;
@@ -122,53 +119,11 @@ public final class MultiAdapterTrainer {
 
         while (running.values().stream().anyMatch(Running::stepping)) {
             List<Running> active = running.values().stream().filter(Running::stepping).toList();
-            int micro = 0;
+            List<Member> members = active.stream().map(r -> new Member(r.job.name(), r.trainer, r.job.data(), r.order)).toList();
+            Map<String, Trainer.StepStats> stats = stepTogether(model, members, failed);
             for (Running r : active) {
-                r.stepIndex = r.trainer.begin();
-                r.lossSum = 0;
-                r.tokens = r.targets = 0;
-                micro = Math.max(micro, r.job.options().gradAccumulation());
-            }
-            for (int m = 0; m < micro; m++) {
-                List<int[]> blocks = new ArrayList<>();
-                List<boolean[]> masks = new ArrayList<>();
-                List<String> route = new ArrayList<>();
-                Map<String, Random> streams = new LinkedHashMap<>();
-                Map<String, Double> scale = new HashMap<>();
-                for (Running r : active) {
-                    if (m >= r.job.options().gradAccumulation() || failed.containsKey(r.job.name())) continue;
-                    try {
-                        int[] idx = r.order.next(r.job.options().batchSize());
-                        for (int i : idx) {
-                            blocks.add(r.job.data().block(i));
-                            masks.add(r.job.data().mask(i));
-                            route.add(r.job.name());
-                        }
-                    } catch (RuntimeException e) {
-                        failed.put(r.job.name(), "adapter '" + r.job.name() + "': step " + (r.stepIndex + 1) + ": " + e.getMessage());
-                        continue;
-                    }
-                    streams.put(r.job.name(), r.trainer.dropoutStream());
-                    scale.put(r.job.name(), 1.0 / r.job.options().gradAccumulation());
-                }
-                if (route.isEmpty()) continue;
-                TokenBatch batch = TokenBatch.shifted(blocks.toArray(new int[0][]), masks.toArray(new boolean[0][]));
-                Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch,
-                        ForwardContext.trainingMixed(route.toArray(new String[0]), streams), scale);
-                for (Running r : active) {
-                    CrossEntropyLoss.Result loss = losses.get(r.job.name());
-                    if (loss == null) continue;
-                    r.lossSum += loss.meanLoss();
-                    r.targets += loss.count();
-                    r.tokens += (long) r.job.options().batchSize() * batch.seq();
-                }
-            }
-            for (Running r : active) {
-                if (failed.containsKey(r.job.name())) {
-                    r.trainer.optimizer().zeroGrad();
-                    continue;
-                }
-                Trainer.StepStats s = r.trainer.finish(r.stepIndex, r.lossSum, r.tokens, r.targets);
+                Trainer.StepStats s = stats.get(r.job.name());
+                if (s == null) continue;
                 r.steps.add(s);
                 if (!Double.isFinite(s.loss())) {
                     failed.put(r.job.name(), "adapter '" + r.job.name() + "': step " + s.step() + ": the loss is " + s.loss()
@@ -191,10 +146,87 @@ public final class MultiAdapterTrainer {
         return out;
     }
 
+    /** One adapter taking part in a shared step: its trainer (optimizer, schedule, hooks, dropout stream), data and order. */
+    public record Member(String name, Trainer trainer, TokenBlocks data, BatchOrder order) {}
+
+    /**
+     * One optimizer step of every member, their micro-batches sharing each batch: {@link Trainer#begin}, then for
+     * micro-batch m a batch of the sequences of every member with more than m micro-batches per step (each member's
+     * one run of consecutive sequences, drawn from its own order, with its own dropout stream and its gradients
+     * scaled by its 1/accumulation), one forward and backward, then {@link Trainer#finish}. A member whose batch
+     * cannot be drawn goes into {@code failed} (name → reason) and gets no step. This is the one shared step of the
+     * one-process trainer above and of a Spark task's round ({@link RoundWork#runTogether}).
+     *
+     * @return each member's step figures, in the members' order (failed members absent)
+     */
+    public static Map<String, Trainer.StepStats> stepTogether(TransformerLM model, List<Member> members, Map<String, String> failed) {
+        Map<String, long[]> index = new HashMap<>();
+        Map<String, double[]> loss = new HashMap<>();
+        Map<String, long[]> counts = new HashMap<>();     // {tokens, targets}
+        int micro = 0;
+        for (Member mb : members) {
+            index.put(mb.name(), new long[]{mb.trainer().begin()});
+            loss.put(mb.name(), new double[1]);
+            counts.put(mb.name(), new long[2]);
+            micro = Math.max(micro, mb.trainer().options().gradAccumulation());
+        }
+        for (int m = 0; m < micro; m++) {
+            List<int[]> blocks = new ArrayList<>();
+            List<boolean[]> masks = new ArrayList<>();
+            List<String> route = new ArrayList<>();
+            Map<String, Random> streams = new LinkedHashMap<>();
+            Map<String, Double> scale = new HashMap<>();
+            for (Member mb : members) {
+                TrainingOptions o = mb.trainer().options();
+                if (m >= o.gradAccumulation() || failed.containsKey(mb.name())) continue;
+                List<int[]> mine = new ArrayList<>();
+                List<boolean[]> mineMasks = new ArrayList<>();
+                try {
+                    for (int i : mb.order().next(o.batchSize())) {
+                        mine.add(mb.data().block(i));
+                        mineMasks.add(mb.data().mask(i));
+                    }
+                } catch (RuntimeException e) {
+                    failed.put(mb.name(), "adapter '" + mb.name() + "': step " + (index.get(mb.name())[0] + 1) + ": " + e.getMessage());
+                    continue;
+                }
+                blocks.addAll(mine);
+                masks.addAll(mineMasks);
+                for (int i = 0; i < mine.size(); i++) route.add(mb.name());
+                streams.put(mb.name(), mb.trainer().dropoutStream());
+                scale.put(mb.name(), 1.0 / o.gradAccumulation());
+            }
+            if (route.isEmpty()) continue;
+            TokenBatch batch = TokenBatch.shifted(blocks.toArray(new int[0][]), masks.toArray(new boolean[0][]));
+            Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch,
+                    ForwardContext.trainingMixed(route.toArray(new String[0]), streams), scale);
+            for (Member mb : members) {
+                CrossEntropyLoss.Result r = losses.get(mb.name());
+                if (r == null) continue;
+                loss.get(mb.name())[0] += r.meanLoss();
+                counts.get(mb.name())[0] += (long) mb.trainer().options().batchSize() * batch.seq();
+                counts.get(mb.name())[1] += r.count();
+            }
+        }
+        Map<String, Trainer.StepStats> out = new LinkedHashMap<>();
+        for (Member mb : members) {
+            if (failed.containsKey(mb.name())) {
+                mb.trainer().optimizer().zeroGrad();
+                continue;
+            }
+            out.put(mb.name(), mb.trainer().finish(index.get(mb.name())[0], loss.get(mb.name())[0], counts.get(mb.name())[0], counts.get(mb.name())[1]));
+        }
+        return out;
+    }
+
     /** Non-empty data whose every token id is inside the vocabulary; the error names the first bad block. */
     static void checkData(Job j, int vocab) {
-        TokenBlocks d = j.data();
-        if (d.size() == 0) throw new IllegalArgumentException("its training data holds no blocks");
+        if (j.data().size() == 0) throw new IllegalArgumentException("its training data holds no blocks");
+        checkTokens(j.data(), vocab);
+    }
+
+    /** Every token id of {@code d} is inside a vocabulary of {@code vocab}; otherwise an error naming the first bad block and position. */
+    public static void checkTokens(TokenBlocks d, int vocab) {
         for (int b = 0; b < d.size(); b++) {
             int[] block = d.block(b);
             for (int t = 0; t < block.length; t++) {

@@ -50,6 +50,145 @@ public final class RoundWork {
         return out;
     }
 
+    /** One adapter's part of a shared round on one partition: its adapter (attached, active), its shard, its round state and spec. */
+    public record Member(String name, AttachedAdapter adapter, TokenBlocks data, RoundState state, TrainSpec spec) {}
+
+    /**
+     * {@link #run} for several adapters attached to one model, their batches shared: each optimizer step (sync
+     * parameters) or gradient micro-batch (sync gradients) runs one forward and backward over the sequences of every
+     * adapter ({@link MultiAdapterTrainer#stepTogether}, {@link io.sparklora.model.TransformerLM#forwardBackwardMixed}).
+     * Each adapter's data order, dropout stream, optimizer and hooks are the ones {@link #run} would give it alone, so
+     * each adapter's contribution equals its alone run's, to fp32 rounding. Every member must have the same sync mode and
+     * no DP. A member whose batch cannot be drawn gets an input error; the others are unaffected.
+     */
+    public static Map<String, RoundResult> runTogether(List<Member> members, int partition) {
+        Map<String, RoundResult> outs = new LinkedHashMap<>();
+        List<Member> live = new java.util.ArrayList<>();
+        for (Member m : members) {
+            if (m.spec().dp().on()) throw new IllegalArgumentException("adapter '" + m.name() + "': DP training cannot share batches with other adapters");
+            RoundResult out = new RoundResult();
+            out.shardExamples = m.data().size();
+            outs.put(m.name(), out);
+            if (m.data().size() == 0) continue;   // an empty shard contributes nothing (weight 0)
+            List<Parameter> params = m.adapter().trainableParameters();
+            m.state().adapter().copyInto(params);
+            m.adapter().hooks().plan(m.spec().totalSteps());
+            m.adapter().hooks().loadRoundState(m.state().methodState().toArrays());
+            Map<String, INDArray> applied = m.adapter().hooks().roundState();
+            if (!applied.isEmpty()) out.methodStateDigests.add(AdapterTensors.of(applied).digest());
+            live.add(m);
+        }
+        if (live.isEmpty()) return outs;
+        boolean gradientSync = live.get(0).spec().sync().equals("gradients");
+        for (Member m : live) {
+            if (m.spec().sync().equals("gradients") != gradientSync) {
+                throw new IllegalArgumentException("adapters training together need one sync mode: '" + m.name() + "' has sync " + m.spec().sync());
+            }
+        }
+        Map<String, String> failed = new LinkedHashMap<>();
+        Map<String, BatchOrder> orders = new LinkedHashMap<>();
+        Map<String, MultiAdapterTrainer.Member> steppers = new LinkedHashMap<>();
+        for (Member m : live) {
+            TrainSpec spec = m.spec();
+            long seed = taskSeed(spec.options().seed(), partition, m.state().round());
+            BatchOrder order = BatchOrder.at(m.data().size(), spec.options().seed() * 1_000_003L + partition, m.state().round() * spec.blocksPerRound());
+            orders.put(m.name(), order);
+            if (gradientSync) continue;        // the driver takes the step: no trainer here, as in gradients()
+            Trainer trainer = Trainer.forAdapter(m.adapter(), spec.options().withSteps((int) spec.totalSteps()).withSeed(seed));
+            if (m.state().moments() != null) trainer.optimizer().importState(optimizerState(m.state().moments(), m.state().optimizerStep()));
+            trainer.resumeAt((long) m.state().round() * spec.localSteps());   // the lr schedule runs over global steps
+            steppers.put(m.name(), new MultiAdapterTrainer.Member(m.name(), trainer, m.data(), order));
+        }
+        if (gradientSync) gradientsTogether(live, orders, partition, outs, failed);
+        else {
+            int k = live.stream().mapToInt(m -> m.spec().localSteps()).max().orElse(0);
+            for (int step = 0; step < k; step++) {
+                final int s = step;
+                List<MultiAdapterTrainer.Member> now = live.stream().filter(m -> s < m.spec().localSteps() && !failed.containsKey(m.name()))
+                        .map(m -> steppers.get(m.name())).toList();
+                Map<String, Trainer.StepStats> stats = MultiAdapterTrainer.stepTogether(live.get(0).adapter().model(), now, failed);
+                stats.forEach((name, st) -> {
+                    RoundResult out = outs.get(name);
+                    out.lossSum += st.loss() * st.targets();
+                    out.targets += st.targets();
+                    out.tokens += st.tokens();
+                    if (!Double.isFinite(st.gradNorm())) out.skippedSteps++;
+                });
+            }
+            for (Member m : live) {
+                if (failed.containsKey(m.name())) continue;
+                RoundResult out = outs.get(m.name());
+                out.steps = m.spec().localSteps();
+                packLocal(m.adapter(), m.adapter().trainableParameters(), steppers.get(m.name()).trainer(), m.spec(), out, partition);
+            }
+        }
+        for (Member m : live) {
+            RoundResult out = outs.get(m.name());
+            if (failed.containsKey(m.name())) {
+                outs.put(m.name(), out = new RoundResult());
+                out.inputErrors.add(failed.get(m.name()) + " (partition " + partition + ")");
+                continue;
+            }
+            checkFinite(out, partition);
+        }
+        return outs;
+    }
+
+    /** {@link #gradients} for several adapters, each micro-batch one mixed batch: Σ over each adapter's target tokens of ∂loss/∂θ. */
+    private static void gradientsTogether(List<Member> live, Map<String, BatchOrder> orders, int partition,
+                                          Map<String, RoundResult> outs, Map<String, String> failed) {
+        Map<String, org.nd4j.linalg.api.rng.Random> streams = new LinkedHashMap<>();
+        for (Member m : live) streams.put(m.name(), io.sparklora.model.Seeds.rng(taskSeed(m.spec().options().seed(), partition, m.state().round())));
+        int micro = live.stream().mapToInt(m -> m.spec().options().gradAccumulation()).max().orElse(0);
+        io.sparklora.model.TransformerLM model = live.get(0).adapter().model();
+        for (int mi = 0; mi < micro; mi++) {
+            List<int[]> blocks = new java.util.ArrayList<>();
+            List<boolean[]> masks = new java.util.ArrayList<>();
+            List<String> route = new java.util.ArrayList<>();
+            Map<String, Double> scale = new java.util.HashMap<>();
+            Map<String, org.nd4j.linalg.api.rng.Random> used = new LinkedHashMap<>();
+            for (Member m : live) {
+                if (mi >= m.spec().options().gradAccumulation() || failed.containsKey(m.name())) continue;
+                TokenBatch own;
+                int[] idx;
+                try {
+                    idx = orders.get(m.name()).next(m.spec().options().batchSize());
+                    own = m.data().batch(idx);
+                } catch (RuntimeException e) {
+                    failed.put(m.name(), "adapter '" + m.name() + "': " + e.getMessage());
+                    continue;
+                }
+                long targets = own.targetCount();
+                if (targets == 0) continue;        // as alone: a micro-batch with no targets is skipped
+                for (int i : idx) {
+                    blocks.add(m.data().block(i));
+                    masks.add(m.data().mask(i));
+                    route.add(m.name());
+                }
+                scale.put(m.name(), (double) targets);   // gradients of the summed (not mean) token loss
+                used.put(m.name(), streams.get(m.name()));
+            }
+            if (route.isEmpty()) continue;
+            TokenBatch batch = TokenBatch.shifted(blocks.toArray(new int[0][]), masks.toArray(new boolean[0][]));
+            Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch, ForwardContext.trainingMixed(route.toArray(new String[0]), used), scale);
+            for (Member m : live) {
+                CrossEntropyLoss.Result r = losses.get(m.name());
+                if (r == null) continue;
+                RoundResult out = outs.get(m.name());
+                out.lossSum += r.sumLoss();
+                out.targets += r.count();
+                out.tokens += (long) m.spec().options().batchSize() * batch.seq();
+            }
+        }
+        for (Member m : live) {
+            if (failed.containsKey(m.name())) continue;
+            RoundResult out = outs.get(m.name());
+            out.payload = AdapterTensors.ofGradients(m.adapter().trainableParameters());
+            out.weight = out.targets;
+            out.steps = 1;
+        }
+    }
+
     /** Flags this partition when its loss, a skipped step or its contribution was not finite (the driver then stops the run). */
     static void checkFinite(RoundResult out, int partition) {
         if (!Double.isFinite(out.lossSum)) out.nonFinite.add("partition " + partition + ": loss " + out.lossSum);
@@ -143,6 +282,11 @@ public final class RoundWork {
             if (!Double.isFinite(s.gradNorm())) out.skippedSteps++;
         }
         out.steps = spec.localSteps();
+        packLocal(adapter, params, trainer, spec, out, partition);
+    }
+
+    /** After a task's local steps: θ and (optionally) the moments and method statistics, weighted by the target tokens seen. */
+    private static void packLocal(AttachedAdapter adapter, List<Parameter> params, Trainer trainer, TrainSpec spec, RoundResult out, int partition) {
         out.weight = out.targets;
         if (spec.aggregate().equals("svd")) {
             // the factor pairs go up as they are, one entry per task, for the driver's exact sum; the rest as weighted sums
