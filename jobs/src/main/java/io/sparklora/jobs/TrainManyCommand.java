@@ -40,11 +40,16 @@ import java.util.Set;
  * the exit status is 1.
  */
 final class TrainManyCommand {
-    static final Args.Spec SPEC = new Args.Spec("train-many --local",
-            "Trains several adapters over one base in one process, their sequences sharing each step's batch.",
-            Args.Option.flag("local", "train in this process"),
+    static final Args.Spec SPEC = new Args.Spec("train-many",
+            "Trains several adapters over one base together, their sequences sharing each step's batch: in one Spark job, or with --local in this process.",
+            Args.Option.flag("local", "train in this process without Spark"),
+            Args.Option.value("master", "URL", "spark-submit's master, else local[*]", "Spark master (without --local)"),
+            Args.Option.value("partitions", "N", "2", "without --local: shards per job whose data: files the driver reads (tasks per round)"),
+            Args.Option.value("sync", "MODE", "gradients", "without --local: gradients (exact data parallelism) or parameters (K local steps, averaged)"),
+            Args.Option.value("local-steps", "K", "1", "without --local: optimizer steps per task per round with --sync parameters"),
+            Args.Option.value("checkpoint-every", "N", "0", "without --local: rounds between each adapter's checkpoints (0: none)"),
             Args.Option.required("model", "DIR", "Hugging Face base model directory"),
-            Args.Option.required("jobs", "FILE", "YAML: jobs: [{name, data, adapter, and optionally steps, batch, accum, lr, weight_decay, warmup, schedule, clip, seed}]"),
+            Args.Option.required("jobs", "FILE", "YAML: jobs: [{name, data or shards, adapter, and optionally steps, batch, accum, lr, weight_decay, warmup, schedule, clip, seed}]"),
             Args.Option.required("out", "DIR", "output directory: one directory per adapter, and summary.json"),
             LocalRun.CHAT_TEMPLATE,
             Args.Option.value("steps", "N", "100", "optimizer steps (a job's own steps: wins)"),
@@ -60,20 +65,26 @@ final class TrainManyCommand {
             Args.Option.value("eval-every-k", "K", "10", "every K-th block of each job's data is held out for its evaluation"));
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final ObjectMapper YAML = new ObjectMapper(io.sparklora.util.SafeYaml.factory());
-    static final Set<String> JOB_KEYS = Set.of("name", "data", "adapter", "steps", "batch", "accum", "lr", "weight_decay", "warmup",
+    static final Set<String> JOB_KEYS = Set.of("name", "data", "shards", "adapter", "steps", "batch", "accum", "lr", "weight_decay", "warmup",
             "schedule", "clip", "seed");
 
     private TrainManyCommand() {}
 
-    /** One entry of the jobs file, its settings resolved against the command line's. */
-    record JobSpec(String name, String data, String adapter, TrainingOptions options) {}
+    /**
+     * One entry of the jobs file, its settings resolved against the command line's. Its data is either {@code data}
+     * (files the driver reads and tokenizes) or {@code shards} (a tokenize stage's Arrow shards, read by the executors).
+     */
+    record JobSpec(String name, String data, String shards, String adapter, TrainingOptions options) {}
 
     static int run(String[] argv) throws Exception {
         Args a = SPEC.parse(argv);
-        if (!a.flag("local")) throw new Args.UsageException("train-many: only --local (one process) exists so far");
         Path modelDir = Path.of(a.require("model"));
         Path out = Path.of(a.require("out"));
         List<JobSpec> specs = readJobs(Path.of(a.require("jobs")), a);
+        if (!a.flag("local")) return TrainManySpark.run(a, modelDir, out, specs);
+        for (JobSpec s : specs) {
+            if (s.data() == null) throw new IllegalArgumentException("adapter '" + s.name() + "': shards are read by Spark executors; drop --local, or give data:");
+        }
         TransformerLM model = io.sparklora.quant.QuantizedCheckpoints.load(modelDir, io.sparklora.quant.BaseQuantization.parse("none", true, "train-many"));
         int seq = Math.min(a.getInt("seq"), model.config().maxPositions());
         List<MultiAdapterTrainer.Job> jobs = new ArrayList<>();
@@ -199,9 +210,12 @@ final class TrainManyCommand {
                 String k = it.next();
                 if (!JOB_KEYS.contains(k)) throw new IllegalArgumentException(where + ": unknown key '" + k + "' (known: " + new java.util.TreeSet<>(JOB_KEYS) + ")");
             }
-            for (String k : List.of("name", "data", "adapter")) {
+            for (String k : List.of("name", "adapter")) {
                 if (!j.path(k).isTextual() || j.path(k).asText().isBlank()) throw new IllegalArgumentException(where + ": '" + k + "' is required (a string)");
             }
+            if (j.has("data") == j.has("shards")) throw new IllegalArgumentException(where + ": give one of 'data' (files) and 'shards' (a tokenize stage's output)");
+            String source = j.has("data") ? "data" : "shards";
+            if (!j.path(source).isTextual() || j.path(source).asText().isBlank()) throw new IllegalArgumentException(where + ": '" + source + "' must be a string");
             String name = j.path("name").asText();
             if (!names.add(name)) throw new IllegalArgumentException(where + ": a second job named '" + name + "'");
             int steps = intOf(j, "steps", a.getInt("steps"), where);
@@ -216,7 +230,8 @@ final class TrainManyCommand {
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException(where + ": " + e.getMessage());
             }
-            specs.add(new JobSpec(name, j.path("data").asText(), j.path("adapter").asText(), o));
+            specs.add(new JobSpec(name, j.has("data") ? j.get("data").asText() : null, j.has("shards") ? j.get("shards").asText() : null,
+                    j.path("adapter").asText(), o));
         }
         return specs;
     }

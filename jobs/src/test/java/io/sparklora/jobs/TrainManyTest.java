@@ -76,6 +76,31 @@ class TrainManyTest {
     }
 
     @Test
+    void onSparkEveryAdapterIsWrittenWithItsMetricsAndABadJobFailsAlone(@TempDir Path dir) throws Exception {
+        setUp(dir);
+        Files.writeString(dir.resolve("jobs.yaml"), String.join("\n",
+                "jobs:",
+                "  - {name: records, data: " + dir.resolve("records.jsonl") + ", adapter: \"" + LORA + "\"}",
+                "  - {name: mail, data: " + dir.resolve("mail.jsonl") + ", adapter: \"" + DORA + "\", steps: 4, lr: 1.0e-2}",
+                "  - {name: elsewhere, shards: " + dir.resolve("no-shards") + ", adapter: \"" + LORA + "\"}",
+                ""));
+        int rc = SparkLoraCli.run(new String[]{"train-many", "--master", "local[2]", "--partitions", "2", "--jobs", dir.resolve("jobs.yaml").toString(),
+                "--out", dir.resolve("spark").toString(), "--model", dir.resolve("base").toString(), "--batch", "2", "--seq", "32", "--lr", "5e-3",
+                "--seed", "7", "--steps", "6", "--checkpoint-every", "3"});
+        assertEquals(1, rc, "one job failed, so the run reports failure");
+        String summary = Files.readString(dir.resolve("spark/summary.json"));
+        assertTrue(summary.contains("\"name\" : \"elsewhere\"") && summary.contains("\"status\" : \"failed\""), summary);
+        for (String[] job : new String[][]{{"records", "6"}, {"mail", "4"}}) {
+            Path d = dir.resolve("spark/" + job[0]);
+            assertTrue(Files.exists(d.resolve("adapter/adapter_model.safetensors")), job[0]);
+            assertEquals(Integer.parseInt(job[1]), Files.readAllLines(d.resolve("metrics.jsonl")).size(), job[0] + ": one metrics line per round");
+            String s = Files.readString(d.resolve("summary.json"));
+            assertTrue(s.contains("\"status\" : \"trained\"") && s.contains("\"rounds\" : " + job[1]), s);
+            assertTrue(Files.exists(d.resolve("checkpoints")), job[0] + ": its own checkpoints");
+        }
+    }
+
+    @Test
     void refusesAJobsFileWithAnUnknownKeyNamingTheJob(@TempDir Path dir) throws Exception {
         setUp(dir);
         Files.writeString(dir.resolve("jobs.yaml"), "jobs:\n  - {name: a, data: x, adapter: \"" + LORA + "\", learning_rate: 1}\n");
