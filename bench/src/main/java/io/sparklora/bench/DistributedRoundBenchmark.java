@@ -45,7 +45,11 @@ import java.util.Random;
  * model's compute, and the bytes moved per round against the model's size.
  *
  * <p>Usage: java ... DistributedRoundBenchmark [--layers 12 --d 768 --heads 12 --vocab 50257 --seq 256
- * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2]
+ * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2 --inline-max-bytes N]
+ *
+ * <p>{@code --inline-max-bytes} sets the largest round state sent inside the task instead of as a broadcast
+ * (default {@link TrainStage#inlineMaxBytes()}; 0 always broadcasts); the JSON's {@code round_state} says which
+ * path the rounds took.
  */
 public final class DistributedRoundBenchmark {
     /**
@@ -144,6 +148,7 @@ public final class DistributedRoundBenchmark {
         int seq = Integer.parseInt(a.getOrDefault("seq", "256")), perTask = Integer.parseInt(a.getOrDefault("batch-per-task", "2"));
         int parts = Integer.parseInt(a.getOrDefault("partitions", "2")), rounds = Integer.parseInt(a.getOrDefault("rounds", "5"));
         int warmup = Integer.parseInt(a.getOrDefault("warmup", "2"));
+        long inlineMax = a.containsKey("inline-max-bytes") ? Long.parseLong(a.get("inline-max-bytes")) : TrainStage.inlineMaxBytes();
         ModelConfig cfg = ModelConfig.gpt2(vocab, d, layers, heads, 1024);
         AdapterConfig lora = AdapterConfig.lora(8, 16, List.of("c_attn"));
         int total = warmup + rounds;
@@ -189,17 +194,19 @@ public final class DistributedRoundBenchmark {
                         if (done > warmup) spark[0] += (now - last[0]) / 1e9;
                         if (done == warmup) breakdown.reset();
                         last[0] = now;
-                    });
+                    }, inlineMax);
             sc.sc().listenerBus().waitUntilEmpty();
             double oneTps = rounds * tokensPerStep / oneSeconds, sparkTps = rounds * tokensPerStep / spark[0];
             double one1Tps = rounds * tokensPerStep / one1, onePTps = rounds * tokensPerStep / oneP;
             System.out.printf(Locale.ROOT, "{\"model\":\"gpt2 L=%d d=%d V=%d\",\"tokens_per_step\":%d,\"partitions\":%d,\"timed_steps\":%d,"
                             + "\"one_process_tokens_per_s\":%.1f,\"spark_tokens_per_s\":%.1f,\"spark_over_one_process\":%.3f,"
                             + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d,"
-                            + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\",\"round_ms\":%s}%n",
+                            + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\","
+                            + "\"round_state\":\"%s\",\"inline_max_bytes\":%d,\"round_ms\":%s}%n",
                     layers, d, vocab, tokensPerStep, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
                     (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
-                    one1Tps, parts, onePTps, cpuModel(), breakdown.json(rounds, spark[0]));
+                    one1Tps, parts, onePTps, cpuModel(),
+                    res.bytesBroadcastPerRound() <= inlineMax ? "inline" : "broadcast", inlineMax, breakdown.json(rounds, spark[0]));
         } finally {
             HadoopFiles.deleteLocalTree(dir);
         }

@@ -20,18 +20,19 @@ import java.util.Iterator;
 import java.util.List;
 
 /**
- * One task of one round, on the executor: the closure holds two broadcast handles only (the stage's
- * {@link TrainTaskContext} and the round's {@link RoundState}); it loads its partition's shard, builds a model over the JVM's cached
+ * One task of one round, on the executor: the closure holds the stage's {@link TrainTaskContext} as a broadcast
+ * handle and the round's {@link RoundState}, inline when it is small or as a broadcast handle
+ * ({@link RoundStateRef}, chosen by {@link TrainStage}); it loads its partition's shard, builds a model over the JVM's cached
  * base ({@link BaseModelCache}, read once per JVM), attaches the adapter, and hands the work to
  * {@link RoundWork}. Only adapter-sized tensors come back.
  */
 public final class TrainRoundTask implements Function2<Integer, Iterator<Integer>, Iterator<RoundResult>> {
-    private static final long serialVersionUID = 1L;
+    private static final long serialVersionUID = 2L;
     private final Broadcast<TrainTaskContext> context;
-    private final Broadcast<RoundState> state;
+    private final RoundStateRef state;
 
-    /** @param context the stage's unchanging part, broadcast once per stage; @param state this round's, broadcast each round */
-    public TrainRoundTask(Broadcast<TrainTaskContext> context, Broadcast<RoundState> state) {
+    /** @param context the stage's unchanging part, broadcast once per stage; @param state this round's, inline or broadcast */
+    TrainRoundTask(Broadcast<TrainTaskContext> context, RoundStateRef state) {
         this.context = context;
         this.state = state;
     }

@@ -25,15 +25,48 @@ import java.util.stream.IntStream;
 /**
  * The {@code train} stage: parameter-averaged adapter training on Spark. The loop itself (schedule, the
  * optimizer step, averaging, checkpoints, metrics) is {@link DistributedTrainer}'s; this stage only
- * distributes a round: it broadcasts the round state (adapter-sized), runs {@link TrainRoundTask} on every
+ * distributes a round: it sends the round state (adapter-sized) to the tasks, runs {@link TrainRoundTask} on every
  * partition, and brings back adapter-sized sums, added in partition order ({@code PartitionOrderSum}). The frozen base model never
  * moves: each executor JVM reads it once from storage ({@link BaseModelCache}).
+ *
+ * <p>A round state of at most {@link #inlineMaxBytes()} tensor bytes travels inside the task closure: Spark ships the
+ * serialized task binary to the executors once per stage anyway, so a small state costs no broadcast to write,
+ * fetch and destroy. A larger one is broadcast (fetched once per executor, not once per task) and destroyed after
+ * its round.
  */
 public final class TrainStage {
     private TrainStage() {}
 
+    /**
+     * The default of {@link #inlineMaxBytes()}: 256 KiB, a quarter of the task size above which Spark warns
+     * ({@code TaskSetManager.TASK_SIZE_TO_WARN_KIB}, 1000 KiB).
+     */
+    public static final long DEFAULT_INLINE_MAX_BYTES = 256L * 1024;
+
+    /** The system property that overrides {@link #DEFAULT_INLINE_MAX_BYTES} on the driver (0: always broadcast). */
+    public static final String INLINE_MAX_BYTES_PROPERTY = "sparklora.round.inline_max_bytes";
+
+    /** The largest round state ({@link RoundState#bytes()}) sent inside the task rather than as a broadcast. */
+    public static long inlineMaxBytes() {
+        String v = System.getProperty(INLINE_MAX_BYTES_PROPERTY);
+        if (v == null || v.isBlank()) return DEFAULT_INLINE_MAX_BYTES;
+        try {
+            long n = Long.parseLong(v.strip());
+            if (n >= 0) return n;
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException(INLINE_MAX_BYTES_PROPERTY + " must be a non-negative number of bytes, got '" + v + "'");
+    }
+
     public static DistributedTrainer.Result run(JavaSparkContext sc, TrainSpec spec, ShardSource shards, MetricsLog metrics, String stageName,
                                                 PrintStream console, DistributedTrainer.RoundListener listener) throws IOException {
+        return run(sc, spec, shards, metrics, stageName, console, listener, inlineMaxBytes());
+    }
+
+    /** As above, with round states of at most {@code inlineMaxBytes} tensor bytes sent inside the task (0: always broadcast). */
+    public static DistributedTrainer.Result run(JavaSparkContext sc, TrainSpec spec, ShardSource shards, MetricsLog metrics, String stageName,
+                                                PrintStream console, DistributedTrainer.RoundListener listener, long inlineMaxBytes) throws IOException {
         Configuration conf = sc.hadoopConfiguration();
         SerializableConfiguration sconf = new SerializableConfiguration(conf);
         TransformerLM model = BaseModelCache.model(spec.base(), conf);
@@ -43,14 +76,14 @@ public final class TrainStage {
         io.sparklora.spark.FailFast.install(sc.sc());
         Broadcast<TrainTaskContext> context = sc.broadcast(new TrainTaskContext(spec, shards, sconf));
         DistributedTrainer.RoundExecutor executor = state -> {
-            Broadcast<RoundState> b = sc.broadcast(state);
+            RoundStateRef ref = state.bytes() <= inlineMaxBytes ? RoundStateRef.inline(state) : RoundStateRef.broadcast(sc.broadcast(state));
             try {
                 return io.sparklora.spark.PartitionOrderSum.sum(
-                        partitions.mapPartitionsWithIndex(new TrainRoundTask(context, b), false), sum);
+                        partitions.mapPartitionsWithIndex(new TrainRoundTask(context, ref), false), sum);
             } catch (Exception e) {
                 throw io.sparklora.spark.FailFast.translate(sc.sc(), e);     // bad input: its own message, not retried
             } finally {
-                b.destroy();
+                ref.release();
             }
         };
         DistributedTrainer.Result r;

@@ -147,6 +147,25 @@ public class TrainStageTest {
     }
 
     @Test
+    void roundStateInsideTheTaskOrBroadcastGivesTheSameAdapterBitForBit() throws Exception {
+        // threshold 0: every round state is broadcast; Long.MAX_VALUE: every one rides inside the task closure
+        List<TokenBlocks> shards = List.of(randomShard(6, 16, 1), randomShard(5, 16, 2));
+        for (TrainSpec spec : List.of(spec("gradients", 3, 1, false, 0, null), spec("parameters", 3, 2, true, 0, null))) {
+            DistributedTrainer.Result broadcast = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null, 0);
+            DistributedTrainer.Result inline = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null,
+                    Long.MAX_VALUE);
+            List<Parameter> b = broadcast.adapter().trainableParameters(), i = inline.adapter().trainableParameters();
+            assertEquals(b.size(), i.size());
+            for (int t = 0; t < b.size(); t++) {
+                assertEquals(b.get(t).name(), i.get(t).name());
+                assertArrayEquals(b.get(t).value().dup('c').data().asFloat(), i.get(t).value().dup('c').data().asFloat(),
+                        spec.sync() + " " + b.get(t).name());
+            }
+            assertEquals(broadcast.bytesBroadcastPerRound(), inline.bytesBroadcastPerRound(), "the report counts the state either way");
+        }
+    }
+
+    @Test
     void onlyAdapterSizedTensorsMove() throws Exception {
         List<TokenBlocks> shards = List.of(randomShard(4, 16, 3), randomShard(4, 16, 4));
         DistributedTrainer.Result r = TrainStage.run(sc, spec("parameters", 2, 2, true, 0, null), new InMemoryShards(shards),
