@@ -30,10 +30,10 @@ import java.util.Map;
 public final class MultiTrainRoundTask implements Function2<Integer, Iterator<Integer>, Iterator<MultiRoundResult>> {
     private static final long serialVersionUID = 1L;
     private final Broadcast<LinkedHashMap<String, TrainTaskContext>> contexts;
-    private final Broadcast<LinkedHashMap<String, RoundState>> states;
+    private final RoundStateRef<LinkedHashMap<String, RoundState>> states;
 
-    /** @param contexts each adapter's unchanging part, broadcast once per stage; @param states this round's, by adapter, broadcast each round */
-    public MultiTrainRoundTask(Broadcast<LinkedHashMap<String, TrainTaskContext>> contexts, Broadcast<LinkedHashMap<String, RoundState>> states) {
+    /** @param contexts each adapter's unchanging part, broadcast once per stage; @param states this round's, by adapter, inline or broadcast */
+    MultiTrainRoundTask(Broadcast<LinkedHashMap<String, TrainTaskContext>> contexts, RoundStateRef<LinkedHashMap<String, RoundState>> states) {
         this.contexts = contexts;
         this.states = states;
     }

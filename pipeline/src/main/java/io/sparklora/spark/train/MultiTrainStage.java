@@ -77,15 +77,18 @@ public final class MultiTrainStage {
         LinkedHashMap<String, TrainTaskContext> contexts = new LinkedHashMap<>();
         for (Job j : jobs) contexts.put(j.name(), new TrainTaskContext(j.spec(), j.shards(), sconf));
         Broadcast<LinkedHashMap<String, TrainTaskContext>> context = sc.broadcast(contexts);
+        long inlineMax = TrainStage.inlineMaxBytes();
         Rounds rounds = new Rounds(names(jobs), states -> {
-            Broadcast<LinkedHashMap<String, RoundState>> b = sc.broadcast(states);
+            // as in TrainStage: small states ride inside the task, large ones are broadcast for the round
+            long bytes = states.values().stream().mapToLong(RoundState::bytes).sum();
+            RoundStateRef<LinkedHashMap<String, RoundState>> ref = bytes <= inlineMax ? RoundStateRef.inline(states) : RoundStateRef.broadcast(sc.broadcast(states));
             try {
-                return PartitionOrderSum.sum(partitions.mapPartitionsWithIndex(new MultiTrainRoundTask(context, b), false),
+                return PartitionOrderSum.sum(partitions.mapPartitionsWithIndex(new MultiTrainRoundTask(context, ref), false),
                         new MultiRoundResult.Sum()).byAdapter;
             } catch (Exception e) {
                 throw FailFast.translate(sc.sc(), e);
             } finally {
-                b.destroy();
+                ref.release();
             }
         });
         ExecutorService pool = Executors.newFixedThreadPool(jobs.size(), r -> {

@@ -29,10 +29,10 @@ import java.util.List;
 public final class TrainRoundTask implements Function2<Integer, Iterator<Integer>, Iterator<RoundResult>> {
     private static final long serialVersionUID = 2L;
     private final Broadcast<TrainTaskContext> context;
-    private final RoundStateRef state;
+    private final RoundStateRef<RoundState> state;
 
     /** @param context the stage's unchanging part, broadcast once per stage; @param state this round's, inline or broadcast */
-    TrainRoundTask(Broadcast<TrainTaskContext> context, RoundStateRef state) {
+    TrainRoundTask(Broadcast<TrainTaskContext> context, RoundStateRef<RoundState> state) {
         this.context = context;
         this.state = state;
     }
