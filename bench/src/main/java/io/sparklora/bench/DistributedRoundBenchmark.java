@@ -36,7 +36,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Random;
 
 /**
  * What distributing costs: the same LoRA training step (the same total batch) run (a) in one process and
@@ -155,21 +154,8 @@ public final class DistributedRoundBenchmark {
 
         Path dir = Files.createTempDirectory("spark-lora-bench-base");
         HfModelDirectory.save(TransformerLM.randomInit(cfg, 42), dir.resolve("m"), DataType.FLOAT, null);
-        Random r = new Random(1);
         List<TokenBlocks> shards = new ArrayList<>();
-        for (int p = 0; p < parts; p++) {
-            TokenBlocks b = new TokenBlocks(seq);
-            for (int i = 0; i < perTask * total; i++) {
-                int[] t = new int[seq + 1];
-                boolean[] m = new boolean[seq + 1];
-                for (int j = 0; j <= seq; j++) {
-                    t[j] = r.nextInt(vocab);
-                    m[j] = true;
-                }
-                b.add(t, m);
-            }
-            shards.add(b);
-        }
+        for (int p = 0; p < parts; p++) shards.add(MultiAdapterTrainBenchmark.randomBlocks(perTask * total, seq, vocab, 1 + p));
         long tokensPerStep = (long) parts * perTask * seq;
 
         try (JavaSparkContext sc = SparkSetup.local(parts)) {
