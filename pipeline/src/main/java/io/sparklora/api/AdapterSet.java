@@ -13,6 +13,11 @@ import io.sparklora.tokenize.TextTokenizer;
 import io.sparklora.train.Generator;
 import org.apache.hadoop.conf.Configuration;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import io.sparklora.storage.SerializableConfiguration;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -48,6 +53,7 @@ public final class AdapterSet {
     private final TransformerLM model;
     private final BaseModelRef baseRef;
     private final Map<String, AttachedAdapter> adapters = new LinkedHashMap<>();
+    private final LinkedHashMap<String, String> adapterUris = new LinkedHashMap<>();
     private TextTokenizer tokenizer;
 
     private AdapterSet(Configuration conf, String baseUri, BaseModelRef ref, TransformerLM model) {
@@ -89,7 +95,44 @@ public final class AdapterSet {
             return io.sparklora.adapters.PeftAdapterFormat.load(model, local, name);
         });
         adapters.put(name, a);
+        adapterUris.put(name, adapterUri);
         return this;
+    }
+
+    /**
+     * Each row of {@code df} with a column appended: the greedy continuation (at most {@code maxNewTokens} new tokens)
+     * of its {@code inputCol} text under the adapter its {@code adapterCol} names ({@link #BASE} or null: the base
+     * model). Runs on the executors: each task rebuilds this set from the same locations (the base read once per
+     * executor JVM) and serves its partition {@code batchRows} rows at a time, each batch one mixed-adapter pass with a
+     * KV cache. Lazy, like any DataFrame transformation; a row naming an adapter outside the set fails its task with
+     * that message.
+     */
+    public Dataset<Row> generate(Dataset<Row> df, String inputCol, String adapterCol, String outputCol, int maxNewTokens, int batchRows) {
+        if (maxNewTokens < 0) throw new IllegalArgumentException("maxNewTokens must be at least 0, got " + maxNewTokens);
+        return mapRows(df, inputCol, adapterCol, outputCol, maxNewTokens, batchRows, DataTypes.StringType);
+    }
+
+    /** As {@link #generate(Dataset, String, String, String, int, int)}, appending each text's mean token loss (nats) under its row's adapter. */
+    public Dataset<Row> meanLoss(Dataset<Row> df, String inputCol, String adapterCol, String outputCol, int batchRows) {
+        return mapRows(df, inputCol, adapterCol, outputCol, -1, batchRows, DataTypes.DoubleType);
+    }
+
+    private Dataset<Row> mapRows(Dataset<Row> df, String inputCol, String adapterCol, String outputCol, int maxNewTokens, int batchRows,
+                                 org.apache.spark.sql.types.DataType outType) {
+        if (batchRows < 1) throw new IllegalArgumentException("batchRows must be at least 1, got " + batchRows);
+        StructType schema = df.schema();
+        List<String> fields = Arrays.asList(schema.fieldNames());
+        for (String c : List.of(inputCol, adapterCol)) {
+            if (!fields.contains(c)) throw new IllegalArgumentException("no column '" + c + "' among " + fields);
+            if (!schema.apply(c).dataType().equals(DataTypes.StringType)) {
+                throw new IllegalArgumentException("column '" + c + "' must be a string, it is " + schema.apply(c).dataType().simpleString());
+            }
+        }
+        if (fields.contains(outputCol)) throw new IllegalArgumentException("column '" + outputCol + "' already exists");
+        AdapterSetTask task = new AdapterSetTask(baseUri, new LinkedHashMap<>(adapterUris), new SerializableConfiguration(conf),
+                fields.indexOf(inputCol), fields.indexOf(adapterCol), batchRows, maxNewTokens);
+        StructType out = schema.add(outputCol, outType, true);
+        return df.sparkSession().createDataFrame(df.javaRDD().mapPartitions(task), out);
     }
 
     /** The names of the adapters in the set, in the order they were added. */
