@@ -81,7 +81,7 @@ final class TrainManyCommand {
         Path modelDir = Path.of(a.require("model"));
         Path out = Path.of(a.require("out"));
         List<JobSpec> specs = readJobs(Path.of(a.require("jobs")), a);
-        if (!a.flag("local")) return TrainManySpark.run(a, modelDir, out, specs);
+        if (!a.flag("local")) return TrainManySpark.run(a, a.require("model"), a.require("out"), specs);
         for (JobSpec s : specs) {
             if (s.data() == null) throw new IllegalArgumentException("adapter '" + s.name() + "': shards are read by Spark executors; drop --local, or give data:");
         }

@@ -40,7 +40,8 @@ final class TrainManySpark {
 
     private TrainManySpark() {}
 
-    static int run(Args a, Path modelDir, Path outPath, List<TrainManyCommand.JobSpec> specs) throws Exception {
+    /** @param modelUri the base's Hugging Face directory, any Hadoop URI; @param out the output directory, any Hadoop URI */
+    static int run(Args a, String modelUri, String out, List<TrainManyCommand.JobSpec> specs) throws Exception {
         String sync = a.get("sync");
         int k = a.getInt("local-steps");
         if (!sync.equals("gradients") && !sync.equals("parameters")) throw new Args.UsageException("--sync: gradients or parameters, got '" + sync + "'");
@@ -48,15 +49,16 @@ final class TrainManySpark {
         int partitions = a.getInt("partitions");
         if (partitions < 1) throw new Args.UsageException("--partitions must be at least 1");
         String master = a.has("master") ? a.get("master") : System.getProperty("spark.master") != null ? null : "local[*]";
-        String out = outPath.toString();
         try (JavaSparkContext sc = SparkSetup.context("spark-lora train-many (" + specs.size() + " adapters)", master, Map.of())) {
             Configuration conf = sc.hadoopConfiguration();
-            BaseModelRef base = BaseModelRef.of(conf, modelDir.toAbsolutePath().toString());
+            // a URI as given; a local path made absolute (it is recorded in each adapter as its base)
+            String modelDir = modelUri.matches("^[A-Za-z][A-Za-z0-9+.-]*:/.*") ? modelUri : Path.of(modelUri).toAbsolutePath().toString();
+            BaseModelRef base = BaseModelRef.of(conf, modelDir);
             ModelConfig mc = io.sparklora.spark.BaseModelCache.model(base, conf).config();
             int seq = Math.min(a.getInt("seq"), mc.maxPositions());
             List<MultiTrainStage.Job> jobs = new ArrayList<>();
             Map<String, String> failedEarly = new LinkedHashMap<>();
-            String tokenizerUri = modelDir.resolve("tokenizer.json").toAbsolutePath().toString();
+            String tokenizerUri = HadoopFiles.resolve(modelDir, "tokenizer.json");
             for (TrainManyCommand.JobSpec s : specs) {
                 try {
                     AdapterConfig cfg = AdapterSpecs.parse(s.adapter(), mc.architecture());
@@ -65,10 +67,9 @@ final class TrainManySpark {
                     }
                     ShardSource shards;
                     if (s.data() != null) {
-                        TokenBlocks all;
-                        try (TextTokenizer tok = TextTokenizer.fromModelDir(modelDir)) {
-                            all = LocalRun.blocks(s.data(), tok, seq, LocalRun.chatTemplate(a, modelDir));
-                        }
+                        // the executor-wide tokenizer cache serves the driver too (not closed here: the cache owns it)
+                        TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri);
+                        TokenBlocks all = LocalRun.blocks(s.data(), tok, seq, chatTemplate(a, tokenizerUri));
                         shards = new InMemoryShards(split(all, partitions));
                     } else {
                         ShardManifest m = ShardManifest.read(conf, s.shards());
@@ -115,6 +116,14 @@ final class TrainManySpark {
             }
             return 0;
         }
+    }
+
+    /** The {@code --chat-template} the local commands take, with the model's tokenizer at any URI. */
+    private static io.sparklora.tokenize.ChatTemplate chatTemplate(Args a, String tokenizerUri) throws java.io.IOException {
+        String which = a.get("chat-template");
+        if (which.equals("none")) return null;
+        return io.sparklora.tokenize.ChatTemplate.read(new Configuration(), which.equals("tokenizer") ? which : Path.of(which).toAbsolutePath().toString(),
+                tokenizerUri);
     }
 
     /** Blocks dealt round-robin into n shards (the demo's small corpora; big ones come as a tokenize stage's shards). */

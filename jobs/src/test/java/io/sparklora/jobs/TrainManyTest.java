@@ -85,7 +85,8 @@ class TrainManyTest {
                 "  - {name: elsewhere, shards: " + dir.resolve("no-shards") + ", adapter: \"" + LORA + "\"}",
                 ""));
         int rc = SparkLoraCli.run(new String[]{"train-many", "--master", "local[2]", "--partitions", "2", "--jobs", dir.resolve("jobs.yaml").toString(),
-                "--out", dir.resolve("spark").toString(), "--model", dir.resolve("base").toString(), "--batch", "2", "--seq", "32", "--lr", "5e-3",
+                // URIs, as on a cluster (hdfs://...): the model and the outputs go through Hadoop's file systems
+                "--out", dir.resolve("spark").toUri().toString(), "--model", dir.resolve("base").toUri().toString(), "--batch", "2", "--seq", "32", "--lr", "5e-3",
                 "--seed", "7", "--steps", "6", "--checkpoint-every", "3"});
         assertEquals(1, rc, "one job failed, so the run reports failure");
         String summary = Files.readString(dir.resolve("spark/summary.json"));
