@@ -92,7 +92,12 @@ public final class MultiAdapterTrainer {
         boolean stepping() { return trainer.stepsTaken() < job.options().steps(); }
     }
 
-    /** Trains every job to its step count; returns each job's outcome in the jobs' order. */
+    /**
+     * Trains every job to its step count; returns each job's outcome in the jobs' order. On return the model holds
+     * every trained adapter, attached and active (a plain forward would apply all of them to every row): run one with
+     * {@code Linear.setActive}, several in one batch with a mixed-adapter context, or save each
+     * ({@code PeftAdapterFormat.save(outcome.adapter(), ...)}). Adapters already attached to the model are deactivated.
+     */
     public Map<String, Outcome> train(StepListener listener) {
         Map<String, String> failed = new LinkedHashMap<>();
         Map<String, Running> running = new LinkedHashMap<>();
