@@ -49,7 +49,8 @@ final class TrainLocalCommand {
             Args.Option.value("quantization", "TYPE", "none", "how the frozen base is held: none, or nf4 (QLoRA; a 4-bit checkpoint is nf4 anyway)"),
             Args.Option.flag("no-double-quant", "with --quantization nf4: fp32 block scales (4.5 bits per weight) instead of 8-bit ones"),
             Args.Option.value("optimizer-state", "WHERE", "memory", "AdamW's moments: memory, or mapped (memory-mapped files the OS can page out)"),
-            Args.Option.value("spill-dir", "DIR", "java.io.tmpdir", "with --optimizer-state mapped: where the moment files go (local disk)"));
+            Args.Option.value("spill-dir", "DIR", "java.io.tmpdir", "with --optimizer-state mapped: where the moment files go (local disk)"),
+            Args.Option.value("threads", "N", "every core", "engine threads (libnd4j and OpenBLAS); small models run faster on 1 (docs/BENCHMARKS.md, \"Threads per task\")"));
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private TrainLocalCommand() {}
@@ -59,6 +60,7 @@ final class TrainLocalCommand {
         if (!a.flag("local")) throw new Args.UsageException("train: distributed training is the Spark pipeline's; pass --local to train in this process");
         Path modelDir = Path.of(a.require("model"));
         Path out = Path.of(a.require("out"));
+        if (a.has("threads")) io.sparklora.model.EngineThreads.set(a.getInt("threads"));
         TransformerLM model = io.sparklora.quant.QuantizedCheckpoints.load(modelDir, io.sparklora.quant.BaseQuantization.parse(
                 a.get("quantization"), !a.flag("no-double-quant"), "train --quantization"));
         model.setActivationCheckpointing(a.flag("activation-checkpointing"));

@@ -62,7 +62,8 @@ final class TrainManyCommand {
             Args.Option.value("schedule", "NAME", "cosine", "learning-rate schedule after warmup: cosine, linear or constant"),
             Args.Option.value("clip", "X", "1.0", "gradient norm clip"),
             Args.Option.value("seed", "N", "42", "seed of each adapter's initialisation, data order and dropout"),
-            Args.Option.value("eval-every-k", "K", "10", "every K-th block of each job's data is held out for its evaluation"));
+            Args.Option.value("eval-every-k", "K", "10", "every K-th block of each job's data is held out for its evaluation"),
+            Args.Option.value("threads", "N", "every core", "with --local: engine threads (libnd4j and OpenBLAS); small models run faster on 1 (docs/BENCHMARKS.md, \"Threads per task\")"));
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final ObjectMapper YAML = new ObjectMapper(io.sparklora.util.SafeYaml.factory());
     static final Set<String> JOB_KEYS = Set.of("name", "data", "shards", "adapter", "steps", "batch", "accum", "lr", "weight_decay", "warmup",
@@ -85,6 +86,7 @@ final class TrainManyCommand {
         for (JobSpec s : specs) {
             if (s.data() == null) throw new IllegalArgumentException("adapter '" + s.name() + "': shards are read by Spark executors; drop --local, or give data:");
         }
+        if (a.has("threads")) io.sparklora.model.EngineThreads.set(a.getInt("threads"));
         TransformerLM model = io.sparklora.quant.QuantizedCheckpoints.load(modelDir, io.sparklora.quant.BaseQuantization.parse("none", true, "train-many"));
         int seq = Math.min(a.getInt("seq"), model.config().maxPositions());
         List<MultiAdapterTrainer.Job> jobs = new ArrayList<>();

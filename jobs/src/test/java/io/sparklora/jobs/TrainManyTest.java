@@ -47,10 +47,13 @@ class TrainManyTest {
                 "  - {name: missing, data: " + dir.resolve("nowhere.jsonl") + ", adapter: \"" + LORA + "\"}",
                 "  - {name: mail, data: " + dir.resolve("mail.jsonl") + ", adapter: \"" + DORA + "\", steps: 4, lr: 1.0e-2}",
                 ""));
-        String[] common = {"--model", dir.resolve("base").toString(), "--batch", "2", "--seq", "32", "--lr", "5e-3", "--seed", "7", "--steps", "6"};
+        String[] common = {"--model", dir.resolve("base").toString(), "--batch", "2", "--seq", "32", "--lr", "5e-3", "--seed", "7", "--steps", "6",
+                "--threads", "1"};
         List<String> many = new ArrayList<>(List.of("train-many", "--local", "--jobs", dir.resolve("jobs.yaml").toString(), "--out", dir.resolve("many").toString()));
         many.addAll(List.of(common));
+        io.sparklora.model.EngineThreads.set(2);
         assertEquals(1, SparkLoraCli.run(many.toArray(String[]::new)), "one job failed, so the run reports failure");
+        assertEquals(1, io.sparklora.model.EngineThreads.current(), "--threads sets the engine's threads");
         String summary = Files.readString(dir.resolve("many/summary.json"));
         assertTrue(summary.contains("\"name\" : \"missing\"") && summary.contains("\"status\" : \"failed\"") && summary.contains("does not exist"), summary);
         assertFalse(Files.exists(dir.resolve("many/missing")));
