@@ -69,6 +69,22 @@ public record ForwardContext(boolean training, Random random, String[] sequenceA
         return new ForwardContext(training, random, new String[]{adapterName}, adapterRandoms);
     }
 
+    /** A maximal run of consecutive sequences, [from, to), that name the same adapter in a mixed-adapter batch. */
+    public record AdapterRun(String adapter, int from, int to) {}
+
+    /** The mixed batch's sequences as maximal runs of one adapter each, in batch order (empty when not mixed). */
+    public List<AdapterRun> adapterRuns() {
+        List<AdapterRun> runs = new ArrayList<>();
+        if (sequenceAdapters == null) return runs;
+        for (int b = 0; b < sequenceAdapters.length; ) {
+            int e = b + 1;
+            while (e < sequenceAdapters.length && sequenceAdapters[e].equals(sequenceAdapters[b])) e++;
+            runs.add(new AdapterRun(sequenceAdapters[b], b, e));
+            b = e;
+        }
+        return runs;
+    }
+
     /** Every dropout stream this pass draws from, in a fixed order: the shared one, then each adapter's. */
     List<Random> streams() {
         List<Random> s = new ArrayList<>();

@@ -134,24 +134,20 @@ public final class Linear {
         List<Adapter.Activation> acts = new ArrayList<>();
         List<Adapter> used = new ArrayList<>();
         List<long[]> ranges = new ArrayList<>();
-        for (int b = 0; b < route.length; ) {
-            int e = b + 1;
-            while (e < route.length && route[e].equals(route[b])) e++;
-            Adapter adapter = adapters.get(route[b]);
-            if (adapter != null) {
-                if (ctx.training() && adapter.needsLayerInput() && !needsInput()) {
-                    throw new IllegalStateException(name + ": adapter '" + route[b] + "' trains in a mixed batch but is not active;"
-                            + " activate every adapter that trains");
-                }
-                var rows = org.nd4j.linalg.indexing.NDArrayIndex.interval(b * t, e * t);
-                INDArray yv = y.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all());
-                // as in forward: the adapter sees its rows' bias-free base output, and its delta is added after the bias
-                acts.add(adapter.forward(x.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all()), yv, ctx.forAdapter(route[b])));
-                views.add(yv);
-                used.add(adapter);
-                ranges.add(new long[]{b * t, e * t});
+        for (ForwardContext.AdapterRun run : ctx.adapterRuns()) {
+            Adapter adapter = adapters.get(run.adapter());
+            if (adapter == null) continue;
+            if (ctx.training() && adapter.needsLayerInput() && !needsInput()) {
+                throw new IllegalStateException(name + ": adapter '" + run.adapter() + "' trains in a mixed batch but is not active;"
+                        + " activate every adapter that trains");
             }
-            b = e;
+            var rows = org.nd4j.linalg.indexing.NDArrayIndex.interval(run.from() * t, run.to() * t);
+            INDArray yv = y.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all());
+            // as in forward: the adapter sees its rows' bias-free base output, and its delta is added after the bias
+            acts.add(adapter.forward(x.get(rows, org.nd4j.linalg.indexing.NDArrayIndex.all()), yv, ctx.forAdapter(run.adapter())));
+            views.add(yv);
+            used.add(adapter);
+            ranges.add(new long[]{run.from() * t, run.to() * t});
         }
         if (bias != null) y.addiRowVector(bias.value());
         for (int i = 0; i < acts.size(); i++) {

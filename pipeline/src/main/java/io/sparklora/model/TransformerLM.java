@@ -827,10 +827,19 @@ public final class TransformerLM {
      * {@code gradScale} (1/micro-batches under accumulation) and added to the trainable parameters.
      */
     public CrossEntropyLoss.Result forwardBackward(TokenBatch batch, ForwardContext ctx, double gradScale) {
+        return trainingPass(batch, ctx, (hidden, dHidden) -> chunkedHeadLoss(hidden, batch, ctx, dHidden, gradScale));
+    }
+
+    /**
+     * The skeleton of a training pass: embed, the blocks and the final norm forward, then {@code headLoss} on the final
+     * hidden state [N, C], which fills dL/dhidden [N, C] (zeros to start with), then backward through the blocks and
+     * the embeddings; every activation is freed before returning headLoss's result.
+     */
+    private <R> R trainingPass(TokenBatch batch, ForwardContext ctx, java.util.function.BiFunction<INDArray, INDArray, R> headLoss) {
         INDArray h0 = embed(batch);
         Forward f = forwardEmbedded(h0, batch, ctx, false);
         INDArray dHidden = Nd4j.create(h0.dataType(), h0.shape());
-        CrossEntropyLoss.Result r = chunkedHeadLoss(f.finalNorm().out(), batch, ctx, dHidden, gradScale);
+        R r = headLoss.apply(f.finalNorm().out(), dHidden);
         INDArray dh0 = backwardFromHidden(f, dHidden);
         backwardEmbedding(batch, dh0);
         f.release();
@@ -889,35 +898,29 @@ public final class TransformerLM {
         String[] route = ctx.sequenceAdapters();
         if (!ctx.training() || route == null) throw new IllegalArgumentException("forwardBackwardMixed needs a mixed-adapter training context");
         checkSequenceAdapters(route, batch.batch());
-        java.util.Set<String> seen = new java.util.HashSet<>();
         for (int b = 0; b < route.length; b++) {
             if (route[b].equals(BASE_ONLY)) throw new IllegalArgumentException("mixed-adapter training: sequence " + b + " trains no adapter (" + BASE_ONLY + ")");
-            if ((b == 0 || !route[b].equals(route[b - 1])) && !seen.add(route[b])) {
-                throw new IllegalArgumentException("mixed-adapter training: the sequences of adapter '" + route[b] + "' must be consecutive");
-            }
             if (!gradScale.containsKey(route[b])) throw new IllegalArgumentException("mixed-adapter training: no gradient scale for adapter '" + route[b] + "'");
         }
-        long n = (long) batch.batch() * batch.seq();
-        long[] perSequence = batch.targets().gte(0).castTo(org.nd4j.linalg.api.buffer.DataType.LONG).sum(1).toLongVector();
-        INDArray h0 = embed(batch);
-        Forward f = forwardEmbedded(h0, batch, ctx, false);
-        INDArray dHidden = Nd4j.create(h0.dataType(), h0.shape());
-        INDArray flatTargets = batch.targets().reshape(n);
-        Map<String, CrossEntropyLoss.Result> losses = new java.util.LinkedHashMap<>();
-        for (int b = 0; b < route.length; ) {
-            int e = b + 1;
-            while (e < route.length && route[e].equals(route[b])) e++;
-            long count = 0;
-            for (int i = b; i < e; i++) count += perSequence[i];
-            losses.put(route[b], headLossRows(f.finalNorm().out(), flatTargets, (long) b * batch.seq(), (long) e * batch.seq(), count,
-                    ctx.onlyAdapter(route[b]), dHidden, count == 0 ? 1.0 : count / gradScale.get(route[b])));   // no targets: a zero gradient
-            b = e;
+        List<ForwardContext.AdapterRun> runs = ctx.adapterRuns();
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (ForwardContext.AdapterRun run : runs) {
+            if (!seen.add(run.adapter())) {
+                throw new IllegalArgumentException("mixed-adapter training: the sequences of adapter '" + run.adapter() + "' must be consecutive");
+            }
         }
-        INDArray dh0 = backwardFromHidden(f, dHidden);
-        backwardEmbedding(batch, dh0);
-        f.release();
-        Tensors.release(h0, dh0);
-        return losses;
+        long[] perSequence = batch.targets().gte(0).castTo(org.nd4j.linalg.api.buffer.DataType.LONG).sum(1).toLongVector();
+        INDArray flatTargets = batch.targets().reshape((long) batch.batch() * batch.seq());
+        return trainingPass(batch, ctx, (hidden, dHidden) -> {
+            Map<String, CrossEntropyLoss.Result> losses = new java.util.LinkedHashMap<>();
+            for (ForwardContext.AdapterRun run : runs) {
+                long count = 0;
+                for (int i = run.from(); i < run.to(); i++) count += perSequence[i];
+                losses.put(run.adapter(), headLossRows(hidden, flatTargets, (long) run.from() * batch.seq(), (long) run.to() * batch.seq(), count,
+                        ctx.onlyAdapter(run.adapter()), dHidden, count == 0 ? 1.0 : count / gradScale.get(run.adapter())));   // no targets: a zero gradient
+            }
+            return losses;
+        });
     }
 
     /** Rows per head-and-loss chunk in training; 0 (the default) picks about 16M logits, 64 MB in fp32. */
