@@ -165,52 +165,40 @@ public final class MultiAdapterTrainer {
      * @return each member's step figures, in the members' order (failed members absent)
      */
     public static Map<String, Trainer.StepStats> stepTogether(TransformerLM model, List<Member> members, Map<String, String> failed) {
-        Map<String, long[]> index = new HashMap<>();
-        Map<String, double[]> loss = new HashMap<>();
-        Map<String, long[]> counts = new HashMap<>();     // {tokens, targets}
+        Map<String, StepSums> sums = new LinkedHashMap<>();
         int micro = 0;
         for (Member mb : members) {
-            index.put(mb.name(), new long[]{mb.trainer().begin()});
-            loss.put(mb.name(), new double[1]);
-            counts.put(mb.name(), new long[2]);
+            sums.put(mb.name(), new StepSums(mb.trainer().begin()));
             micro = Math.max(micro, mb.trainer().options().gradAccumulation());
         }
         for (int m = 0; m < micro; m++) {
-            List<int[]> blocks = new ArrayList<>();
-            List<boolean[]> masks = new ArrayList<>();
-            List<String> route = new ArrayList<>();
+            MixedBatch mixed = new MixedBatch();
             Map<String, Random> streams = new LinkedHashMap<>();
             Map<String, Double> scale = new HashMap<>();
             for (Member mb : members) {
                 TrainingOptions o = mb.trainer().options();
                 if (m >= o.gradAccumulation() || failed.containsKey(mb.name())) continue;
-                List<int[]> mine = new ArrayList<>();
-                List<boolean[]> mineMasks = new ArrayList<>();
+                int[] idx;
                 try {
-                    for (int i : mb.order().next(o.batchSize())) {
-                        mine.add(mb.data().block(i));
-                        mineMasks.add(mb.data().mask(i));
-                    }
+                    idx = mb.order().next(o.batchSize());
                 } catch (RuntimeException e) {
-                    failed.put(mb.name(), "adapter '" + mb.name() + "': step " + (index.get(mb.name())[0] + 1) + ": " + e.getMessage());
+                    failed.put(mb.name(), "adapter '" + mb.name() + "': step " + (sums.get(mb.name()).index + 1) + ": " + e.getMessage());
                     continue;
                 }
-                blocks.addAll(mine);
-                masks.addAll(mineMasks);
-                for (int i = 0; i < mine.size(); i++) route.add(mb.name());
+                mixed.add(mb.name(), mb.data(), idx);
                 streams.put(mb.name(), mb.trainer().dropoutStream());
                 scale.put(mb.name(), 1.0 / o.gradAccumulation());
             }
-            if (route.isEmpty()) continue;
-            TokenBatch batch = TokenBatch.shifted(blocks.toArray(new int[0][]), masks.toArray(new boolean[0][]));
-            Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch,
-                    ForwardContext.trainingMixed(route.toArray(new String[0]), streams), scale);
+            if (mixed.isEmpty()) continue;
+            TokenBatch batch = mixed.batch();
+            Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch, mixed.context(streams), scale);
             for (Member mb : members) {
                 CrossEntropyLoss.Result r = losses.get(mb.name());
                 if (r == null) continue;
-                loss.get(mb.name())[0] += r.meanLoss();
-                counts.get(mb.name())[0] += (long) mb.trainer().options().batchSize() * batch.seq();
-                counts.get(mb.name())[1] += r.count();
+                StepSums sum = sums.get(mb.name());
+                sum.meanLosses += r.meanLoss();
+                sum.tokens += (long) mb.trainer().options().batchSize() * batch.seq();
+                sum.targets += r.count();
             }
         }
         Map<String, Trainer.StepStats> out = new LinkedHashMap<>();
@@ -219,9 +207,19 @@ public final class MultiAdapterTrainer {
                 mb.trainer().optimizer().zeroGrad();
                 continue;
             }
-            out.put(mb.name(), mb.trainer().finish(index.get(mb.name())[0], loss.get(mb.name())[0], counts.get(mb.name())[0], counts.get(mb.name())[1]));
+            StepSums sum = sums.get(mb.name());
+            out.put(mb.name(), mb.trainer().finish(sum.index, sum.meanLosses, sum.tokens, sum.targets));
         }
         return out;
+    }
+
+    /** What one member's micro-batches of a shared step add up to, for {@link Trainer#finish}. */
+    private static final class StepSums {
+        final long index;
+        double meanLosses;
+        long tokens, targets;
+
+        StepSums(long index) { this.index = index; }
     }
 
     /** Non-empty data whose every token id is inside the vocabulary; the error names the first bad block. */

@@ -35,19 +35,29 @@ public final class RoundWork {
         if (data.size() == 0) return out;     // an empty shard contributes nothing (weight 0)
         if (spec.dp().clientLevel() && !st.takesPart(partition)) return out;    // DP-FedAvg: the driver did not sample this client
         List<Parameter> params = adapter.trainableParameters();
-        st.adapter().copyInto(params);
-        adapter.hooks().plan(spec.totalSteps());
-        adapter.hooks().loadRoundState(st.methodState().toArrays());
-        Map<String, INDArray> applied = adapter.hooks().roundState();
-        if (!applied.isEmpty()) out.methodStateDigests.add(AdapterTensors.of(applied).digest());
+        loadRound(adapter, st, spec, out);
         long seed = taskSeed(spec.options().seed(), partition, st.round());
-        BatchOrder order = BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
+        BatchOrder order = order(data, st, spec, partition);
         if (spec.dp().exampleLevel()) dpSgd(adapter, params, data, seed, spec, out);
         else if (spec.sync().equals("gradients")) gradients(adapter, params, data, order, seed, spec, out);
         else localSteps(adapter, params, data, order, seed, st, spec, out, partition);
         if (spec.dp().clientLevel()) clipUpdate(params, st, spec, out);
         checkFinite(out, partition);
         return out;
+    }
+
+    /** The round's adapter values and method state into the task's adapter; the applied state's digest into {@code out}. */
+    private static void loadRound(AttachedAdapter adapter, RoundState st, TrainSpec spec, RoundResult out) {
+        st.adapter().copyInto(adapter.trainableParameters());
+        adapter.hooks().plan(spec.totalSteps());
+        adapter.hooks().loadRoundState(st.methodState().toArrays());
+        Map<String, INDArray> applied = adapter.hooks().roundState();
+        if (!applied.isEmpty()) out.methodStateDigests.add(AdapterTensors.of(applied).digest());
+    }
+
+    /** The task's data order: a function of (seed, partition) resumed at the blocks the rounds before consumed. */
+    private static BatchOrder order(TokenBlocks data, RoundState st, TrainSpec spec, int partition) {
+        return BatchOrder.at(data.size(), spec.options().seed() * 1_000_003L + partition, st.round() * spec.blocksPerRound());
     }
 
     /** One adapter's part of a shared round on one partition: its adapter (attached, active), its shard, its round state and spec. */
@@ -70,12 +80,7 @@ public final class RoundWork {
             out.shardExamples = m.data().size();
             outs.put(m.name(), out);
             if (m.data().size() == 0) continue;   // an empty shard contributes nothing (weight 0)
-            List<Parameter> params = m.adapter().trainableParameters();
-            m.state().adapter().copyInto(params);
-            m.adapter().hooks().plan(m.spec().totalSteps());
-            m.adapter().hooks().loadRoundState(m.state().methodState().toArrays());
-            Map<String, INDArray> applied = m.adapter().hooks().roundState();
-            if (!applied.isEmpty()) out.methodStateDigests.add(AdapterTensors.of(applied).digest());
+            loadRound(m.adapter(), m.state(), m.spec(), out);
             live.add(m);
         }
         if (live.isEmpty()) return outs;
@@ -86,91 +91,53 @@ public final class RoundWork {
             }
         }
         Map<String, String> failed = new LinkedHashMap<>();
-        Map<String, BatchOrder> orders = new LinkedHashMap<>();
-        Map<String, MultiAdapterTrainer.Member> steppers = new LinkedHashMap<>();
+        if (gradientSync) gradientsTogether(live, partition, outs, failed);
+        else localStepsTogether(live, partition, outs, failed);
         for (Member m : live) {
-            TrainSpec spec = m.spec();
-            long seed = taskSeed(spec.options().seed(), partition, m.state().round());
-            BatchOrder order = BatchOrder.at(m.data().size(), spec.options().seed() * 1_000_003L + partition, m.state().round() * spec.blocksPerRound());
-            orders.put(m.name(), order);
-            if (gradientSync) continue;        // the driver takes the step: no trainer here, as in gradients()
-            Trainer trainer = Trainer.forAdapter(m.adapter(), spec.options().withSteps((int) spec.totalSteps()).withSeed(seed));
-            if (m.state().moments() != null) trainer.optimizer().importState(optimizerState(m.state().moments(), m.state().optimizerStep()));
-            trainer.resumeAt((long) m.state().round() * spec.localSteps());   // the lr schedule runs over global steps
-            steppers.put(m.name(), new MultiAdapterTrainer.Member(m.name(), trainer, m.data(), order));
-        }
-        if (gradientSync) gradientsTogether(live, orders, partition, outs, failed);
-        else {
-            int k = live.stream().mapToInt(m -> m.spec().localSteps()).max().orElse(0);
-            for (int step = 0; step < k; step++) {
-                final int s = step;
-                List<MultiAdapterTrainer.Member> now = live.stream().filter(m -> s < m.spec().localSteps() && !failed.containsKey(m.name()))
-                        .map(m -> steppers.get(m.name())).toList();
-                Map<String, Trainer.StepStats> stats = MultiAdapterTrainer.stepTogether(live.get(0).adapter().model(), now, failed);
-                stats.forEach((name, st) -> {
-                    RoundResult out = outs.get(name);
-                    out.lossSum += st.loss() * st.targets();
-                    out.targets += st.targets();
-                    out.tokens += st.tokens();
-                    if (!Double.isFinite(st.gradNorm())) out.skippedSteps++;
-                });
-            }
-            for (Member m : live) {
-                if (failed.containsKey(m.name())) continue;
-                RoundResult out = outs.get(m.name());
-                out.steps = m.spec().localSteps();
-                packLocal(m.adapter(), m.adapter().trainableParameters(), steppers.get(m.name()).trainer(), m.spec(), out, partition);
-            }
-        }
-        for (Member m : live) {
-            RoundResult out = outs.get(m.name());
             if (failed.containsKey(m.name())) {
-                outs.put(m.name(), out = new RoundResult());
-                out.inputErrors.add(failed.get(m.name()) + " (partition " + partition + ")");
-                continue;
+                RoundResult bad = new RoundResult();
+                bad.inputErrors.add(failed.get(m.name()) + " (partition " + partition + ")");
+                outs.put(m.name(), bad);
+            } else {
+                checkFinite(outs.get(m.name()), partition);
             }
-            checkFinite(out, partition);
         }
         return outs;
     }
 
     /** {@link #gradients} for several adapters, each micro-batch one mixed batch: Σ over each adapter's target tokens of ∂loss/∂θ. */
-    private static void gradientsTogether(List<Member> live, Map<String, BatchOrder> orders, int partition,
-                                          Map<String, RoundResult> outs, Map<String, String> failed) {
+    private static void gradientsTogether(List<Member> live, int partition, Map<String, RoundResult> outs, Map<String, String> failed) {
         Map<String, org.nd4j.linalg.api.rng.Random> streams = new LinkedHashMap<>();
-        for (Member m : live) streams.put(m.name(), io.sparklora.model.Seeds.rng(taskSeed(m.spec().options().seed(), partition, m.state().round())));
+        Map<String, BatchOrder> orders = new LinkedHashMap<>();
+        for (Member m : live) {
+            streams.put(m.name(), io.sparklora.model.Seeds.rng(taskSeed(m.spec().options().seed(), partition, m.state().round())));
+            orders.put(m.name(), order(m.data(), m.state(), m.spec(), partition));
+        }
         int micro = live.stream().mapToInt(m -> m.spec().options().gradAccumulation()).max().orElse(0);
         io.sparklora.model.TransformerLM model = live.get(0).adapter().model();
         for (int mi = 0; mi < micro; mi++) {
-            List<int[]> blocks = new java.util.ArrayList<>();
-            List<boolean[]> masks = new java.util.ArrayList<>();
-            List<String> route = new java.util.ArrayList<>();
+            MixedBatch mixed = new MixedBatch();
             Map<String, Double> scale = new java.util.HashMap<>();
             Map<String, org.nd4j.linalg.api.rng.Random> used = new LinkedHashMap<>();
             for (Member m : live) {
                 if (mi >= m.spec().options().gradAccumulation() || failed.containsKey(m.name())) continue;
-                TokenBatch own;
                 int[] idx;
+                long targets;
                 try {
                     idx = orders.get(m.name()).next(m.spec().options().batchSize());
-                    own = m.data().batch(idx);
+                    targets = m.data().batch(idx).targetCount();
                 } catch (RuntimeException e) {
                     failed.put(m.name(), "adapter '" + m.name() + "': " + e.getMessage());
                     continue;
                 }
-                long targets = own.targetCount();
                 if (targets == 0) continue;        // as alone: a micro-batch with no targets is skipped
-                for (int i : idx) {
-                    blocks.add(m.data().block(i));
-                    masks.add(m.data().mask(i));
-                    route.add(m.name());
-                }
+                mixed.add(m.name(), m.data(), idx);
                 scale.put(m.name(), (double) targets);   // gradients of the summed (not mean) token loss
                 used.put(m.name(), streams.get(m.name()));
             }
-            if (route.isEmpty()) continue;
-            TokenBatch batch = TokenBatch.shifted(blocks.toArray(new int[0][]), masks.toArray(new boolean[0][]));
-            Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch, ForwardContext.trainingMixed(route.toArray(new String[0]), used), scale);
+            if (mixed.isEmpty()) continue;
+            TokenBatch batch = mixed.batch();
+            Map<String, CrossEntropyLoss.Result> losses = model.forwardBackwardMixed(batch, mixed.context(used), scale);
             for (Member m : live) {
                 CrossEntropyLoss.Result r = losses.get(m.name());
                 if (r == null) continue;
@@ -181,11 +148,29 @@ public final class RoundWork {
             }
         }
         for (Member m : live) {
+            if (!failed.containsKey(m.name())) packGradients(m.adapter().trainableParameters(), outs.get(m.name()));
+        }
+    }
+
+    /** {@link #localSteps} for several adapters, each optimizer step one shared step ({@link MultiAdapterTrainer#stepTogether}). */
+    private static void localStepsTogether(List<Member> live, int partition, Map<String, RoundResult> outs, Map<String, String> failed) {
+        Map<String, MultiAdapterTrainer.Member> steppers = new LinkedHashMap<>();
+        for (Member m : live) {
+            Trainer trainer = localTrainer(m.adapter(), m.state(), m.spec(), taskSeed(m.spec().options().seed(), partition, m.state().round()));
+            steppers.put(m.name(), new MultiAdapterTrainer.Member(m.name(), trainer, m.data(), order(m.data(), m.state(), m.spec(), partition)));
+        }
+        int k = live.stream().mapToInt(m -> m.spec().localSteps()).max().orElse(0);
+        for (int step = 0; step < k; step++) {
+            final int s = step;
+            List<MultiAdapterTrainer.Member> now = live.stream().filter(m -> s < m.spec().localSteps() && !failed.containsKey(m.name()))
+                    .map(m -> steppers.get(m.name())).toList();
+            MultiAdapterTrainer.stepTogether(live.get(0).adapter().model(), now, failed).forEach((name, st) -> addStep(outs.get(name), st));
+        }
+        for (Member m : live) {
             if (failed.containsKey(m.name())) continue;
             RoundResult out = outs.get(m.name());
-            out.payload = AdapterTensors.ofGradients(m.adapter().trainableParameters());
-            out.weight = out.targets;
-            out.steps = 1;
+            out.steps = m.spec().localSteps();
+            packLocal(m.adapter(), m.adapter().trainableParameters(), steppers.get(m.name()).trainer(), m.spec(), out, partition);
         }
     }
 
@@ -262,6 +247,11 @@ public final class RoundWork {
             out.targets += r.count();
             out.tokens += batch.tokens();
         }
+        packGradients(params, out);
+    }
+
+    /** After a task's gradient micro-batches: the summed gradients, weighted by (that is, summed over) the targets seen. */
+    private static void packGradients(List<Parameter> params, RoundResult out) {
         out.payload = AdapterTensors.ofGradients(params);
         out.weight = out.targets;
         out.steps = 1;
@@ -270,19 +260,26 @@ public final class RoundWork {
     /** K local steps of the one training step, then θ and (optionally) the moments weighted by the target tokens seen. */
     private static void localSteps(AttachedAdapter adapter, List<Parameter> params, TokenBlocks data, BatchOrder order, long seed,
                                    RoundState st, TrainSpec spec, RoundResult out, int partition) {
-        TrainingOptions o = spec.options();
-        Trainer trainer = Trainer.forAdapter(adapter, o.withSteps((int) spec.totalSteps()).withSeed(seed));
-        if (st.moments() != null) trainer.optimizer().importState(optimizerState(st.moments(), st.optimizerStep()));
-        trainer.resumeAt((long) st.round() * spec.localSteps());   // the lr schedule runs over global steps
-        for (int k = 0; k < spec.localSteps(); k++) {
-            Trainer.StepStats s = trainer.step(data, order);
-            out.lossSum += s.loss() * s.targets();
-            out.targets += s.targets();
-            out.tokens += s.tokens();
-            if (!Double.isFinite(s.gradNorm())) out.skippedSteps++;
-        }
+        Trainer trainer = localTrainer(adapter, st, spec, seed);
+        for (int k = 0; k < spec.localSteps(); k++) addStep(out, trainer.step(data, order));
         out.steps = spec.localSteps();
         packLocal(adapter, params, trainer, spec, out, partition);
+    }
+
+    /** The task's trainer for K local steps: AdamW with the round's averaged moments, if any, and the schedule at the round's global step. */
+    private static Trainer localTrainer(AttachedAdapter adapter, RoundState st, TrainSpec spec, long seed) {
+        Trainer trainer = Trainer.forAdapter(adapter, spec.options().withSteps((int) spec.totalSteps()).withSeed(seed));
+        if (st.moments() != null) trainer.optimizer().importState(optimizerState(st.moments(), st.optimizerStep()));
+        trainer.resumeAt((long) st.round() * spec.localSteps());   // the lr schedule runs over global steps
+        return trainer;
+    }
+
+    /** One local step's figures into the task's sums. */
+    private static void addStep(RoundResult out, Trainer.StepStats s) {
+        out.lossSum += s.loss() * s.targets();
+        out.targets += s.targets();
+        out.tokens += s.tokens();
+        if (!Double.isFinite(s.gradNorm())) out.skippedSteps++;
     }
 
     /** After a task's local steps: θ and (optionally) the moments and method statistics, weighted by the target tokens seen. */

@@ -54,9 +54,7 @@ public final class MultiTrainRoundTask implements Function2<Integer, Iterator<In
                         ? RoundWork.sample(ctx.shards().load(partition, conf), spec.sampleFraction(), spec.options().seed())
                         : new TokenBlocks(2);
                 if (model == null) model = BaseModelCache.model(spec.base(), conf);
-                if (data.size() > 0) {
-                    MultiAdapterTrainer.checkTokens(data, model.config().vocabSize());
-                }
+                MultiAdapterTrainer.checkTokens(data, model.config().vocabSize());
                 AttachedAdapter adapter = AttachedAdapter.attach(model, name, spec.adapter(), spec.options().seed(), spec.shareGroups());
                 members.add(new RoundWork.Member(name, adapter, data, e.getValue(), spec));
             } catch (RuntimeException ex) {
@@ -67,11 +65,8 @@ public final class MultiTrainRoundTask implements Function2<Integer, Iterator<In
                 out.byAdapter.put(name, bad);
             }
         }
-        if (!members.isEmpty()) {
-            List<String> names = members.stream().map(RoundWork.Member::name).toList();
-            for (io.sparklora.model.Linear l : model.allLinears()) l.setActive(names);
-            out.byAdapter.putAll(RoundWork.runTogether(members, partition));
-        }
+        // attaching made each adapter active on the fresh model, so the mixed batch trains all of them
+        if (!members.isEmpty()) out.byAdapter.putAll(RoundWork.runTogether(members, partition));
         String executor = TrainRoundTask.executorId();
         for (RoundResult r : out.byAdapter.values()) {
             r.executors.add(executor);
