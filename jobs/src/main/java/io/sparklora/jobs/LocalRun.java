@@ -20,11 +20,15 @@ final class LocalRun {
 
     /** The template {@code --chat-template} names, or null for none. */
     static io.sparklora.tokenize.ChatTemplate chatTemplate(Args a, Path modelDir) throws IOException {
+        return chatTemplate(a, modelDir.resolve("tokenizer.json").toAbsolutePath().toString());
+    }
+
+    /** As {@link #chatTemplate(Args, Path)}, with the model's tokenizer.json at any Hadoop URI. */
+    static io.sparklora.tokenize.ChatTemplate chatTemplate(Args a, String tokenizerUri) throws IOException {
         String which = a.get("chat-template");
         if (which.equals("none")) return null;
         return io.sparklora.tokenize.ChatTemplate.read(new org.apache.hadoop.conf.Configuration(),
-                which.equals("tokenizer") ? which : Path.of(which).toAbsolutePath().toString(),
-                modelDir.resolve("tokenizer.json").toAbsolutePath().toString());
+                which.equals("tokenizer") ? which : Path.of(which).toAbsolutePath().toString(), tokenizerUri);
     }
 
     /** Comma-separated files or directories (every regular file inside, sorted) → token blocks. */

@@ -179,12 +179,15 @@ final class TrainManyCommand {
         }
         summary.put("seconds", seconds).put("tokens_per_second", allTokens / seconds);
         AtomicFiles.writeString(out.resolve("summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
-        if (!failures.isEmpty()) {
-            System.err.println("spark-lora train-many: " + failures.size() + " of " + specs.size() + " adapters failed; the others are written:");
-            for (String f : failures) System.err.println("  " + io.sparklora.util.Redaction.userInfo(f));
-            return 1;
-        }
-        return 0;
+        return exitStatus(failures, specs.size());
+    }
+
+    /** 0 when no job failed; otherwise 1, after naming each failure on stderr (both forms of the command end here). */
+    static int exitStatus(List<String> failures, int jobs) {
+        if (failures.isEmpty()) return 0;
+        System.err.println("spark-lora train-many: " + failures.size() + " of " + jobs + " adapters failed; the others are written:");
+        for (String f : failures) System.err.println("  " + io.sparklora.util.Redaction.userInfo(f));
+        return 1;
     }
 
     /** The jobs file: every job needs name, data and adapter; unknown keys are errors that name the job and the key. */

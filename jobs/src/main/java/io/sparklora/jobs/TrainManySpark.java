@@ -52,7 +52,7 @@ final class TrainManySpark {
         try (JavaSparkContext sc = SparkSetup.context("spark-lora train-many (" + specs.size() + " adapters)", master, Map.of())) {
             Configuration conf = sc.hadoopConfiguration();
             // a URI as given; a local path made absolute (it is recorded in each adapter as its base)
-            String modelDir = modelUri.matches("^[A-Za-z][A-Za-z0-9+.-]*:/.*") ? modelUri : Path.of(modelUri).toAbsolutePath().toString();
+            String modelDir = HadoopFiles.isUri(modelUri) ? modelUri : Path.of(modelUri).toAbsolutePath().toString();
             BaseModelRef base = BaseModelRef.of(conf, modelDir);
             ModelConfig mc = io.sparklora.spark.BaseModelCache.model(base, conf).config();
             int seq = Math.min(a.getInt("seq"), mc.maxPositions());
@@ -69,7 +69,7 @@ final class TrainManySpark {
                     if (s.data() != null) {
                         // the executor-wide tokenizer cache serves the driver too (not closed here: the cache owns it)
                         TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri);
-                        TokenBlocks all = LocalRun.blocks(s.data(), tok, seq, chatTemplate(a, tokenizerUri));
+                        TokenBlocks all = LocalRun.blocks(s.data(), tok, seq, LocalRun.chatTemplate(a, tokenizerUri));
                         shards = new InMemoryShards(split(all, partitions));
                     } else {
                         ShardManifest m = ShardManifest.read(conf, s.shards());
@@ -102,28 +102,15 @@ final class TrainManySpark {
                     if (o != null) failures.add(why);
                     continue;
                 }
+                String dir = HadoopFiles.resolve(out, s.name());
                 ObjectNode r = o.result().toJson(e.put("status", "trained"));
-                r.put("method", o.result().adapter().config().method()).put("adapter", HadoopFiles.resolve(HadoopFiles.resolve(out, s.name()), "adapter"));
-                HadoopFiles.writeString(conf, HadoopFiles.resolve(HadoopFiles.resolve(out, s.name()), "summary.json"),
-                        JSON.writerWithDefaultPrettyPrinter().writeValueAsString(r));
+                r.put("method", o.result().adapter().config().method()).put("adapter", HadoopFiles.resolve(dir, "adapter"));
+                HadoopFiles.writeString(conf, HadoopFiles.resolve(dir, "summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(r));
             }
             summary.put("seconds", seconds).put("sync", sync).put("local_steps", k);
             HadoopFiles.writeString(conf, HadoopFiles.resolve(out, "summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
-            if (!failures.isEmpty()) {
-                System.err.println("spark-lora train-many: " + failures.size() + " of " + specs.size() + " adapters failed; the others are written:");
-                for (String f : failures) System.err.println("  " + io.sparklora.util.Redaction.userInfo(f));
-                return 1;
-            }
-            return 0;
+            return TrainManyCommand.exitStatus(failures, specs.size());
         }
-    }
-
-    /** The {@code --chat-template} the local commands take, with the model's tokenizer at any URI. */
-    private static io.sparklora.tokenize.ChatTemplate chatTemplate(Args a, String tokenizerUri) throws java.io.IOException {
-        String which = a.get("chat-template");
-        if (which.equals("none")) return null;
-        return io.sparklora.tokenize.ChatTemplate.read(new Configuration(), which.equals("tokenizer") ? which : Path.of(which).toAbsolutePath().toString(),
-                tokenizerUri);
     }
 
     /** Blocks dealt round-robin into n shards (the demo's small corpora; big ones come as a tokenize stage's shards). */

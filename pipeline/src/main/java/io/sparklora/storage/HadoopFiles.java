@@ -39,9 +39,14 @@ public final class HadoopFiles {
         void writeInto(Path dir, FileSystem fs) throws IOException;
     }
 
+    /** Whether {@code s} is a URI with a scheme ({@code hdfs://nn/x}, {@code file:/x}) rather than a local path. */
+    public static boolean isUri(String s) {
+        return s.matches("^[A-Za-z][A-Za-z0-9+.-]*:/.*");
+    }
+
     /** A bare local path becomes a {@code file://} URI; anything with a scheme is kept as given. */
     public static Path path(String uri) {
-        if (uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:/.*")) return new Path(uri);
+        if (isUri(uri)) return new Path(uri);
         return new Path(java.nio.file.Path.of(uri).toAbsolutePath().normalize().toUri());
     }
 
