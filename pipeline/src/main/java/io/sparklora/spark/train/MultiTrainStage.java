@@ -19,7 +19,6 @@ import org.apache.spark.broadcast.Broadcast;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -78,10 +77,10 @@ public final class MultiTrainStage {
         for (Job j : jobs) contexts.put(j.name(), new TrainTaskContext(j.spec(), j.shards(), sconf));
         Broadcast<LinkedHashMap<String, TrainTaskContext>> context = sc.broadcast(contexts);
         long inlineMax = TrainStage.inlineMaxBytes();
-        Rounds rounds = new Rounds(names(jobs), states -> {
+        Rounds rounds = new Rounds(jobs.stream().map(Job::name).toList(), states -> {
             // as in TrainStage: small states ride inside the task, large ones are broadcast for the round
-            long bytes = states.values().stream().mapToLong(RoundState::bytes).sum();
-            RoundStateRef<LinkedHashMap<String, RoundState>> ref = bytes <= inlineMax ? RoundStateRef.inline(states) : RoundStateRef.broadcast(sc.broadcast(states));
+            RoundStateRef<LinkedHashMap<String, RoundState>> ref = RoundStateRef.of(sc, states,
+                    states.values().stream().mapToLong(RoundState::bytes).sum(), inlineMax);
             try {
                 return PartitionOrderSum.sum(partitions.mapPartitionsWithIndex(new MultiTrainRoundTask(context, ref), false),
                         new MultiRoundResult.Sum()).byAdapter;
@@ -132,12 +131,6 @@ public final class MultiTrainStage {
             pool.shutdownNow();
             context.destroy();
         }
-    }
-
-    private static List<String> names(List<Job> jobs) {
-        List<String> n = new ArrayList<>();
-        for (Job j : jobs) n.add(j.name());
-        return n;
     }
 
     /** Runs one shared round: each adapter's round state in, each adapter's summed result out. */

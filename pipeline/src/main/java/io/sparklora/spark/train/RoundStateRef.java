@@ -23,6 +23,11 @@ final class RoundStateRef<T extends Serializable> implements Serializable {
 
     static <T extends Serializable> RoundStateRef<T> broadcast(Broadcast<T> b) { return new RoundStateRef<>(null, b); }
 
+    /** Inline when its tensors take at most {@code inlineMaxBytes} ({@link TrainStage#inlineMaxBytes}), else a broadcast made here. */
+    static <T extends Serializable> RoundStateRef<T> of(org.apache.spark.api.java.JavaSparkContext sc, T state, long tensorBytes, long inlineMaxBytes) {
+        return tensorBytes <= inlineMaxBytes ? inline(state) : broadcast(sc.broadcast(state));
+    }
+
     T value() { return inline != null ? inline : broadcast.value(); }
 
     /** Whether the state travels as a broadcast (which the driver destroys after the round). */

@@ -76,7 +76,7 @@ public final class TrainStage {
         io.sparklora.spark.FailFast.install(sc.sc());
         Broadcast<TrainTaskContext> context = sc.broadcast(new TrainTaskContext(spec, shards, sconf));
         DistributedTrainer.RoundExecutor executor = state -> {
-            RoundStateRef<RoundState> ref = state.bytes() <= inlineMaxBytes ? RoundStateRef.inline(state) : RoundStateRef.broadcast(sc.broadcast(state));
+            RoundStateRef<RoundState> ref = RoundStateRef.of(sc, state, state.bytes(), inlineMaxBytes);
             try {
                 return io.sparklora.spark.PartitionOrderSum.sum(
                         partitions.mapPartitionsWithIndex(new TrainRoundTask(context, ref), false), sum);
