@@ -94,6 +94,13 @@ public interface AdapterMethod {
      */
     default boolean averagingIsExact(AdapterConfig config) { return false; }
 
+    /**
+     * For {@code train.aggregate: stack} (FLoRA): whether a layer's merge of the {@link #productFactors} pair is linear in
+     * B for a given A, so that merging each worker's (w_i·B_i, A_i) in turn adds exactly Σ w_i·ΔW_i to the weight, and
+     * whether starting again from a fresh B = 0 and a new A loses nothing the method keeps. False by default.
+     */
+    default boolean foldsLinearly(AdapterConfig config) { return false; }
+
     /** Trainable scalars the method adds to the layers of the given {in, out} shapes (module → shape), without building them. */
     long trainableCount(Map<String, int[]> shapes, AdapterConfig config);
 

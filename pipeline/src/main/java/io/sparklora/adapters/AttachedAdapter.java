@@ -31,9 +31,11 @@ public final class AttachedAdapter {
     private final TokenRows tokenRows;            // PEFT's trainable tokens, or null
     private INDArray mergedOriginalRows;          // the frozen rows a merge replaced, for unmerge
     private TrainingHooks hooks;
+    private final Map<String, String> shareGroups;
+    private int folded;                           // how many value sets fold() has merged into this model's weights
 
     private AttachedAdapter(String name, AdapterConfig config, TransformerLM model, AdapterMethod.Layers built,
-                            List<Parameter> trainableBiases, TokenRows tokenRows) {
+                            List<Parameter> trainableBiases, TokenRows tokenRows, Map<String, String> shareGroups) {
         this.name = name;
         this.config = config;
         this.method = config.adapterMethod();
@@ -42,6 +44,7 @@ public final class AttachedAdapter {
         this.shared = built.shared();
         this.trainableBiases = trainableBiases;
         this.tokenRows = tokenRows;
+        this.shareGroups = Map.copyOf(shareGroups);
     }
 
     /**
@@ -93,7 +96,7 @@ public final class AttachedAdapter {
             rows = new TokenRows(tokens, new Parameter(TOKEN_ROWS_KEY, init, true, "adapter"));
             model.attachTokenRows(rows);
         }
-        AttachedAdapter a = new AttachedAdapter(name, config, model, built, biases, rows);
+        AttachedAdapter a = new AttachedAdapter(name, config, model, built, biases, rows, shareGroups);
         a.hooks = method.hooks(a);
         return a;
     }
@@ -175,6 +178,47 @@ public final class AttachedAdapter {
         long adapterTensors = adapterTensors().stream().mapToLong(Parameter::size).sum();
         return new ParameterReport(trainableParameterCount(), model.baseParameterCount() + adapterTensors);
     }
+
+    /**
+     * The values this adapter's trainable layer tensors would start from if it were attached again with {@code seed}
+     * (same modules, same sharing), by name; the model is not touched. For re-initialising an adapter between rounds
+     * ({@code train.aggregate: stack}).
+     */
+    public Map<String, INDArray> freshValues(long seed) {
+        AdapterMethod.Layers built = method.create(model, name, new ArrayList<>(layers.keySet()), config, seed, shareGroups);
+        Map<String, INDArray> out = new java.util.LinkedHashMap<>();
+        for (Parameter p : built.shared().values()) if (p.trainable()) out.put(p.name(), p.value());
+        for (Adapter a : built.layers().values()) for (Parameter p : a.parameters()) if (p.trainable()) out.put(p.name(), p.value());
+        return out;
+    }
+
+    /**
+     * Merges the layers' ΔW at the given tensor values into the base weights and leaves the adapter as it was: each
+     * named tensor takes its given value, every layer runs its method's merge (into a private copy of a shared weight:
+     * {@link Parameter}'s copy-on-write), and the tensors get their own values back. FLoRA's per-round merge of the
+     * workers' stacked factors ({@code train.aggregate: stack}); only for methods whose merge is linear in the values
+     * ({@link AdapterMethod#foldsLinearly}). {@link #folded()} counts the calls.
+     */
+    public void fold(Map<String, INDArray> values) {
+        Map<String, Parameter> byName = new java.util.LinkedHashMap<>();
+        for (Parameter p : adapterTensors()) byName.put(p.name(), p);
+        Map<String, INDArray> saved = new java.util.LinkedHashMap<>();
+        try {
+            values.forEach((n, v) -> {
+                Parameter p = byName.get(n);
+                if (p == null) throw new IllegalArgumentException("adapter '" + name + "' has no tensor " + n + " to fold");
+                saved.put(n, p.value().dup());
+                p.set(v.castTo(p.value().dataType()));
+            });
+            layers.forEach((m, a) -> a.merge(model.linears().get(m)));
+            folded++;
+        } finally {
+            saved.forEach((n, v) -> byName.get(n).set(v));
+        }
+    }
+
+    /** How many value sets {@link #fold} has merged into this model's weights. */
+    public int folded() { return folded; }
 
     /** Makes this the only active adapter on every layer of the model. */
     public void activate() {

@@ -98,8 +98,10 @@ public final class DistributedTrainer {
         AdapterTensors moments = null;      // averaged moments (parameters sync with averaging)
         long momentsStep = 0;
         OuterOptimizer outer = new OuterOptimizer(spec.outer());   // parameters sync: the driver's step on the averaged change
-        List<ExactAggregation.Pair> factorPairs = spec.aggregate().equals("svd")
+        boolean stack = spec.aggregate().equals("stack");
+        List<ExactAggregation.Pair> factorPairs = spec.aggregate().equals("svd") || stack
                 ? ExactAggregation.pairs(params, spec.adapter().adapterMethod().productFactors(spec.adapter())) : List.of();
+        List<AdapterTensors> folds = new java.util.ArrayList<>();   // aggregate: stack: every round's workers' factors so far
 
         int start = 0;
         Progress pr = new Progress();   // the rounds before a resume count in the run's figures
@@ -121,6 +123,7 @@ public final class DistributedTrainer {
                     momentsStep = Math.round(c.optimizer().get(AdamW.STEP_KEY).getDouble(0));
                 }
                 if (!gradientSync) outer.importState(c.optimizer());
+                if (stack) folds = new java.util.ArrayList<>(StackedRounds.fromCheckpoint(c.optimizer()));
                 start = c.roundsDone();
                 pr.read(c.state().path("progress"));
                 int resumed = start;
@@ -146,7 +149,7 @@ public final class DistributedTrainer {
                             stageName, round + 1, wouldSpend, dp.epsilonBudget(), accountant.spent(dp.delta()).epsilon(), dp.delta());
                     stoppedAtBudget = true;
                     if (spec.outputUri() != null && round > start) {
-                        Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : parameterSyncState(moments, momentsStep, outer);
+                        Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : parameterSyncState(moments, momentsStep, outer, folds);
                         TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(),
                                 checkpointState(spec, round, accountant, pr), round, spec.base().uri());
                     }
@@ -155,7 +158,8 @@ public final class DistributedTrainer {
             }
             AdapterTensors roundAdapter = AdapterTensors.ofValues(params);
             boolean[] sampledClients = dp.clientLevel() ? DpNoise.sampleClients(dp.noiseSeed(), round, clients, dp.sampleRate()) : null;
-            RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients);
+            RoundState st = new RoundState(round, roundAdapter, AdapterTensors.of(adapter.hooks().roundState()), moments, momentsStep, sampledClients,
+                    folds);
             RoundResult res = executor.run(st);
             long reducedBytes = res.bytes();          // before the driver turns the sums into the next adapter in place
             double pseudoGradientNorm = Double.NaN;   // parameters sync: ‖θ_round − θ̄‖ over all tensors
@@ -208,6 +212,12 @@ public final class DistributedTrainer {
                     // the exact mean of the workers' B·A, cut back to rank r, replaces the factors' means
                     ExactAggregation.Result ag = ExactAggregation.svd(res.factors, factorPairs, spec.adapter().r(), averaged);
                     aggregationGaps = new double[]{ag.averagingGap(), ag.truncationGap()};
+                } else if (stack) {
+                    // the workers' own factors become this round's folds, merged exactly by every later round; the next
+                    // round starts a fresh adapter (B = 0, a new A)
+                    aggregationGaps = new double[]{ExactAggregation.averagingGap(res.factors, factorPairs), 0};
+                    folds.addAll(StackedRounds.folds(res.factors, factorPairs));
+                    StackedRounds.freshFactors(adapter, spec.options().seed(), round + 1, factorPairs).forEach(averaged::put);
                 }
                 pseudoGradientNorm = Math.sqrt(OuterOptimizer.pseudoGradient(roundAdapter, averaged).squaredNorm());
                 outer.step(roundAdapter, averaged).copyInto(params);
@@ -235,6 +245,7 @@ public final class DistributedTrainer {
                     .put("lr_factor", schedule.factor(globalStep)).put("seconds", roundSeconds);
             if (Double.isFinite(pseudoGradientNorm)) line.put("pseudo_gradient_norm", pseudoGradientNorm);
             if (aggregationGaps != null) line.put("averaging_gap", aggregationGaps[0]).put("truncation_gap", aggregationGaps[1]);
+            if (stack) line.put("folds", folds.size());
             adapter.hooks().metrics().forEach(line::put);
             if (dp.on()) {
                 accountant.step(dp.sampleRate(), dp.noiseMultiplier(), 1);
@@ -247,13 +258,18 @@ public final class DistributedTrainer {
                     stageName, done, spec.rounds(), pr.lastLoss, res.tokens / roundSeconds, human(pr.broadcastBytes), human(pr.reducedBytes), clock(eta),
                     dp.on() ? String.format(Locale.ROOT, "  epsilon %.3f", line.path("epsilon").asDouble()) : "");
             if (spec.checkpointEvery() > 0 && spec.outputUri() != null && (done % spec.checkpointEvery() == 0 || done == spec.rounds())) {
-                Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : parameterSyncState(moments, momentsStep, outer);
+                Map<String, INDArray> opt = gradientSync ? optimizer.exportState() : parameterSyncState(moments, momentsStep, outer, folds);
                 TrainCheckpoint.write(conf, spec.outputUri(), adapter, opt, adapter.hooks().checkpointState(), checkpointState(spec, done, accountant, pr), done,
                         spec.base().uri());
             }
             if (listener != null) listener.afterRound(done, res);
         }
-        long trainable = adapter.trainableParameterCount();
+        long trainable = adapter.trainableParameterCount(), total = adapter.report().all();
+        if (stack) {
+            // the sum of every fold as one exact LoRA adapter of the rank it needs, in place of the fresh one
+            adapter = StackedRounds.exactAdapter(adapter, folds, spec.options().seed());
+            console.printf(Locale.ROOT, "%s: %d folds stacked into one exact adapter of rank %d%n", stageName, folds.size(), adapter.config().r());
+        }
         Privacy privacy = null;
         if (dp.on()) {
             RdpAccountant.Spent sp = accountant.spent(dp.delta());
@@ -263,15 +279,19 @@ public final class DistributedTrainer {
                     stageName, dp.mode(), sp.epsilon(), dp.delta(), accountant.steps(), dp.sampleRate(), dp.noiseMultiplier(), dp.clipNorm(),
                     stoppedAtBudget ? ", stopped at the budget" : "");
         }
-        return new Result(adapter, ran, start, trainable, adapter.report().all(), 4 * trainable,
+        return new Result(adapter, ran, start, trainable, total, 4 * trainable,
                 adapter.model().baseBytesHeld(), pr.broadcastBytes, pr.reducedBytes, pr.seconds > 0 ? pr.tokens / pr.seconds : 0, pr.lastLoss,
                 pr.executors, pr.gpus, pr.baseLoads, privacy);
     }
 
-    /** A parameter-sync run's optimizer state for its checkpoint: the averaged moments (if any), their step, and the outer momentum. */
-    private static Map<String, INDArray> parameterSyncState(AdapterTensors moments, long momentsStep, OuterOptimizer outer) {
+    /**
+     * A parameter-sync run's optimizer state for its checkpoint: the averaged moments (if any), their step, the outer
+     * momentum, and {@code stack}'s folds.
+     */
+    private static Map<String, INDArray> parameterSyncState(AdapterTensors moments, long momentsStep, OuterOptimizer outer, List<AdapterTensors> folds) {
         Map<String, INDArray> m = RoundWork.optimizerState(moments, momentsStep);
         m.putAll(outer.exportState());
+        m.putAll(StackedRounds.toCheckpoint(folds));
         return m;
     }
 

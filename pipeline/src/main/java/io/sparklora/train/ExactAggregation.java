@@ -26,7 +26,7 @@ import java.util.Map;
  * (what the rank-r cut loses), both over all layers together.
  */
 public final class ExactAggregation {
-    public static final List<String> MODES = List.of("mean", "frozen_a", "svd");
+    public static final List<String> MODES = List.of("mean", "frozen_a", "svd", "stack");
 
     private ExactAggregation() {}
 
@@ -81,6 +81,25 @@ public final class ExactAggregation {
         return new Result(averaged, norm == 0 ? 0 : Math.sqrt(avgGap2) / norm, norm == 0 ? 0 : Math.sqrt(truncGap2) / norm);
     }
 
+    /**
+     * ‖mean(B)·mean(A) − mean(B·A)‖_F / ‖mean(B·A)‖_F over all pairs together (what plain averaging would lose), for
+     * {@code stack}, which uses mean(B·A) itself.
+     */
+    public static double averagingGap(List<PartitionFactors> workers, List<Pair> pairs) {
+        double total = 0;
+        for (PartitionFactors w : workers) total += w.weight();
+        double exact2 = 0, gap2 = 0;
+        for (Pair pair : pairs) {
+            Stacked s = stack(workers, pair, total);
+            double exact = LowRank.frobeniusOfProduct(s.b, s.a);
+            double gap = LowRank.frobeniusOfProduct(concatColumns(s.b, negate(weightedMean(workers, pair.b(), total))),
+                    concatRows(s.a, weightedMean(workers, pair.a(), total)));
+            exact2 += exact * exact;
+            gap2 += gap * gap;
+        }
+        return exact2 == 0 ? 0 : Math.sqrt(gap2 / exact2);
+    }
+
     /** B_s = [(w_1/W)·B_1 | … | (w_P/W)·B_P] [out, P·r] and A_s = [A_1; …; A_P] [P·r, in]: B_s·A_s = Σ w_i·B_i·A_i / W. */
     private record Stacked(double[][] b, double[][] a) {}
 
@@ -123,7 +142,7 @@ public final class ExactAggregation {
         return m;
     }
 
-    private static double[][] concatColumns(double[][] x, double[][] y) {
+    static double[][] concatColumns(double[][] x, double[][] y) {
         double[][] o = new double[x.length][x[0].length + y[0].length];
         for (int i = 0; i < x.length; i++) {
             System.arraycopy(x[i], 0, o[i], 0, x[i].length);
@@ -132,7 +151,7 @@ public final class ExactAggregation {
         return o;
     }
 
-    private static double[][] concatRows(double[][] x, double[][] y) {
+    static double[][] concatRows(double[][] x, double[][] y) {
         double[][] o = new double[x.length + y.length][];
         for (int i = 0; i < x.length; i++) o[i] = x[i].clone();
         for (int i = 0; i < y.length; i++) o[x.length + i] = y[i].clone();

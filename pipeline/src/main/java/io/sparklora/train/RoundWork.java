@@ -48,6 +48,7 @@ public final class RoundWork {
 
     /** The round's adapter values and method state into the task's adapter; the applied state's digest into {@code out}. */
     private static void loadRound(AttachedAdapter adapter, RoundState st, TrainSpec spec, RoundResult out) {
+        StackedRounds.foldInto(adapter, st.folds());        // train.aggregate: stack: the rounds before, into private weights
         st.adapter().copyInto(adapter.trainableParameters());
         adapter.hooks().plan(spec.totalSteps());
         adapter.hooks().loadRoundState(st.methodState().toArrays());
@@ -285,7 +286,7 @@ public final class RoundWork {
     /** After a task's local steps: θ and (optionally) the moments and method statistics, weighted by the target tokens seen. */
     private static void packLocal(AttachedAdapter adapter, List<Parameter> params, Trainer trainer, TrainSpec spec, RoundResult out, int partition) {
         out.weight = out.targets;
-        if (spec.aggregate().equals("svd")) {
+        if (spec.aggregate().equals("svd") || spec.aggregate().equals("stack")) {
             // the factor pairs go up as they are, one entry per task, for the driver's exact sum; the rest as weighted sums
             String[] seg = adapter.config().adapterMethod().productFactors(adapter.config());
             java.util.Set<String> factorNames = new java.util.HashSet<>();

@@ -33,7 +33,7 @@ import java.util.Map;
  * @param outer                 with {@code parameters}: the driver's outer step on the averaged change (DiLoCo's Nesterov
  *                              momentum, {@link OuterOptimizer}); {@link OuterOptimizer.Spec#NONE}: plain averaging
  * @param aggregate             with {@code parameters}: how the workers' adapters combine ({@link ExactAggregation}):
- *                              {@code mean}, {@code frozen_a} or {@code svd}
+ *                              {@code mean}, {@code frozen_a}, {@code svd} or {@code stack}
  */
 public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, String> shareGroups, int rounds, int localSteps,
                         String sync, boolean averageOptimizerState, TrainingOptions options, double sampleFraction,
@@ -69,6 +69,10 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
         checkOuter(outer, sync);
         if (aggregate == null) aggregate = "mean";
         checkAggregate(aggregate, sync, adapter, averageOptimizerState, outer, dp);
+        if (aggregate.equals("stack") && base != null && base.quantization().nf4()) {
+            throw new IllegalArgumentException("train.aggregate: stack merges into a private full-precision copy of the targeted weights,"
+                    + " which an NF4 base (base.quantization: nf4) would lose its memory saving to; use train.aggregate: svd or mean");
+        }
         if (dp.on() && averageOptimizerState) {
             throw new IllegalArgumentException("train.dp: averaging optimizer state would send unclipped, un-noised moments; set average_optimizer_state: false");
         }
@@ -131,21 +135,31 @@ public record TrainSpec(BaseModelRef base, AdapterConfig adapter, Map<String, St
             throw new IllegalArgumentException("train.aggregate: frozen_a is exact only when A is frozen and the same on every worker;"
                     + " adapter type " + adapter.method() + " trains its factors together. Use adapter.type: lora_fa, or train.aggregate: svd");
         }
-        if (aggregate.equals("svd")) {
-            if (method.productFactors(adapter) == null) {
-                throw new IllegalArgumentException("train.aggregate: svd re-factorises a trained B·A pair, which adapter type " + adapter.method()
-                        + " does not have or cannot take (lora, loraplus and dora can); use train.aggregate: mean");
+        if (aggregate.equals("svd") && method.productFactors(adapter) == null) {
+            throw new IllegalArgumentException("train.aggregate: svd re-factorises a trained B·A pair, which adapter type " + adapter.method()
+                    + " does not have or cannot take (lora, loraplus and dora can); use train.aggregate: mean");
+        }
+        if (aggregate.equals("stack")) {
+            if (method.productFactors(adapter) == null || !method.foldsLinearly(adapter)) {
+                throw new IllegalArgumentException("train.aggregate: stack merges each worker's B·A into the weights and starts a fresh adapter,"
+                        + " which adapter type " + adapter.method() + " cannot take (lora and loraplus can); use train.aggregate: svd or mean");
             }
+            if (!adapter.bias().equals("none")) {
+                throw new IllegalArgumentException("train.aggregate: stack restarts the adapter every round, which trained biases would not survive;"
+                        + " use adapter.bias: none");
+            }
+        }
+        if (aggregate.equals("svd") || aggregate.equals("stack")) {
             if (averageOptimizerState) {
-                throw new IllegalArgumentException("train.aggregate: svd puts new factors in place each round, in whose basis averaged AdamW moments"
-                        + " mean nothing; set train.average_optimizer_state: false");
+                throw new IllegalArgumentException("train.aggregate: " + aggregate + " puts new factors in place each round, in whose basis averaged"
+                        + " AdamW moments mean nothing; set train.average_optimizer_state: false");
             }
             if (outer.on()) {
-                throw new IllegalArgumentException("train.aggregate: svd with train.outer: the outer momentum would add up changes of factors"
-                        + " expressed in a different basis each round; use one or the other");
+                throw new IllegalArgumentException("train.aggregate: " + aggregate + " with train.outer: the outer momentum would add up changes of"
+                        + " factors expressed in a different basis each round; use one or the other");
             }
             if (dp.on()) {
-                throw new IllegalArgumentException("train.aggregate: svd needs every worker's own factors, which differentially private"
+                throw new IllegalArgumentException("train.aggregate: " + aggregate + " needs every worker's own factors, which differentially private"
                         + " training does not release; use train.aggregate: mean");
             }
         }

@@ -29,6 +29,9 @@ public final class DoraMethod extends LoraMethod {
 
     @Override public boolean supportsSharing() { return false; }
 
+    /** W' = m·(W0 + s·BA)/‖W0 + s·BA‖ is not linear in B, and folding it would change the norm that m was trained against. */
+    @Override public boolean foldsLinearly(AdapterConfig config) { return false; }
+
     @Override protected long perLayerTrainable(int in, int out, AdapterConfig c) { return (long) c.r() * (in + out) + out; }
 
     @Override protected boolean usesDora() { return true; }

@@ -54,6 +54,9 @@ public class LoraMethod implements AdapterMethod {
     /** ΔW = (alpha/r)·B·A with both trained (LoRA, LoRA+, DoRA's direction term). */
     @Override public String[] productFactors(AdapterConfig config) { return new String[]{"lora_B", "lora_A"}; }
 
+    /** ΔW = s·B·A is linear in B; subclasses that keep state between steps or normalise W say no through {@link #productFactors} or here. */
+    @Override public boolean foldsLinearly(AdapterConfig config) { return productFactors(config) != null; }
+
     /** LoRA and LoRA-FA layers can share A and B (LoRA-drop); DoRA and methods that override {@link #sharedLayer} to refuse say no. */
     @Override public boolean supportsSharing() { return true; }
 
