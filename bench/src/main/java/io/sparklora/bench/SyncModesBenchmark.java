@@ -16,6 +16,7 @@ import io.sparklora.train.MetricsLog;
 import io.sparklora.train.OuterOptimizer;
 import io.sparklora.train.RoundResult;
 import io.sparklora.train.TokenBlocks;
+import io.sparklora.train.StackedRounds;
 import io.sparklora.train.TrainSpec;
 import io.sparklora.train.TrainingOptions;
 import org.apache.hadoop.conf.Configuration;
@@ -45,7 +46,7 @@ import java.util.Map;
  *
  * <pre>
  * java ... SyncModesBenchmark [--run runs/demo --dataset adapt --partitions 2 --steps 256 --ks 8,32,128
- *     --modes gradients,mean,diloco,mean-fresh,svd
+ *     --modes gradients,mean,diloco,mean-fresh,svd,stack
  *     --batch 8 --lr 3e-3 --warmup 5 --schedule cosine --clip 1.0 --r 8 --alpha 16 --targets c_attn,c_proj,c_fc
  *     --outer-lr 0.7 --outer-momentum 0.9 --eval-every 32 --seed 42 --out bench/out/sync-modes.json]
  * </pre>
@@ -53,7 +54,8 @@ import java.util.Map;
  * --config conf/demo.yaml --output runs/demo} makes it). {@code --steps} is the local steps per partition of every row,
  * {@code --eval-every} how many of them between two validation points. Rows of {@code mean} also measure, every round,
  * what plain averaging loses against the exact mean of the workers' B·A ({@link ExactAggregation}'s averaging gap,
- * computed here from each partition's own adapter); {@code svd} rows get it from the factors the tasks send.
+ * computed here from each partition's own adapter); {@code svd} and {@code stack} rows get it from the factors the tasks
+ * send. {@code stack} rows (FLoRA) also give the rank of the exact adapter they end with and its validation loss.
  */
 public final class SyncModesBenchmark {
     static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
@@ -97,6 +99,7 @@ public final class SyncModesBenchmark {
             if (modes.contains("diloco")) rows.add(new Row("DiLoCo K=" + k, "parameters", k, diloco, "mean", true));
             if (modes.contains("mean-fresh")) rows.add(new Row("averaging, fresh moments K=" + k, "parameters", k, none, "mean", false));
             if (modes.contains("svd")) rows.add(new Row("svd, fresh moments K=" + k, "parameters", k, none, "svd", false));
+            if (modes.contains("stack")) rows.add(new Row("stack (FLoRA) K=" + k, "parameters", k, none, "stack", false));
         }
 
         ObjectMapper json = new ObjectMapper();
@@ -141,16 +144,25 @@ public final class SyncModesBenchmark {
             line.put("label", row.label()).put("sync", row.sync()).put("k", row.k()).put("rounds", rounds).put("outer", row.outer().toString())
                     .put("aggregate", row.aggregate()).put("average_optimizer_state", row.averageMoments());
             ArrayNode curve = line.putArray("curve");
+            // stack rows: the driver's adapter restarts every round, so the validation points use a model that merges
+            // every round's folds as they come (base + Σ folds, its own adapter at B = 0)
+            AttachedAdapter folded = row.aggregate().equals("stack") ? AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed) : null;
             long t0 = System.nanoTime();
             DistributedTrainer.RoundListener listener = (done, res) -> {
                 long localSteps = (long) done * row.k();
+                if (folded != null) StackedRounds.folds(res.factors, pairs).forEach(f -> folded.fold(f.toArrays()));
                 if (localSteps % evalEvery == 0 || done == rounds) {
-                    double loss = Evaluator.evaluate(driver.model(), task.validation, 16).loss();
+                    double loss = Evaluator.evaluate(folded != null ? folded.model() : driver.model(), task.validation, 16).loss();
                     curve.addObject().put("local_steps", localSteps).put("bytes_moved", moved[0]).put("validation_loss", loss);
                 }
             };
             MetricsLog metrics = MetricsLog.inMemory();
-            DistributedTrainer.run(driver, spec, new Configuration(), counting, partitions, metrics, "train", QUIET, listener);
+            DistributedTrainer.Result result = DistributedTrainer.run(driver, spec, new Configuration(), counting, partitions, metrics, "train", QUIET, listener);
+            if (folded != null) {
+                // the exact adapter the run ends with gives the folded model's loss (a check), at the rank it needed
+                line.put("exported_rank", result.adapter().config().r())
+                        .put("exported_adapter_validation_loss", Evaluator.evaluate(result.adapter().model(), task.validation, 16).loss());
+            }
             // svd rows: what the rank-r cut lost each round, as the driver logged it
             double[] cut = metrics.lines().stream().filter(l -> l.has("truncation_gap")).mapToDouble(l -> l.get("truncation_gap").asDouble()).toArray();
             var last = curve.get(curve.size() - 1);

@@ -222,7 +222,7 @@ public final class PipelineConfig {
         public DpSection dp = new DpSection();
         /** The driver's outer step of {@code sync: parameters} ({@link io.sparklora.train.OuterOptimizer}); plain averaging by default. */
         public OuterSection outer = new OuterSection();
-        /** How {@code sync: parameters} combines the workers' adapters: mean, frozen_a or svd ({@link io.sparklora.train.ExactAggregation}). */
+        /** How {@code sync: parameters} combines the workers' adapters: mean, frozen_a, svd or stack ({@link io.sparklora.train.ExactAggregation}). */
         public String aggregate = "mean";
     }
 
@@ -450,6 +450,10 @@ public final class PipelineConfig {
             io.sparklora.train.TrainSpec.checkAggregate(train.aggregate, train.sync, adapterConfig(where), train.averageOptimizerState && !dp.on(), outer, dp);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
+        }
+        if (loraDrop.enabled && train.aggregate.equals("stack")) {
+            throw new IllegalArgumentException(where + ": lora_drop retrains with layers sharing one adapter, which train.aggregate: stack"
+                    + " (one exact adapter of a higher rank per layer at the end) does not keep; set lora_drop.enabled: false or use aggregate svd or mean");
         }
         if (loraDrop.enabled && !method.supportsSharing()) {
             throw new IllegalArgumentException(where + ": lora_drop shares one adapter among the less important layers, which adapter type "

@@ -391,6 +391,20 @@ public final class PipelineRunner {
     }
 
     /**
+     * The config of the adapter the train stage wrote: {@link #adapterConfig()}, except under {@code train.aggregate: stack},
+     * whose folds end as one plain LoRA adapter of a higher rank (read from the adapter's own adapter_config.json).
+     */
+    private AdapterConfig trainedAdapterConfig() throws IOException {
+        if (!cfg.train.aggregate.equals("stack")) return adapterConfig();
+        Path local = HadoopFiles.copyToLocal(conf, uri("adapter"));
+        try {
+            return PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE));
+        } finally {
+            HadoopFiles.deleteLocalTree(local);
+        }
+    }
+
+    /**
      * The adapter config as configured; {@code trainable_token_indices: labels} becomes the ids of the adapt
      * dataset's label prompt and label tokens (read from its shard manifest, so every stage resolves it alike).
      */
@@ -508,14 +522,14 @@ public final class PipelineRunner {
     /** Reads a saved adapter (PEFT layout) into tensors named as the trainer names them. */
     private AdapterTensors adapterTensors(BaseModelRef base, String adapterUri, Map<String, String> shareGroups) throws IOException {
         TransformerLM model = BaseModelCache.model(base, conf);
-        AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig(), 0, shareGroups);
+        AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, trainedAdapterConfig(), 0, shareGroups);
         Path local = HadoopFiles.copyToLocal(conf, adapterUri);
         try {
             // what the saved adapter settled in training (AdaLoRA's rank pattern) comes from its own config
             Map<String, String> filled = PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE)).filledIn();
             if (!filled.isEmpty()) {
                 a.detach();
-                a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, adapterConfig().withOptions(filled), 0, shareGroups);
+                a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, trainedAdapterConfig().withOptions(filled), 0, shareGroups);
             }
             PeftAdapterFormat.loadTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), adapterUri, false);
         } finally {
@@ -563,7 +577,7 @@ public final class PipelineRunner {
             targets.add(new EvalTarget(RANK_PREFIX + b, base, EvalTarget.Mode.ADAPTED, b));
         }
         AdapterTensors adapter = adapterTensors(base, uri("adapter"), Map.of());
-        EvaluateStage.Result res = EvaluateStage.run(sc, targets, adapterConfig(), Map.of(), adapter,
+        EvaluateStage.Result res = EvaluateStage.run(sc, targets, trainedAdapterConfig(), Map.of(), adapter,
                 new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), m.labelled() ? new ArrowExamples(shardsUri("adapt"), m) : null,
                 cfg.evaluate.batchSize);
         Map<String, EvaluateStage.Figures> figs = new LinkedHashMap<>(res.figures());
@@ -602,7 +616,7 @@ public final class PipelineRunner {
         TokenBlocks val = ArrowShardReader.readSplit(conf, shardsUri("adapt"), m, ShardManifest.VALIDATION);
         TransformerLM plain = BaseModelCache.model(base, conf);
         TransformerLM adapted = BaseModelCache.model(base, conf);
-        AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, adapterConfig(), 0);
+        AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, trainedAdapterConfig(), 0);
         adapter.copyInto(a.stateTensors());
         TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
         int n = Math.min(cfg.evaluate.samples, val.size());

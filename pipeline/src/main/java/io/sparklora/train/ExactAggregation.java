@@ -20,6 +20,9 @@ import java.util.Map;
  *       as a dense matrix) and takes its best rank-r approximation ({@link LowRank#truncate}) as the next B and A. Exact
  *       whenever the sum has rank ≤ r, and the best rank-r choice otherwise. Other trained tensors (biases, DoRA's
  *       magnitude, token rows) are averaged.</li>
+ *   <li>{@code stack}: FLoRA's stacking ({@link StackedRounds}): the workers' own factors are merged, exactly and
+ *       without a rank cut, into a private copy of the targeted weights by every later round, and each round trains a
+ *       fresh adapter on top.</li>
  * </ul>
  * The figures each {@code svd} round logs: {@code averaging_gap} = ‖mean(B)·mean(A) − mean(B·A)‖_F / ‖mean(B·A)‖_F
  * (what {@code mean} would have lost this round) and {@code truncation_gap} = ‖B'·A' − mean(B·A)‖_F / ‖mean(B·A)‖_F

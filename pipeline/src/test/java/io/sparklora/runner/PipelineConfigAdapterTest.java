@@ -85,6 +85,13 @@ class PipelineConfigAdapterTest {
         assertTrue(frozen.getMessage().contains("lora_fa"), frozen.getMessage());
         assertEquals("frozen_a", PipelineConfig.parse(yaml("  type: lora_fa\n  targets: [c_attn]\n",
                 "  sync: parameters\n  aggregate: frozen_a\n"), "t.yaml").train.aggregate);
+        String stack = "  sync: parameters\n  average_optimizer_state: false\n  aggregate: stack\n";
+        assertEquals("stack", PipelineConfig.parse(yaml("  type: lora\n  targets: [c_attn]\n", stack), "t.yaml").train.aggregate);
+        var dora = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(yaml("  type: dora\n  targets: [c_attn]\n", stack), "t.yaml"));
+        assertTrue(dora.getMessage().startsWith("t.yaml") && dora.getMessage().contains("aggregate: stack"), dora.getMessage());
+        var drop = assertThrows(IllegalArgumentException.class, () -> PipelineConfig.parse(
+                yaml("  type: lora\n  targets: [c_attn]\n", stack).replace("lora_drop:\n  enabled: false", "lora_drop:\n  enabled: true"), "t.yaml"));
+        assertTrue(drop.getMessage().contains("lora_drop"), drop.getMessage());
     }
 
     @Test

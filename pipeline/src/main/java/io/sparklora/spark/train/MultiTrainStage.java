@@ -105,7 +105,7 @@ public final class MultiTrainStage {
                         DistributedTrainer.Result r = DistributedTrainer.run(adapter, j.spec(), conf, st -> rounds.submit(j.name(), st),
                                 j.shards().partitions(), j.metrics(), j.name(), console, null);
                         if (j.spec().outputUri() != null) {
-                            TrainStage.saveAdapter(conf, adapter, io.sparklora.storage.HadoopFiles.resolve(j.spec().outputUri(), "adapter"), j.spec().base().uri());
+                            TrainStage.saveAdapter(conf, r.adapter(), io.sparklora.storage.HadoopFiles.resolve(j.spec().outputUri(), "adapter"), j.spec().base().uri());
                         }
                         return r;
                     } finally {

@@ -92,7 +92,7 @@ public final class TrainStage {
         } finally {
             context.destroy();
         }
-        if (spec.outputUri() != null) saveAdapter(conf, adapter, HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
+        if (spec.outputUri() != null) saveAdapter(conf, r.adapter(), HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
         return r;
     }
 
