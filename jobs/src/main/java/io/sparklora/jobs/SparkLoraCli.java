@@ -17,6 +17,7 @@ public final class SparkLoraCli {
             "  " + TrainLocalCommand.SPEC.synopsis(),
             "  " + TrainManyCommand.SPEC.synopsis(),
             "  " + EvaluateLocalCommand.SPEC.synopsis(),
+            "  " + InferCommand.spec("generate").synopsis() + "     also: score",
             "  " + InspectCommand.SPEC.synopsis(),
             "  " + MergeCommand.SPEC.synopsis(),
             "  " + QuantizeCommand.SPEC.synopsis(),
@@ -34,6 +35,7 @@ public final class SparkLoraCli {
             case "evaluate" -> local ? EvaluateLocalCommand.SPEC.help()
                     : StageCommand.spec("evaluate").help() + System.lineSeparator() + System.lineSeparator() + EvaluateLocalCommand.SPEC.help();
             case "train-many" -> TrainManyCommand.SPEC.help();
+            case "generate", "score" -> InferCommand.spec(command).help();
             case "inspect" -> InspectCommand.SPEC.help();
             case "merge" -> MergeCommand.SPEC.help();
             case "quantize" -> QuantizeCommand.SPEC.help();
@@ -72,6 +74,7 @@ public final class SparkLoraCli {
                 case "train" -> restList.contains("--local") ? TrainLocalCommand.run(rest) : StageCommand.run("train", rest);
                 case "evaluate" -> restList.contains("--local") ? EvaluateLocalCommand.run(rest) : StageCommand.run("evaluate", rest);
                 case "train-many" -> TrainManyCommand.run(rest);
+                case "generate", "score" -> InferCommand.run(argv[0], rest);
                 case "inspect" -> InspectCommand.run(rest);
                 case "merge" -> MergeCommand.run(rest);
                 case "quantize" -> QuantizeCommand.run(rest);
