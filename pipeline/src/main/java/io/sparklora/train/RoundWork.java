@@ -126,7 +126,7 @@ public final class RoundWork {
                 long targets;
                 try {
                     idx = orders.get(m.name()).next(m.spec().options().batchSize());
-                    targets = m.data().batch(idx).targetCount();
+                    targets = m.data().targetCount(idx);
                 } catch (RuntimeException e) {
                     failed.put(m.name(), "adapter '" + m.name() + "': " + e.getMessage());
                     continue;

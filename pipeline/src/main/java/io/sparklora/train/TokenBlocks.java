@@ -78,6 +78,17 @@ public final class TokenBlocks {
         return TokenBatch.shifted(t, m);
     }
 
+    /** How many targets {@link #batch}{@code (indices)} would count in the loss ({@link TokenBatch#targetCount()}), without building it. */
+    public long targetCount(int[] indices) {
+        long n = 0;
+        for (int i : indices) {
+            int[] b = tokens.get(i);
+            boolean[] m = masks.get(i);
+            for (int j = 1; j < b.length; j++) if (m[j] && b[j] >= 0) n++;
+        }
+        return n;
+    }
+
     /** Splits off every k-th block (deterministically) as a held-out set. */
     public TokenBlocks[] splitEvery(int k) {
         TokenBlocks train = new TokenBlocks(seqLen), held = new TokenBlocks(seqLen);
