@@ -1,11 +1,7 @@
 package io.sparklora.spark.train;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.sparklora.api.TinyBase;
-import io.sparklora.runner.PipelineConfig;
-import io.sparklora.runner.PipelineRunner;
-import io.sparklora.spark.SparkSetup;
-import org.apache.spark.api.java.JavaSparkContext;
+import io.sparklora.runner.TinyPipeline;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -14,7 +10,6 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -24,27 +19,15 @@ import static org.junit.jupiter.api.Assertions.*;
  * to its rank pattern, and the merged model scores as the adapted one.
  */
 class AdaLoraPipelineTest {
-    static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
-
     @Test
     void adaloraReportsItsFinalRanksAndItsBudgetCurve(@TempDir Path tmp) throws Exception {
-        Path base = TinyBase.write(tmp.resolve("base"), 7);
-        Path dataset = TinyBase.writeDataset(tmp.resolve("data"), TinyBase.documents(30, 1));
-        Path out = tmp.resolve("run");
-        PipelineConfig cfg = PipelineConfig.parse(String.join("\n",
-                "name: adalora",
-                "output: " + out,
-                "datasets: {adapt: " + dataset + "}",
-                "base: {path: " + base + "}",
-                "data: {seq_len: 16, partitions: 2, validation_fraction: 0.2}",
+        TinyPipeline.Run run = TinyPipeline.run(tmp, "adalora", "",
                 "adapter: {type: adalora, r: 4, alpha: 8, target_r: 2, tinit: 1, tfinal: 2, targets: [c_attn, c_fc]}",
                 "train: {rounds: 8, local_steps: 1, sync: gradients, batch_size: 4, lr: 1.0e-2, warmup: 0, checkpoint_every: 0}",
                 "lora_drop: {enabled: false}",
-                "evaluate: {samples: 0}", ""), "test.yaml");
-        JsonNode report;
-        try (JavaSparkContext sc = SparkSetup.local(2)) {
-            report = new PipelineRunner(sc, cfg, QUIET).run(Set.of());
-        }
+                "evaluate: {samples: 0}");
+        Path out = run.out();
+        JsonNode report = run.report();
         JsonNode train = report.path("train");
         JsonNode ranks = train.path("final_ranks");
         assertEquals(4, ranks.size(), train.toPrettyString());           // 2 blocks × (c_attn, c_fc)

@@ -1,12 +1,8 @@
 package io.sparklora.spark.train;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.sparklora.api.TinyBase;
 import io.sparklora.privacy.RdpAccountant;
-import io.sparklora.runner.PipelineConfig;
-import io.sparklora.runner.PipelineRunner;
-import io.sparklora.spark.SparkSetup;
-import org.apache.spark.api.java.JavaSparkContext;
+import io.sparklora.runner.TinyPipeline;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -15,7 +11,6 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -25,28 +20,16 @@ import static org.junit.jupiter.api.Assertions.*;
  * report.html hold the loss by rank.
  */
 class DpDyLoraPipelineTest {
-    static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
-
     @Test
     void dpDyloraTrainsPrivatelyAndIsEvaluatedAtEveryRank(@TempDir Path tmp) throws Exception {
-        Path base = TinyBase.write(tmp.resolve("base"), 7);
-        Path dataset = TinyBase.writeDataset(tmp.resolve("data"), TinyBase.documents(30, 1));
-        Path out = tmp.resolve("run");
-        PipelineConfig cfg = PipelineConfig.parse(String.join("\n",
-                "name: dp-dylora",
-                "output: " + out,
-                "datasets: {adapt: " + dataset + "}",
-                "base: {path: " + base + "}",
-                "data: {seq_len: 16, partitions: 2, validation_fraction: 0.2}",
+        TinyPipeline.Run run = TinyPipeline.run(tmp, "dp-dylora", "",
                 "adapter: {type: dylora, r: 4, targets: [c_attn]}",
                 "train: {rounds: 3, local_steps: 2, sync: parameters, batch_size: 4, lr: 1.0e-2, warmup: 0, checkpoint_every: 0,",
                 "        dp: {mode: client, clip_norm: 0.5, noise_multiplier: 1.2, sample_rate: 1.0, delta: 1.0e-5}}",
                 "lora_drop: {enabled: false}",
-                "evaluate: {samples: 0}", ""), "test.yaml");
-        JsonNode report;
-        try (JavaSparkContext sc = SparkSetup.local(2)) {
-            report = new PipelineRunner(sc, cfg, QUIET).run(Set.of());
-        }
+                "evaluate: {samples: 0}");
+        Path out = run.out();
+        JsonNode report = run.report();
         JsonNode dp = report.path("train").path("dp");
         assertEquals("client", dp.path("mode").asText(), report.toPrettyString());
         assertEquals(3, dp.path("noisy_steps").asInt());

@@ -3,18 +3,13 @@ package io.sparklora.spark.train;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.PeftAdapterFormat;
-import io.sparklora.api.TinyBase;
-import io.sparklora.runner.PipelineConfig;
-import io.sparklora.runner.PipelineRunner;
-import io.sparklora.spark.SparkSetup;
-import org.apache.spark.api.java.JavaSparkContext;
+import io.sparklora.runner.TinyPipeline;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.file.Path;
-import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -24,29 +19,17 @@ import static org.junit.jupiter.api.Assertions.*;
  * adapted score alike, and both beat the base.
  */
 class StackPipelineTest {
-    static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
-
     @Test
     void aStackedRunEndsWithTheExactAdapterAndEvaluatesIt(@TempDir Path tmp) throws Exception {
-        Path base = TinyBase.write(tmp.resolve("base"), 7);
-        Path dataset = TinyBase.writeDataset(tmp.resolve("data"), TinyBase.documents(30, 1));
-        Path out = tmp.resolve("run");
-        PipelineConfig cfg = PipelineConfig.parse(String.join("\n",
-                "name: stack",
-                "output: " + out,
-                "datasets: {adapt: " + dataset + "}",
-                "base: {path: " + base + "}",
-                "data: {seq_len: 16, partitions: 2, validation_fraction: 0.2}",
+        TinyPipeline.Run run = TinyPipeline.run(tmp, "stack", "",
                 "adapter: {type: lora, r: 2, alpha: 4, targets: [c_attn, c_fc]}",
                 "train: {rounds: 3, local_steps: 2, sync: parameters, average_optimizer_state: false, aggregate: stack,"
                         + " batch_size: 4, lr: 1.0e-2, warmup: 0, checkpoint_every: 0}",
                 "lora_drop: {enabled: false}",
                 "full_finetune: {enabled: false}",
-                "evaluate: {samples: 1, sample_tokens: 4}", ""), "test.yaml");
-        JsonNode report;
-        try (JavaSparkContext sc = SparkSetup.local(2)) {
-            report = new PipelineRunner(sc, cfg, QUIET).run(Set.of());
-        }
+                "evaluate: {samples: 1, sample_tokens: 4}");
+        Path out = run.out();
+        JsonNode report = run.report();
         AdapterConfig saved = PeftAdapterFormat.readConfig(out.resolve("adapter").resolve(PeftAdapterFormat.CONFIG_FILE));
         assertEquals("lora", saved.method());
         assertEquals(3 * 2 * 2, saved.r(), "3 rounds × 2 partitions × r 2, each fold kept");
