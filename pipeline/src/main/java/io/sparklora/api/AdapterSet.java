@@ -90,14 +90,15 @@ public final class AdapterSet {
 
     /**
      * Attaches an adapter held in memory ({@code tensors}, the values of its state tensors in
-     * {@link AttachedAdapter#stateTensors()} order, as {@link AdapterTensors#ofValues} takes them) under {@code name};
-     * returns this set. It must have been trained on this set's base: only the tensor shapes are checked.
+     * {@link AttachedAdapter#stateTensors()} order, as {@link AdapterTensors#ofValues} takes them, under whatever adapter
+     * name) under {@code name}; returns this set. It must have been trained on this set's base: only the tensor shapes
+     * are checked.
      */
     public AdapterSet add(String name, AdapterConfig config, AdapterTensors tensors) {
         checkNewName(name);
         requireMixable(config, "adapter '" + name + "'");
         AttachedAdapter a = AttachedAdapter.attach(model, name, config, 0);
-        tensors.copyInto(a.stateTensors());
+        tensors.copyIntoInOrder(a.stateTensors());
         adapters.put(name, a);
         members.put(name, new Member(null, config, tensors));
         return this;
