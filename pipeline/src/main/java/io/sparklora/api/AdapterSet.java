@@ -145,8 +145,8 @@ public final class AdapterSet {
      * of its {@code inputCol} text under the adapter its {@code adapterCol} names ({@link #BASE} or null: the base
      * model). Runs on the executors: each task rebuilds this set from the same locations (the base read once per
      * executor JVM) and serves its partition {@code batchRows} rows at a time, each batch one mixed-adapter pass with a
-     * KV cache. Lazy, like any DataFrame transformation; a row naming an adapter outside the set fails its task with
-     * that message.
+     * KV cache ({@link AdapterSetTask}; adapters added from memory travel with the task). Lazy, like any DataFrame
+     * transformation; a row naming an adapter outside the set fails its task with that name and the set's names.
      */
     public Dataset<Row> generate(Dataset<Row> df, String inputCol, String adapterCol, String outputCol, int maxNewTokens, int batchRows) {
         if (maxNewTokens < 0) throw new IllegalArgumentException("maxNewTokens must be at least 0, got " + maxNewTokens);
