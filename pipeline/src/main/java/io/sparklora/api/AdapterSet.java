@@ -1,6 +1,8 @@
 package io.sparklora.api;
 
+import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
+import io.sparklora.adapters.PeftAdapterFormat;
 import io.sparklora.checkpoint.BaseModelRef;
 import io.sparklora.model.CrossEntropyLoss;
 import io.sparklora.model.Tensors;
@@ -10,6 +12,7 @@ import io.sparklora.spark.BaseModelCache;
 import io.sparklora.spark.TokenizerCache;
 import io.sparklora.storage.HadoopFiles;
 import io.sparklora.tokenize.TextTokenizer;
+import io.sparklora.train.AdapterTensors;
 import io.sparklora.train.Generator;
 import org.apache.hadoop.conf.Configuration;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -53,7 +56,7 @@ public final class AdapterSet {
     private final TransformerLM model;
     private final BaseModelRef baseRef;
     private final Map<String, AttachedAdapter> adapters = new LinkedHashMap<>();
-    private final LinkedHashMap<String, String> adapterUris = new LinkedHashMap<>();
+    private final LinkedHashMap<String, Member> members = new LinkedHashMap<>();
     private TextTokenizer tokenizer;
 
     private AdapterSet(Configuration conf, String baseUri, BaseModelRef ref, TransformerLM model) {
@@ -66,37 +69,75 @@ public final class AdapterSet {
     /** The base model at {@code baseUri} (a Hugging Face model directory), read through the executor-wide base cache. */
     public static AdapterSet on(Configuration conf, String baseUri) {
         try {
-            BaseModelRef ref = BaseModelRef.of(conf, baseUri);
-            return new AdapterSet(conf, baseUri, ref, BaseModelCache.model(ref, conf));
+            return on(conf, BaseModelRef.of(conf, baseUri));
         } catch (IOException e) {
             throw new UncheckedIOException("base model " + baseUri + ": " + e.getMessage(), e);
         }
     }
 
+    /** The base model {@code ref} names (its content hash already taken, as on an executor), through the executor-wide base cache. */
+    public static AdapterSet on(Configuration conf, BaseModelRef ref) {
+        return new AdapterSet(conf, ref.uri(), ref, BaseModelCache.model(ref, conf));
+    }
+
     /** Attaches the PEFT adapter at {@code adapterUri} under {@code name}; returns this set. */
     public AdapterSet add(String name, String adapterUri) {
+        checkNewName(name);
+        adapters.put(name, load(conf, adapterUri, baseRef, model, name));
+        members.put(name, new Member(adapterUri, null, null));
+        return this;
+    }
+
+    /**
+     * Attaches an adapter held in memory ({@code tensors}, the values of its state tensors in
+     * {@link AttachedAdapter#stateTensors()} order, as {@link AdapterTensors#ofValues} takes them, under whatever adapter
+     * name) under {@code name}; returns this set. It must have been trained on this set's base: only the tensor shapes
+     * are checked.
+     */
+    public AdapterSet add(String name, AdapterConfig config, AdapterTensors tensors) {
+        checkNewName(name);
+        requireMixable(config, "adapter '" + name + "'");
+        AttachedAdapter a = AttachedAdapter.attach(model, name, config, 0);
+        tensors.copyIntoInOrder(a.stateTensors());
+        adapters.put(name, a);
+        members.put(name, new Member(null, config, tensors));
+        return this;
+    }
+
+    private void checkNewName(String name) {
         if (name == null || name.isBlank() || name.equals(BASE)) throw new IllegalArgumentException("adapter name '" + name + "' is reserved or empty");
         if (adapters.containsKey(name)) throw new IllegalArgumentException("an adapter named '" + name + "' is already in the set");
+    }
+
+    /**
+     * Loads the PEFT adapter at {@code adapterUri} onto {@code model} under {@code name}, after checking that it was
+     * trained on {@code base} (when the base it names is a readable model directory, by content hash) and that it can
+     * join a mixed-adapter batch ({@link #requireMixable}).
+     */
+    public static AttachedAdapter load(Configuration conf, String adapterUri, BaseModelRef base, TransformerLM model, String name) {
         // one local copy of the adapter serves the checks and the load
-        AttachedAdapter a = AdapterDirectory.withLocalCopy(conf, adapterUri, local -> {
+        return AdapterDirectory.withLocalCopy(conf, adapterUri, local -> {
             String trainedOn = AdapterDirectory.baseModel(local);
-            String other = contentHashOf(trainedOn);
-            if (other != null && !other.equals(baseRef.contentHash())) {
-                throw new IllegalArgumentException(adapterUri + " was trained on " + trainedOn + ", whose weights differ from this set's base " + baseUri);
+            String other = contentHashOf(conf, trainedOn);
+            if (other != null && !other.equals(base.contentHash())) {
+                throw new IllegalArgumentException(adapterUri + " was trained on " + trainedOn + ", whose weights differ from the base " + base.uri());
             }
             // checked before loading: loading would write its biases or token rows into the shared base model
-            io.sparklora.adapters.AdapterConfig c = io.sparklora.adapters.PeftAdapterFormat.readConfig(
-                    local.resolve(io.sparklora.adapters.PeftAdapterFormat.CONFIG_FILE));
-            boolean tokens = c.trainableTokenIndices().length > 0;
-            if (!c.bias().equals("none") || tokens) {
-                throw new IllegalArgumentException(adapterUri + ": trains " + (tokens ? "token rows" : "biases (bias: " + c.bias() + ")")
-                        + ", which belong to the base model and would change every row of a mixed batch; it cannot join an adapter set");
-            }
-            return io.sparklora.adapters.PeftAdapterFormat.load(model, local, name);
+            requireMixable(PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE)), adapterUri);
+            return PeftAdapterFormat.load(model, local, name);
         });
-        adapters.put(name, a);
-        adapterUris.put(name, adapterUri);
-        return this;
+    }
+
+    /**
+     * Refuses an adapter that trains token rows or biases: those live in the base model and would change every row of a
+     * mixed batch. {@code what} names the adapter in the message.
+     */
+    public static void requireMixable(AdapterConfig c, String what) {
+        boolean tokens = c.trainableTokenIndices().length > 0;
+        if (!c.bias().equals("none") || tokens) {
+            throw new IllegalArgumentException(what + ": trains " + (tokens ? "token rows" : "biases (bias: " + c.bias() + ")")
+                    + ", which belong to the base model and would change every row of a mixed batch; it cannot join an adapter set");
+        }
     }
 
     /**
@@ -104,8 +145,8 @@ public final class AdapterSet {
      * of its {@code inputCol} text under the adapter its {@code adapterCol} names ({@link #BASE} or null: the base
      * model). Runs on the executors: each task rebuilds this set from the same locations (the base read once per
      * executor JVM) and serves its partition {@code batchRows} rows at a time, each batch one mixed-adapter pass with a
-     * KV cache. Lazy, like any DataFrame transformation; a row naming an adapter outside the set fails its task with
-     * that message.
+     * KV cache ({@link AdapterSetTask}; adapters added from memory travel with the task). Lazy, like any DataFrame
+     * transformation; a row naming an adapter outside the set fails its task with that name and the set's names.
      */
     public Dataset<Row> generate(Dataset<Row> df, String inputCol, String adapterCol, String outputCol, int maxNewTokens, int batchRows) {
         if (maxNewTokens < 0) throw new IllegalArgumentException("maxNewTokens must be at least 0, got " + maxNewTokens);
@@ -129,14 +170,51 @@ public final class AdapterSet {
             }
         }
         if (fields.contains(outputCol)) throw new IllegalArgumentException("column '" + outputCol + "' already exists");
-        AdapterSetTask task = new AdapterSetTask(baseUri, new LinkedHashMap<>(adapterUris), new SerializableConfiguration(conf),
-                fields.indexOf(inputCol), fields.indexOf(adapterCol), batchRows, maxNewTokens);
+        AdapterSetTask.Batch batch = maxNewTokens >= 0 ? new GenerateBatch(maxNewTokens) : new MeanLossBatch();
+        AdapterSetTask task = new AdapterSetTask(new Rebuild(baseRef, new LinkedHashMap<>(members), new SerializableConfiguration(conf)), batch,
+                fields.indexOf(inputCol), fields.indexOf(adapterCol), batchRows, 1);
         StructType out = schema.add(outputCol, outType, true);
         return df.sparkSession().createDataFrame(df.javaRDD().mapPartitions(task), out);
     }
 
     /** The names of the adapters in the set, in the order they were added. */
     public List<String> names() { return List.copyOf(adapters.keySet()); }
+
+    /** The base model with every adapter of the set attached (for passes over token ids: {@link TransformerLM#logits(TokenBatch, String[])}, {@link Generator#sampleBatch}). */
+    public TransformerLM model() { return model; }
+
+    /** How an executor rebuilds an adapter set: an adapter directory, or (uri null) a config and its tensors. */
+    private record Member(String uri, AdapterConfig config, AdapterTensors tensors) implements java.io.Serializable {}
+
+    /** The set rebuilt on an executor from the same base and members. */
+    private record Rebuild(BaseModelRef base, LinkedHashMap<String, Member> members, SerializableConfiguration conf) implements AdapterSetTask.Source {
+        @Override public AdapterSet open() {
+            AdapterSet set = AdapterSet.on(conf.get(), base);
+            members.forEach((name, m) -> {
+                if (m.uri() != null) set.add(name, m.uri());
+                else set.add(name, m.config(), m.tensors());
+            });
+            return set;
+        }
+    }
+
+    private record GenerateBatch(int maxNewTokens) implements AdapterSetTask.Batch {
+        @Override public Object[][] apply(AdapterSet set, List<String> texts, List<String> names) {
+            List<String> out = set.generate(texts, names, maxNewTokens);
+            Object[][] values = new Object[out.size()][];
+            for (int k = 0; k < values.length; k++) values[k] = new Object[]{out.get(k)};
+            return values;
+        }
+    }
+
+    private record MeanLossBatch() implements AdapterSetTask.Batch {
+        @Override public Object[][] apply(AdapterSet set, List<String> texts, List<String> names) {
+            double[] loss = set.meanLoss(texts, names);
+            Object[][] values = new Object[loss.length][];
+            for (int k = 0; k < values.length; k++) values[k] = new Object[]{loss[k]};
+            return values;
+        }
+    }
 
     /** Greedy continuations (at most {@code maxTokens} new tokens each, stopping at end-of-text), row i with adapter {@code names.get(i)}. */
     public List<String> generate(List<String> prompts, List<String> names, int maxTokens) {
@@ -213,7 +291,7 @@ public final class AdapterSet {
      * The content hash of the base an adapter names, when that is a model directory this JVM can read; null when it is
      * not (a hub id such as {@code gpt2}): then only the tensor shapes, checked on load, tie the adapter to this base.
      */
-    private String contentHashOf(String uri) {
+    private static String contentHashOf(Configuration conf, String uri) {
         try {
             if (!HadoopFiles.exists(conf, HadoopFiles.resolve(uri, "config.json"))) return null;
             return BaseModelRef.of(conf, uri).contentHash();

@@ -46,7 +46,7 @@ public final class LoraParamSet implements Serializable {
                 + "dataset and shards, removed afterwards; empty: java.io.tmpdir in local mode, else /tmp on the default file system");
         labels = new StringArrayParam(owner, "labels", "the label set; non-empty: fit trains 'text + \\nLabel: + label' and transform predicts a label");
         rounds = new IntParam(owner, "rounds", "synchronous training rounds (one optimizer step each)", ParamValidators.gtEq(1));
-        batchSize = new IntParam(owner, "batchSize", "sequences per task per round (and per evaluation batch)", ParamValidators.gtEq(1));
+        batchSize = new IntParam(owner, "batchSize", "sequences per task per round (and per evaluation batch; for a model's transform with adapterCol, rows per mixed-adapter pass)", ParamValidators.gtEq(1));
         seqLen = new IntParam(owner, "seqLen", "tokens per training sequence", ParamValidators.gtEq(2));
         partitions = new IntParam(owner, "partitions", "shards of the training data = tasks per round", ParamValidators.inRange(1, 99_999));
         warmup = new IntParam(owner, "warmup", "rounds of linear learning-rate warm-up before the cosine decay", ParamValidators.gtEq(0));

@@ -73,6 +73,27 @@ public final class AdapterTensors implements Serializable {
         }
     }
 
+    /**
+     * Copies the values by position into {@code params}: the state tensors of the same adapter attached under another
+     * name (the same method and config attach the same tensors in the same order, their names holding the adapter's
+     * name). Counts and shapes must agree.
+     */
+    public void copyIntoInOrder(List<Parameter> params) {
+        if (params.size() != data.size()) {
+            throw new IllegalArgumentException(data.size() + " tensors for " + params.size() + " parameters (" + data.keySet() + ")");
+        }
+        int i = 0;
+        for (String n : data.keySet()) {
+            Parameter p = params.get(i++);
+            INDArray v = get(n);
+            if (!java.util.Arrays.equals(v.shape(), p.value().shape())) {
+                throw new IllegalArgumentException(p.name() + " (from " + n + "): shape " + java.util.Arrays.toString(v.shape())
+                        + " does not match the parameter's " + java.util.Arrays.toString(p.value().shape()));
+            }
+            p.set(v.castTo(p.value().dataType()));
+        }
+    }
+
     /** {@code this += w · other}, adopting other's names on first use (the reduction's accumulator). */
     public AdapterTensors addScaled(AdapterTensors other, double w) {
         for (Map.Entry<String, float[]> e : other.data.entrySet()) {

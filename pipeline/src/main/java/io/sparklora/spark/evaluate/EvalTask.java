@@ -107,35 +107,51 @@ public final class EvalTask implements Function2<Integer, Iterator<Integer>, Ite
 
     /**
      * Negative log-likelihood of each label's tokens after {@code prompt}, in one forward pass: the
-     * prompt followed by each label is one row of a batch. A shorter label's row is padded after its end,
-     * which causal attention keeps from mattering; only the label positions' logits are read.
+     * prompt followed by each label is one row of a batch ({@link #continuationNll}).
      */
     public static double[] labelNll(TransformerLM model, int[] prompt, List<int[]> labels) {
-        int longest = 0;
-        for (int[] lab : labels) longest = Math.max(longest, lab.length);
-        int len = prompt.length + longest - 1;
-        int[][] in = new int[labels.size()][len];
-        int count = 0;
-        for (int[] lab : labels) count += lab.length;
+        int[][] prompts = new int[labels.size()][];
+        java.util.Arrays.fill(prompts, prompt);
+        return continuationNll(model, prompts, labels.toArray(new int[0][]), null);
+    }
+
+    /**
+     * Negative log-likelihood of the tokens {@code continuations[b]} after {@code prompts[b]}, for B pairs in one forward
+     * pass: pair b is row b of a batch [B, T], T = max_b(len(prompts[b]) + len(continuations[b]) − 1), holding the
+     * prompt then the continuation but its last token. A shorter row is padded after its end, which causal attention
+     * keeps from mattering; only the continuation positions' logits are read:
+     * nll[b] = Σ_j (logsumexp(z[b, P_b − 1 + j]) − z[b, P_b − 1 + j, c_b[j]]).
+     * Row b runs with adapter {@code adapters[b]} alone ({@link TransformerLM#BASE_ONLY}: the base), a mixed-adapter
+     * batch; {@code adapters} null: the model's active adapters for every row.
+     */
+    public static double[] continuationNll(TransformerLM model, int[][] prompts, int[][] continuations, String[] adapters) {
+        int pairs = prompts.length;
+        int len = 0, count = 0;
+        for (int b = 0; b < pairs; b++) {
+            len = Math.max(len, prompts[b].length + continuations[b].length - 1);
+            count += continuations[b].length;
+        }
+        int[][] in = new int[pairs][len];
         int[] rows = new int[count], targets = new int[count], owner = new int[count];
         int k = 0;
-        for (int l = 0; l < labels.size(); l++) {
-            int[] lab = labels.get(l);
-            System.arraycopy(prompt, 0, in[l], 0, prompt.length);
-            System.arraycopy(lab, 0, in[l], prompt.length, lab.length - 1);
+        for (int b = 0; b < pairs; b++) {
+            int[] prompt = prompts[b], lab = continuations[b];
+            System.arraycopy(prompt, 0, in[b], 0, prompt.length);
+            System.arraycopy(lab, 0, in[b], prompt.length, lab.length - 1);
             for (int j = 0; j < lab.length; j++) {
-                rows[k] = l * len + prompt.length - 1 + j;     // the position whose next token is lab[j]
+                rows[k] = b * len + prompt.length - 1 + j;     // the position whose next token is lab[j]
                 targets[k] = lab[j];
-                owner[k++] = l;
+                owner[k++] = b;
             }
         }
-        INDArray logits = model.logits(TokenBatch.of(in, new int[labels.size()][len]));                       // [L·len, V]
+        TokenBatch batch = TokenBatch.of(in, new int[pairs][len]);
+        INDArray logits = adapters == null ? model.logits(batch) : model.logits(batch, adapters);   // [B·T, V]
         INDArray picked = logits.getRows(rows);                                         // [K, V]
         INDArray max = picked.max(true, 1);
         INDArray lse = Transforms.log(Transforms.exp(picked.subColumnVector(max), false).sum(true, 1), false).addi(max);
         float[][] z = picked.toFloatMatrix();
         double[] lseRows = lse.toDoubleVector();
-        double[] nll = new double[labels.size()];
+        double[] nll = new double[pairs];
         for (int i = 0; i < count; i++) nll[owner[i]] += lseRows[i] - z[i][targets[i]];
         Tensors.release(logits, picked, max, lse);
         return nll;
