@@ -203,4 +203,26 @@ class PipelineJobsTest {
         for (String k : goodBefore.keySet()) assertEquals(goodBefore.get(k), tensors(out.resolve("adapters/good")).get(k), k);
     }
 
+
+    @Test
+    void aJobWhoseTrainingFailsFailsAloneAndTheOthersAreEvaluated() throws Exception {
+        Path out = tmp.resolve("diverges");
+        String yaml = head("diverges", out) + String.join("\n",
+                "datasets: {adapt: " + prose + "}",
+                "adapter: {type: lora, r: 2, targets: [c_attn]}",
+                "train: {rounds: 3, batch_size: 2, lr: 1.0e-2, warmup: 0, checkpoint_every: 0, max_grad_norm: 0}",
+                "evaluate: {samples: 0}",
+                "jobs:",
+                "  - {name: steady}",
+                "  - {name: blowup, train: {lr: 1.0e+30}}", "");
+        PipelineRunner.StageFailedException e = assertThrows(PipelineRunner.StageFailedException.class, () -> run(yaml));
+        assertTrue(e.getMessage().contains("1 of 2 jobs failed") && e.getMessage().contains("job 'blowup'"), e.getMessage());
+        JsonNode report = JSON.readTree(out.resolve("report.json").toFile());
+        JsonNode blowup = report.path("train").path("jobs").path("blowup");
+        assertEquals("failed", blowup.path("status").asText(), report.path("train").toPrettyString());
+        assertTrue(blowup.path("error").asText().startsWith("job 'blowup'"), blowup.toPrettyString());
+        assertEquals("done", report.path("train").path("jobs").path("steady").path("status").asText());
+        assertTrue(Double.isFinite(report.path("eval").path("jobs").path("steady").path("adapted").path("loss").asDouble(Double.NaN)), report.path("eval").toPrettyString());
+        assertTrue(report.path("eval").path("jobs").path("blowup").path("error").asText().contains("not trained"), report.path("eval").toPrettyString());
+    }
 }
