@@ -75,6 +75,12 @@ import java.util.stream.Collectors;
  * and only the unfinished work is done again. Stages read what earlier stages wrote from storage, never
  * from memory, which is what makes skipping safe.
  *
+ * <p>With {@code jobs:} ({@link PipelineConfig.JobSection}) train trains every job in one {@link MultiTrainStage}
+ * (adapters to {@code adapters/<name>/}, each job's checkpoints, metrics and result under {@code jobs/<name>/}) and
+ * evaluate scores them all in one mixed-adapter pass. A job that fails (its dataset, its training) fails alone: the
+ * stage records why under {@code failed_jobs}, is marked {@code partial} and not complete, the others go on, and the
+ * run fails at its end naming every failed job; a rerun trains only the jobs without their own {@code _SUCCESS}.
+ *
  * <p>Nothing it prints or writes carries a secret of the Spark or Hadoop configuration, or a URI's user-info: the
  * console lines, result.json, report.json and report.html pass through {@link Redaction}.
  */
