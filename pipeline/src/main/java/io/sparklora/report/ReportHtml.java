@@ -152,6 +152,7 @@ public final class ReportHtml {
             training();
             loraDrop();
             evaluation();
+            jobs();
             foot(out);
             return out.toString();
         }
@@ -223,6 +224,10 @@ public final class ReportHtml {
                     bad.add("Stage <strong>" + Xml.escape(stageTitle(e.getKey())) + "</strong> failed"
                             + JsonFields.text(e.getValue(), "error").map(m -> ": " + Xml.escape(firstLine(m))).orElse("."));
                 }
+            }
+            if ("partial".equals(JsonFields.text(report, "status").orElse(""))) {
+                bad.add("<strong>Some jobs failed</strong>" + JsonFields.text(report, "error").map(m -> ": " + Xml.escape(m)).orElse(".")
+                        + " The others are trained, evaluated and reported below.");
             }
             if (!bad.isEmpty()) {
                 out.append("<div class=\"callout bad\">\n");
@@ -309,6 +314,71 @@ public final class ReportHtml {
             out.append(String.join(" ", items));
         }
 
+        // ------------------------------------------------------------------------------------------ jobs
+
+        /** The jobs of a run with {@code jobs:}, as the train and evaluate stages name them (train's order first). */
+        private Set<String> jobNames() {
+            Set<String> names = new java.util.LinkedHashSet<>();
+            for (String stage : List.of("train", "eval")) {
+                JsonFields.object(stage(stage), "jobs").ifPresent(j -> j.fieldNames().forEachRemaining(names::add));
+            }
+            return names;
+        }
+
+        /**
+         * One subsection per job of a run with {@code jobs:}: its status (and why it failed), its training figures, the
+         * evaluation of base and adapter on its own held-out data, and its samples; above them, every job's loss curve.
+         */
+        private void jobs() {
+            Set<String> names = jobNames();
+            if (names.isEmpty()) return;
+            JsonNode train = JsonFields.object(stage("train"), "jobs").orElse(null);
+            JsonNode eval = JsonFields.object(stage("eval"), "jobs").orElse(null);
+            out.append("<section id=\"jobs\">\n<h2>Adapter jobs</h2>\n<p class=\"note\">").append(names.size())
+                    .append(names.size() == 1 ? " adapter" : " adapters")
+                    .append(" trained together in one Spark job over one base, each evaluated on its own dataset's held-out split with and without its adapter, in one mixed-adapter pass.</p>\n");
+            Map<String, MetricSeries.Series> loss = new LinkedHashMap<>();
+            MetricSeries.byStage(metrics, "loss").forEach((stage, series) -> { if (names.contains(stage)) loss.put(stage, series); });
+            chart("Training loss by job", loss, "one series per adapter");
+            for (String name : names) {
+                JsonNode t = train == null ? null : JsonFields.object(train, name).orElse(null);
+                JsonNode e = eval == null ? null : JsonFields.object(eval, name).orElse(null);
+                out.append("<h3 id=\"job-").append(Xml.escape(name)).append("\">Job <code>").append(Xml.escape(name)).append("</code> ");
+                status(JsonFields.text(t, "status").orElse(null));
+                out.append("</h3>\n");
+                for (JsonNode n : new JsonNode[] {t, e}) {
+                    if ("failed".equals(JsonFields.text(n, "status").orElse(""))) {
+                        out.append("<p class=\"callout bad\">").append(Xml.escape(JsonFields.text(n, "error").orElse("failed"))).append("</p>\n");
+                    }
+                }
+                List<String[]> rows = new ArrayList<>();
+                JsonFields.text(t, "method").ifPresent(m -> rows.add(new String[] {"method", Xml.escape(methodTitle(m))
+                        + (JsonFields.hasNumber(t, "r") ? ", r = " + Xml.escape(Fmt.integer(JsonFields.number(t, "r"))) : "")}));
+                JsonFields.text(e, "dataset").or(() -> JsonFields.text(t, "dataset")).ifPresent(d -> rows.add(new String[] {"dataset",
+                        "<code>" + Xml.escape(d) + "</code>" + JsonFields.text(e, "objective").map(o -> " (" + Xml.escape(o) + ")").orElse("")}));
+                if (JsonFields.hasNumber(t, "rounds")) rows.add(new String[] {"rounds", Xml.escape(Fmt.integer(JsonFields.number(t, "rounds")))});
+                if (JsonFields.hasNumber(t, "lr")) rows.add(new String[] {"learning rate", Xml.escape(Fmt.number(JsonFields.number(t, "lr")))});
+                if (JsonFields.hasNumber(t, "trainable_params")) {
+                    rows.add(new String[] {"trainable parameters", Xml.escape(Fmt.integer(JsonFields.number(t, "trainable_params")))});
+                }
+                bytesRow(rows, "adapter size", JsonFields.number(t, "adapter_bytes"));
+                bytesRow(rows, "moved per round", JsonFields.number(t, "bytes_broadcast_per_round") + JsonFields.number(t, "bytes_reduced_per_round"));
+                if (JsonFields.hasNumber(t, "final_loss")) rows.add(new String[] {"final loss", Xml.escape(Fmt.fixed(JsonFields.number(t, "final_loss"), 3))});
+                JsonFields.text(t, "adapter").ifPresent(a -> rows.add(new String[] {"adapter", "<code>" + Xml.escape(a) + "</code>"}));
+                if (!rows.isEmpty()) figures(rows);
+                Map<String, JsonNode> models = new LinkedHashMap<>();
+                for (String k : new String[] {"base", "adapted"}) JsonFields.object(e, k).ifPresent(m -> models.put(k, m));
+                if (!models.isEmpty()) evaluationTable(models);
+                if (JsonFields.hasNumber(e, "majority_class_accuracy")) {
+                    out.append("<p class=\"note\">Always answering the most frequent label scores ")
+                            .append(Xml.escape(Fmt.percent(JsonFields.number(e, "majority_class_accuracy")))).append(".</p>\n");
+                }
+                JsonNode samples = e == null ? null : e.get("samples");
+                if (samples != null && samples.isArray() && !samples.isEmpty()) samples(samples);
+            }
+            out.append("</section>\n");
+        }
+
         // ------------------------------------------------------------------------------------------ training
 
         private void training() {
@@ -316,8 +386,10 @@ public final class ReportHtml {
             Map<String, MetricSeries.Series> pretrain = new LinkedHashMap<>();
             Map<String, MetricSeries.Series> adapter = new LinkedHashMap<>();
             Map<String, MetricSeries.Series> other = new LinkedHashMap<>();
+            Set<String> jobNames = jobNames();
             for (Map.Entry<String, MetricSeries.Series> e : loss.entrySet()) {
                 String s = e.getKey();
+                if (jobNames.contains(s)) continue;         // drawn in the jobs section
                 if (s.startsWith("pretrain")) {
                     pretrain.put(s, e.getValue());
                 } else if (Charts.isAdapterStage(s)) {

@@ -39,6 +39,11 @@ public final class PipelineConfig {
     public EvaluateSection evaluate = new EvaluateSection();
     public EngineSection engine = new EngineSection();
     /**
+     * Several adapters trained together in one Spark job over the one base ({@link JobSection}); null (absent): the
+     * one adapter of {@code adapter} and {@code train}, as before.
+     */
+    public List<JobSection> jobs;
+    /**
      * Lets the relative paths ({@link #PATH_KEYS}) lead outside the working directory, by '..' or a symbolic link.
      * Absolute paths and URIs never need it.
      */
@@ -259,6 +264,16 @@ public final class PipelineConfig {
 
     public static final class LoraDropSection {
         public boolean enabled = true;
+        /** Whether the file wrote {@code enabled} (with {@code jobs:} the stage is off unless written, and then refused). */
+        @com.fasterxml.jackson.annotation.JsonIgnore
+        public boolean enabledWritten = false;
+
+        @com.fasterxml.jackson.annotation.JsonSetter("enabled")
+        public void setEnabled(boolean enabled) {
+            this.enabled = enabled;
+            this.enabledWritten = true;
+        }
+
         public double sampleFraction = 0.3;
         public int warmupRounds = 10;
         public double threshold = 0.9;
@@ -300,6 +315,129 @@ public final class PipelineConfig {
         public String spillDir;
     }
 
+    /**
+     * One entry of {@code jobs:}: an adapter trained beside the others in one Spark job ({@link
+     * io.sparklora.spark.train.MultiTrainStage}), written to {@code <output>/adapters/<name>/}, evaluated on its own
+     * dataset's held-out split. What it leaves out comes from the top level: {@code dataset} from {@code datasets.adapt},
+     * {@code adapter} from {@code adapter}, each {@code train} key from {@code train}, {@code objective} from
+     * {@code data.objective}.
+     */
+    public static final class JobSection {
+        /** Required; distinct; names the adapter's directory (letters, digits, '_', '.', '-'). */
+        public String name;
+        /** Dataset manifest; absent: {@code datasets.adapt}. */
+        public String dataset;
+        /** As {@code data.objective}, for this job's dataset. */
+        public String objective;
+        /** A whole adapter section (its own defaults, not the top-level one's); absent: the top-level {@code adapter}. */
+        public AdapterSection adapter;
+        public JobTrainSection train = new JobTrainSection();
+
+        public io.sparklora.data.TrainingObjective objective(PipelineConfig c) {
+            return io.sparklora.data.TrainingObjective.parse(objective != null ? objective : c.data.objective, "objective");
+        }
+
+        public String dataset(PipelineConfig c) { return dataset != null ? dataset : c.datasets.adapt; }
+    }
+
+    /**
+     * A job's own training settings; an absent key takes the top-level {@code train} value. The keys every job must share
+     * (sync, local_steps, average_optimizer_state, outer, aggregate, dp) are set at the top level only.
+     */
+    public static final class JobTrainSection {
+        public Integer rounds;
+        public Integer batchSize;
+        public Integer gradAccumulation;
+        public Double lr;
+        public Double weightDecay;
+        public Integer warmup;
+        public String schedule;
+        public Double maxGradNorm;
+        public Long seed;
+        public Integer checkpointEvery;
+    }
+
+    /** A job's training settings, resolved against the top-level {@code train} section. */
+    public record JobTraining(int rounds, int batchSize, int gradAccumulation, double lr, double weightDecay, int warmup, String schedule,
+                              double maxGradNorm, long seed, int checkpointEvery) {}
+
+    public JobTraining jobTraining(JobSection j) {
+        var t = train;
+        var o = j.train;
+        return new JobTraining(o.rounds != null ? o.rounds : t.rounds, o.batchSize != null ? o.batchSize : t.batchSize,
+                o.gradAccumulation != null ? o.gradAccumulation : t.gradAccumulation, o.lr != null ? o.lr : t.lr,
+                o.weightDecay != null ? o.weightDecay : t.weightDecay, o.warmup != null ? o.warmup : t.warmup,
+                o.schedule != null ? o.schedule : t.schedule, o.maxGradNorm != null ? o.maxGradNorm : t.maxGradNorm,
+                o.seed != null ? o.seed : t.seed, o.checkpointEvery != null ? o.checkpointEvery : t.checkpointEvery);
+    }
+
+    /** A job's adapter: its own section, else the top-level one; the top-level train section's method settings apply to it too. */
+    public io.sparklora.adapters.AdapterConfig jobAdapterConfig(JobSection j) { return jobAdapterConfig("pipeline config", j); }
+
+    private io.sparklora.adapters.AdapterConfig jobAdapterConfig(String where, JobSection j) {
+        return adapterConfig(where + ": job '" + j.name + "'", j.adapter != null ? j.adapter : adapter, j.adapter != null ? "adapter" : "adapter (the top-level one)");
+    }
+
+    /**
+     * The {@code jobs:} list: names present, distinct and fit for a directory; each job's adapter and settings valid and
+     * able to share batches with the others (no base tensors trained); the stages that make sense for one adapter only
+     * refused. With jobs, lora_drop is off unless the file enables it, and then it is refused.
+     */
+    private void validateJobs(String where) {
+        if (jobs.isEmpty()) throw new IllegalArgumentException(where + ": jobs: is empty; name at least one job, or remove jobs: to train the one adapter of 'adapter'");
+        if (gloraSearch.enabled) {
+            throw new IllegalArgumentException(where + ": glora_search searches the structure of one GLoRA adapter and cannot run with jobs:; set glora_search.enabled: false");
+        }
+        if (loraDrop.enabled && loraDrop.enabledWritten) {
+            throw new IllegalArgumentException(where + ": lora_drop reduces one adapter's layers and cannot run with jobs:; set lora_drop.enabled: false (with jobs: it is off unless enabled)");
+        }
+        loraDrop.enabled = false;
+        if (evaluate.ranks != null) throw new IllegalArgumentException(where + ": evaluate.ranks is for one adapter trained for several ranks; it cannot be used with jobs:");
+        boolean dp;
+        try {
+            dp = train.dp.spec().on();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
+        }
+        if (dp) throw new IllegalArgumentException(where + ": train.dp: a private adapter needs batches of its own and cannot train with jobs:");
+        Map<String, Integer> seen = new LinkedHashMap<>();
+        for (int i = 0; i < jobs.size(); i++) {
+            JobSection j = jobs.get(i);
+            if (j == null || j.name == null) throw new IllegalArgumentException(where + ": jobs[" + i + "]: name is required");
+            String at = where + ": job '" + j.name + "' (jobs[" + i + "])";
+            try {
+                io.sparklora.train.MultiAdapterTrainer.Job.checkName(j.name);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(at + ": " + e.getMessage());
+            }
+            Integer before = seen.putIfAbsent(j.name, i);
+            if (before != null) throw new IllegalArgumentException(at + ": a second job named '" + j.name + "' (the first is jobs[" + before + "]); names must be distinct");
+            if (j.train == null) j.train = new JobTrainSection();
+            try {
+                j.objective(this);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(at + ": " + e.getMessage());
+            }
+            var a = jobAdapterConfig(where, j);
+            if (!a.bias().equals("none") || !a.option(io.sparklora.adapters.AdapterConfig.TRAINABLE_TOKENS).isEmpty()) {
+                throw new IllegalArgumentException(at + ": its adapter trains base tensors (bias: " + a.bias() + ", trainable_token_indices: '"
+                        + a.option(io.sparklora.adapters.AdapterConfig.TRAINABLE_TOKENS) + "'), which would reach the other jobs' rows of a shared batch;"
+                        + " use bias: none and no trainable_token_indices" + (j.adapter == null ? " (it takes the top-level adapter section; give the job its own)" : ""));
+            }
+            JobTraining t = jobTraining(j);
+            try {
+                if (t.rounds() <= 0) throw new IllegalArgumentException("train.rounds must be positive, got " + t.rounds());
+                new io.sparklora.train.TrainingOptions(t.rounds() * train.localSteps, t.batchSize(), t.gradAccumulation(), t.lr(), t.weightDecay(),
+                        t.warmup(), t.schedule(), 0.0, t.maxGradNorm(), t.seed());
+                io.sparklora.train.TrainSpec.checkAggregate(train.aggregate, train.sync, a, train.averageOptimizerState, train.outer.spec(), train.dp.spec());
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(at + ": " + e.getMessage());
+            }
+        }
+    }
+
+    public boolean hasJobs() { return jobs != null; }
+
     public static final class EvaluateSection {
         public int batchSize = 8;
         public int samples = 3;
@@ -333,19 +471,19 @@ public final class PipelineConfig {
                 c = YAML.readValue(p, PipelineConfig.class);
             }
         } catch (UnrecognizedPropertyException e) {
-            String path = e.getPath().stream().map(r -> r.getFieldName() == null ? "[" + r.getIndex() + "]" : r.getFieldName())
-                    .collect(Collectors.joining("."));
             String known = e.getKnownPropertyIds() == null ? "" : e.getKnownPropertyIds().stream().map(Object::toString).sorted()
                     .collect(Collectors.joining(", "));
-            throw new IllegalArgumentException(where + ": unknown key '" + path + "' (line " + e.getLocation().getLineNr()
-                    + "); known keys here: " + known);
+            throw new IllegalArgumentException(where + ": " + inJob(yaml, e.getPath()) + "unknown key '" + keyPath(e.getPath()) + "' (line "
+                    + e.getLocation().getLineNr() + "); known keys here: " + known);
         } catch (MismatchedInputException e) {
-            String path = e.getPath().stream().map(r -> r.getFieldName() == null ? "[" + r.getIndex() + "]" : r.getFieldName())
-                    .collect(Collectors.joining("."));
-            throw new IllegalArgumentException(where + ": bad value for '" + path + "' (line " + e.getLocation().getLineNr() + "): "
-                    + e.getOriginalMessage().split("\n")[0]);
+            throw new IllegalArgumentException(where + ": " + inJob(yaml, e.getPath()) + "bad value for '" + keyPath(e.getPath()) + "' (line "
+                    + e.getLocation().getLineNr() + "): " + e.getOriginalMessage().split("\n")[0]);
         } catch (com.fasterxml.jackson.databind.JsonMappingException e) {
             if (e.getCause() instanceof UnknownKey u) {
+                if (!inJob(yaml, e.getPath()).isEmpty()) {
+                    // a job's adapter section: the path names the job; the key is the any-setter's
+                    throw new IllegalArgumentException(where + ": " + inJob(yaml, e.getPath()) + "unknown key '" + u.path + "'; known keys here: " + u.known);
+                }
                 // the any-setter that threw has no location; the key's own line is where the typo is
                 throw new IllegalArgumentException(where + ": " + u.getMessage() + " (line " + lineOf(yaml, u.path) + "); known keys here: " + u.known);
             }
@@ -364,6 +502,28 @@ public final class PipelineConfig {
         return c;
     }
 
+    /** The key's path below the job when {@code path} is inside {@code jobs:} (where {@link #inJob} names the job), else all of it. */
+    private static String keyPath(List<com.fasterxml.jackson.databind.JsonMappingException.Reference> path) {
+        boolean job = path.size() > 2 && "jobs".equals(path.get(0).getFieldName()) && path.get(1).getFieldName() == null;
+        return path.subList(job ? 2 : 0, path.size()).stream().map(r -> r.getFieldName() == null ? "[" + r.getIndex() + "]" : r.getFieldName())
+                .collect(Collectors.joining("."));
+    }
+
+    /** "job 'NAME' (jobs[i]): " when {@code path} leads into an entry of {@code jobs:} (the name read from the YAML), else "". */
+    private static String inJob(String yaml, List<com.fasterxml.jackson.databind.JsonMappingException.Reference> path) {
+        if (path.size() < 2 || !"jobs".equals(path.get(0).getFieldName()) || path.get(1).getFieldName() != null) return "";
+        int i = path.get(1).getIndex();
+        String name = null;
+        try {
+            com.fasterxml.jackson.databind.JsonNode n = io.sparklora.util.SafeYaml.readTree(YAML, yaml.getBytes(java.nio.charset.StandardCharsets.UTF_8))
+                    .path("jobs").path(i).path("name");
+            if (n.isTextual()) name = n.asText();
+        } catch (IOException | RuntimeException e) {
+            // the entry's name is only for the message
+        }
+        return (name != null ? "job '" + name + "' " : "job ") + "(jobs[" + i + "]): ";
+    }
+
     private void checkPaths(String where, java.nio.file.Path workingDir, String writtenOutput) {
         var scope = new io.sparklora.util.PathScope(new org.apache.hadoop.fs.Path(workingDir.toUri()), where, "the working directory",
                 allowOutside, new Configuration());
@@ -378,26 +538,36 @@ public final class PipelineConfig {
                 throw new IllegalArgumentException(e.getMessage(), e);
             }
         }
+        if (jobs == null) return;
+        for (JobSection j : jobs) {
+            try {
+                scope.check("jobs[" + j.name + "].dataset", j.dataset);
+            } catch (IOException e) {
+                throw new IllegalArgumentException(e.getMessage(), e);
+            }
+        }
     }
 
     /** The adapter this config trains: method from {@code adapter.type} (and PEFT's flags), its settings from the adapter and train sections. */
     public io.sparklora.adapters.AdapterConfig adapterConfig() { return adapterConfig("pipeline config"); }
 
-    private io.sparklora.adapters.AdapterConfig adapterConfig(String where) {
-        var a = adapter;
+    private io.sparklora.adapters.AdapterConfig adapterConfig(String where) { return adapterConfig(where, adapter, "adapter"); }
+
+    /** @param key how the messages name the section ({@code adapter}, or a job's) */
+    private io.sparklora.adapters.AdapterConfig adapterConfig(String where, AdapterSection a, String key) {
         String type;
         io.sparklora.adapters.AdapterMethod method;
         try {
             type = io.sparklora.adapters.AdapterSpecs.resolveType(a.type, a.settings);
             method = io.sparklora.adapters.AdapterMethods.get(type);
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(where + ": adapter.type: " + e.getMessage());
+            throw new IllegalArgumentException(where + ": " + key + ".type: " + e.getMessage());
         }
         Map<String, String> options = new LinkedHashMap<>();
         for (Map.Entry<String, String> e : a.settings.entrySet()) {
             if (io.sparklora.adapters.AdapterSpecs.isMethodFlag(e.getKey())) continue;
             if (!io.sparklora.adapters.AdapterConfig.hasSetting(method, e.getKey())) {
-                throw new IllegalArgumentException(where + ": unknown key 'adapter." + e.getKey() + "' for adapter type " + type
+                throw new IllegalArgumentException(where + ": unknown key '" + key + "." + e.getKey() + "' for adapter type " + type
                         + "; known keys here: type, " + String.join(", ", method.settingNames()));
             }
             options.put(e.getKey(), e.getValue());
@@ -416,7 +586,7 @@ public final class PipelineConfig {
             if (!c.option(io.sparklora.adapters.AdapterConfig.TRAINABLE_TOKENS).equals("labels")) c.trainableTokenIndices();
             return c;
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(where + ": adapter: " + e.getMessage());
+            throw new IllegalArgumentException(where + ": " + key + ": " + e.getMessage());
         }
     }
 
@@ -428,6 +598,7 @@ public final class PipelineConfig {
     }
 
     private void validate(String where) {
+        if (jobs != null) validateJobs(where);      // first: with jobs, lora_drop is off unless written
         var method = adapterConfig(where).adapterMethod();
         io.sparklora.privacy.DpSpec dp;
         try {
@@ -488,7 +659,11 @@ public final class PipelineConfig {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
-        if (datasets.adapt == null) throw new IllegalArgumentException(where + ": datasets.adapt (the dataset manifest to adapt to) is required");
+        boolean adaptNeeded = jobs == null || fullFinetune.enabled || jobs.stream().anyMatch(j -> j.dataset == null);
+        if (datasets.adapt == null && adaptNeeded) {
+            throw new IllegalArgumentException(where + ": datasets.adapt (the dataset manifest to adapt to) is required"
+                    + (jobs == null ? "" : " (the dataset of every job that names none, and of full_finetune)"));
+        }
         if (base.path == null && datasets.pretrain == null) {
             throw new IllegalArgumentException(where + ": give base.path (a Hugging Face model directory) or datasets.pretrain (to pretrain a small base)");
         }

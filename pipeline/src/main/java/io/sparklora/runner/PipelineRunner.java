@@ -11,6 +11,7 @@ import io.sparklora.spark.evaluate.EvalTarget;
 import io.sparklora.spark.evaluate.EvaluateStage;
 import io.sparklora.spark.tokenize.TokenizeSpec;
 import io.sparklora.spark.tokenize.TokenizeStage;
+import io.sparklora.spark.train.MultiTrainStage;
 import io.sparklora.spark.train.TrainStage;
 
 import io.sparklora.train.DistributedTrainer;
@@ -74,6 +75,12 @@ import java.util.stream.Collectors;
  * and only the unfinished work is done again. Stages read what earlier stages wrote from storage, never
  * from memory, which is what makes skipping safe.
  *
+ * <p>With {@code jobs:} ({@link PipelineConfig.JobSection}) train trains every job in one {@link MultiTrainStage}
+ * (adapters to {@code adapters/<name>/}, each job's checkpoints, metrics and result under {@code jobs/<name>/}) and
+ * evaluate scores them all in one mixed-adapter pass. A job that fails (its dataset, its training) fails alone: the
+ * stage records why under {@code failed_jobs}, is marked {@code partial} and not complete, the others go on, and the
+ * run fails at its end naming every failed job; a rerun trains only the jobs without their own {@code _SUCCESS}.
+ *
  * <p>Nothing it prints or writes carries a secret of the Spark or Hadoop configuration, or a URI's user-info: the
  * console lines, result.json, report.json and report.html pass through {@link Redaction}.
  */
@@ -90,6 +97,10 @@ public final class PipelineRunner {
     private final MetricsLog metrics;
     private final ObjectNode report = JSON.createObjectNode();
     private final Redaction redaction;
+    /** With jobs: the jobs that failed so far and why, in the order they failed (the run fails at its end if any did). */
+    private final Map<String, String> failedJobs = new LinkedHashMap<>();
+    /** A stage's result field naming the jobs it could not do (jobs: only); such a stage is partial, not complete. */
+    static final String FAILED_JOBS = "failed_jobs";
 
     public PipelineRunner(JavaSparkContext sc, PipelineConfig cfg, PrintStream console) {
         this.sc = sc;
@@ -127,6 +138,13 @@ public final class PipelineRunner {
                 if (!only.isEmpty() && !only.contains(s)) continue;
                 if (!enabled(s)) continue;
                 runStage(s);
+            }
+            if (!failedJobs.isEmpty()) {
+                report.put("status", "partial").put("error", failedJobs.size() + " of " + cfg.jobs.size() + " jobs failed: "
+                        + String.join("; ", failedJobs.values()));
+                throw new StageFailedException("jobs", new IllegalStateException(failedJobs.size() + " of " + cfg.jobs.size()
+                        + " jobs failed (the others are trained, evaluated and reported; a rerun retries the failed ones): "
+                        + String.join("; ", failedJobs.values())), redaction);
             }
         } catch (IOException | RuntimeException e) {
             failure = e;
@@ -175,10 +193,10 @@ public final class PipelineRunner {
                 case "tokenize" -> tokenize(r);
                 case "pretrain" -> pretrain(r);
                 case "glora_search" -> gloraSearch(r);
-                case "train" -> train(r);
+                case "train" -> { if (cfg.hasJobs()) trainJobs(r); else train(r); }
                 case "lora_drop" -> loraDrop(r);
                 case "full_finetune" -> fullFinetune(r);
-                case "evaluate" -> evaluate(r);
+                case "evaluate" -> { if (cfg.hasJobs()) evaluateJobs(r); else evaluate(r); }
                 default -> throw new IllegalStateException(stage);
             }
         } catch (Exception e) {
@@ -188,11 +206,15 @@ public final class PipelineRunner {
             report.set(reportKey(stage), failed);
             throw new StageFailedException(stage, o, redaction);
         }
-        ObjectNode full = JSON.createObjectNode().put("status", "done").put("seconds", (System.nanoTime() - t) / 1e9);
+        // some jobs failed (jobs: only): the stage's figures are written, but it is not marked complete, so that a rerun
+        // does it again for them; the run goes on with the other jobs and fails at the end
+        boolean partial = r.path(FAILED_JOBS).size() > 0;
+        ObjectNode full = JSON.createObjectNode().put("status", partial ? "partial" : "done").put("seconds", (System.nanoTime() - t) / 1e9);
         full.setAll(r);
+        if (partial) r.path(FAILED_JOBS).fields().forEachRemaining(e -> failedJobs.putIfAbsent(e.getKey(), e.getValue().asText()));
         try {
             HadoopFiles.writeString(conf, resultUri, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(redaction.scrub(full)));
-            HadoopFiles.markSuccess(conf, dir);
+            if (!partial) HadoopFiles.markSuccess(conf, dir);
         } catch (IOException e) {
             // not marked complete: a rerun does the stage again
             report.set(reportKey(stage), JSON.createObjectNode().put("status", "failed").put("error", redaction.scrub(String.valueOf(e.getMessage()))));
@@ -200,7 +222,8 @@ public final class PipelineRunner {
         }
         report.set(reportKey(stage), full);
         writeReport();
-        console.printf(Locale.ROOT, "[%s] done in %.1f s%n", stage, full.path("seconds").asDouble());
+        console.printf(Locale.ROOT, "[%s] %s in %.1f s%n", stage, partial ? "partly done (" + r.path(FAILED_JOBS).size() + " job(s) failed)" : "done",
+                full.path("seconds").asDouble());
     }
 
     /** A stage failed; the message is the original error's, with the stage named. */
@@ -251,22 +274,61 @@ public final class PipelineRunner {
         r.put("path", tokenizerUri()).put("fingerprint", tok.fingerprint()).put("vocab_size", tok.vocabSize());
     }
 
+    /**
+     * Every dataset the run tokenizes, by the key its shards are stored under ({@code shards/<key>}): {@code adapt}
+     * (unless jobs: leaves it unused), {@code pretrain} when the base is pretrained here, and each job's dataset that
+     * differs from adapt by manifest or objective, once ({@code job-<first job using it>}).
+     */
     private Map<String, String> datasets() {
         Map<String, String> d = new LinkedHashMap<>();
-        d.put("adapt", cfg.datasets.adapt);
+        if (adaptUsed()) d.put("adapt", cfg.datasets.adapt);
         if (cfg.base.path == null && cfg.datasets.pretrain != null) d.put("pretrain", cfg.datasets.pretrain);
+        if (cfg.hasJobs()) for (PipelineConfig.JobSection j : cfg.jobs) d.putIfAbsent(dataKey(j), j.dataset(cfg));
         return d;
+    }
+
+    private boolean adaptUsed() {
+        return !cfg.hasJobs() || cfg.fullFinetune.enabled || cfg.jobs.stream().anyMatch(j -> dataKey(j).equals("adapt"));
+    }
+
+    /** The shards key of a job's dataset: adapt when it is datasets.adapt with data.objective, else that of the first job with its dataset and objective. */
+    private String dataKey(PipelineConfig.JobSection job) {
+        if (job.dataset(cfg).equals(cfg.datasets.adapt) && job.objective(cfg) == cfg.data.objective()) return "adapt";
+        for (PipelineConfig.JobSection j : cfg.jobs) {
+            if (j.dataset(cfg).equals(job.dataset(cfg)) && j.objective(cfg) == job.objective(cfg)) return "job-" + j.name;
+        }
+        throw new IllegalStateException(job.name);
+    }
+
+    /** What the dataset under {@code key} trains on. */
+    private io.sparklora.data.TrainingObjective objective(String key) {
+        if (key.equals("adapt")) return cfg.data.objective();
+        if (key.equals("pretrain")) return io.sparklora.data.TrainingObjective.LANGUAGE_MODEL;
+        for (PipelineConfig.JobSection j : cfg.jobs) if (key.equals("job-" + j.name)) return j.objective(cfg);
+        throw new IllegalStateException(key);
     }
 
     private String shardsUri(String key) { return uri("shards/" + key); }
 
     private void tokenize(ObjectNode r) throws IOException {
         long rows = 0, tokens = 0;
+        ObjectNode failedJobs = JSON.createObjectNode();
         for (var e : datasets().entrySet()) {
             TokenizeSpec spec = new TokenizeSpec(e.getValue(), tokenizerUri(), cfg.data.seqLen, cfg.data.validationFraction,
-                    cfg.data.partitions, shardsUri(e.getKey()), cfg.data.maxLineBytes, cfg.data.seed,
-                    e.getKey().equals("adapt") ? cfg.data.objective() : io.sparklora.data.TrainingObjective.LANGUAGE_MODEL);
-            ShardManifest m = TokenizeStage.run(sc, spec);
+                    cfg.data.partitions, shardsUri(e.getKey()), cfg.data.maxLineBytes, cfg.data.seed, objective(e.getKey()));
+            ShardManifest m;
+            try {
+                m = TokenizeStage.run(sc, spec);
+            } catch (IOException | RuntimeException ex) {
+                // with jobs, a dataset only jobs use fails those jobs alone; pretrain's, or adapt's for full_finetune, fails the run
+                List<String> users = cfg.hasJobs() ? cfg.jobs.stream().filter(j -> dataKey(j).equals(e.getKey())).map(j -> j.name).toList() : List.of();
+                if (users.isEmpty() || e.getKey().equals("pretrain") || (e.getKey().equals("adapt") && cfg.fullFinetune.enabled)) throw ex;
+                String why = "dataset " + e.getValue() + " could not be tokenized: " + StageErrors.original(ex).getMessage();
+                r.putObject(e.getKey()).put("dataset", e.getValue()).put("status", "failed").put("error", why);
+                for (String u : users) failedJobs.put(u, "job '" + u + "': " + why);
+                console.printf(Locale.ROOT, "tokenize: %s; job(s) %s will fail, the others go on%n", why, users);
+                continue;
+            }
             ObjectNode d = r.putObject(e.getKey());
             d.put("dataset", m.dataset()).put("train_rows", m.rows(ShardManifest.TRAIN)).put("validation_rows", m.rows(ShardManifest.VALIDATION))
                     .put("train_documents", m.documents(ShardManifest.TRAIN)).put("validation_documents", m.documents(ShardManifest.VALIDATION))
@@ -275,6 +337,7 @@ public final class PipelineRunner {
             for (String split : m.splits().keySet()) for (var s : m.split(split)) tokens += s.tokens();
         }
         r.put("rows", rows).put("tokens", tokens).put("seq_len", cfg.data.seqLen).put("partitions", cfg.data.partitions);
+        if (!failedJobs.isEmpty()) r.set(FAILED_JOBS, failedJobs);
     }
 
     private ShardManifest manifest(String key) throws IOException {
@@ -521,21 +584,7 @@ public final class PipelineRunner {
 
     /** Reads a saved adapter (PEFT layout) into tensors named as the trainer names them. */
     private AdapterTensors adapterTensors(BaseModelRef base, String adapterUri, Map<String, String> shareGroups) throws IOException {
-        TransformerLM model = BaseModelCache.model(base, conf);
-        AttachedAdapter a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, trainedAdapterConfig(), 0, shareGroups);
-        Path local = HadoopFiles.copyToLocal(conf, adapterUri);
-        try {
-            // what the saved adapter settled in training (AdaLoRA's rank pattern) comes from its own config
-            Map<String, String> filled = PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE)).filledIn();
-            if (!filled.isEmpty()) {
-                a.detach();
-                a = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, trainedAdapterConfig().withOptions(filled), 0, shareGroups);
-            }
-            PeftAdapterFormat.loadTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), adapterUri, false);
-        } finally {
-            HadoopFiles.deleteLocalTree(local);
-        }
-        return AdapterTensors.ofValues(a.stateTensors());
+        return loadAdapter(base, adapterUri, TrainSpec.ADAPTER_NAME, adapterConfig(), shareGroups).tensors();
     }
 
     private void fullFinetune(ObjectNode r) throws IOException {
@@ -637,6 +686,241 @@ public final class PipelineRunner {
         }
     }
 
+    // ---- jobs: several adapters trained together --------------------------------------------------
+
+    /** A job's own directory: its checkpoints, metrics.jsonl, and result.json with _SUCCESS once trained. */
+    private String jobDir(String name) { return uri("jobs/" + name); }
+
+    /** Where a job's trained adapter is written, in PEFT layout. */
+    private String jobAdapterUri(String name) { return uri("adapters/" + name); }
+
+    private MetricsLog jobMetrics(String name) { return new MetricsLog(conf, HadoopFiles.resolve(jobDir(name), "metrics.jsonl")); }
+
+    /** A job's training: its own rounds, batch, lr, schedule, seed, checkpoints; the shared sync settings from train. */
+    private TrainSpec jobTrainSpec(BaseModelRef base, PipelineConfig.JobSection j) {
+        var t = cfg.train;
+        PipelineConfig.JobTraining jt = cfg.jobTraining(j);
+        TrainingOptions o = new TrainingOptions(jt.rounds() * t.localSteps, jt.batchSize(), jt.gradAccumulation(), jt.lr(), jt.weightDecay(),
+                jt.warmup(), jt.schedule(), 0.0, jt.maxGradNorm(), jt.seed());
+        return new TrainSpec(base, cfg.jobAdapterConfig(j), Map.of(), jt.rounds(), t.localSteps, t.sync, t.averageOptimizerState, o, 1.0,
+                jt.checkpointEvery(), jobDir(j.name), io.sparklora.privacy.DpSpec.OFF, t.outer.spec(), t.aggregate);
+    }
+
+    /** Why the tokenize stage could not give job {@code name} its dataset (its result.json says), or null. */
+    private String tokenizeFailure(String name) throws IOException {
+        String result = HadoopFiles.resolve(stageDir("tokenize"), "result.json");
+        if (!HadoopFiles.exists(conf, result)) return null;
+        JsonNode why = JSON.readTree(HadoopFiles.readString(conf, result)).path(FAILED_JOBS).path(name);
+        return why.isTextual() ? why.asText() : null;
+    }
+
+    /**
+     * The train stage with jobs: every job not yet trained (its {@code jobs/<name>/_SUCCESS} absent) in one
+     * {@link MultiTrainStage}; each trained adapter is written to {@code adapters/<name>/} and its figures to
+     * {@code jobs/<name>/result.json}. A job whose dataset or training fails is recorded with its reason; the others finish.
+     */
+    private void trainJobs(ObjectNode r) throws IOException {
+        BaseModelRef base = baseRef();
+        Map<String, ObjectNode> byJob = new LinkedHashMap<>();
+        ObjectNode failed = JSON.createObjectNode();
+        List<MultiTrainStage.Job> todo = new java.util.ArrayList<>();
+        for (PipelineConfig.JobSection j : cfg.jobs) {
+            String dir = jobDir(j.name), result = HadoopFiles.resolve(dir, "result.json");
+            if (HadoopFiles.isComplete(conf, dir) && HadoopFiles.exists(conf, result)) {
+                byJob.put(j.name, ((ObjectNode) JSON.readTree(HadoopFiles.readString(conf, result))).put("status", "skipped"));
+                continue;
+            }
+            try {
+                String why = tokenizeFailure(j.name);
+                if (why != null) throw new IllegalArgumentException(why.startsWith("job '") ? why.substring(why.indexOf(": ") + 2) : why);
+                ShardManifest m = manifest(dataKey(j));
+                requireVocabularyFits(m, base);
+                todo.add(new MultiTrainStage.Job(j.name, jobTrainSpec(base, j), new ArrowShards(shardsUri(dataKey(j)), m, ShardManifest.TRAIN),
+                        jobMetrics(j.name), jobAdapterUri(j.name)));
+                byJob.put(j.name, null);
+            } catch (IOException | RuntimeException e) {
+                String why = "job '" + j.name + "': " + StageErrors.original(e).getMessage();
+                byJob.put(j.name, JSON.createObjectNode().put("status", "failed").put("error", why));
+                failed.put(j.name, why);
+            }
+        }
+        Map<String, MultiTrainStage.Outcome> outcomes = todo.isEmpty() ? Map.of() : MultiTrainStage.run(sc, todo, console);
+        for (MultiTrainStage.Job job : todo) {
+            MultiTrainStage.Outcome o = outcomes.get(job.name());
+            if (!o.succeeded()) {
+                String why = o.error().replaceFirst("^adapter '", "job '");
+                byJob.put(job.name(), JSON.createObjectNode().put("status", "failed").put("error", why));
+                failed.put(job.name(), why);
+                console.printf(Locale.ROOT, "train: %s%n", why);
+                continue;
+            }
+            PipelineConfig.JobSection j = cfg.jobs.stream().filter(x -> x.name.equals(job.name())).findFirst().orElseThrow();
+            AdapterConfig ac = job.spec().adapter();
+            ObjectNode jr = o.result().toJson(JSON.createObjectNode().put("status", "done"));
+            jr.put("method", ac.method()).put("r", ac.r()).put("dataset", j.dataset(cfg)).put("objective", objective(dataKey(j)).toString())
+                    .put("rounds", job.spec().rounds()).put("batch_size", job.spec().options().batchSize()).put("lr", job.spec().options().lr())
+                    .put("seed", job.spec().options().seed()).put("adapter", job.adapterUri()).put("checkpoints", TrainCheckpoint.dir(jobDir(job.name())))
+                    .put("metrics", HadoopFiles.resolve(jobDir(job.name()), "metrics.jsonl"));
+            // the job's own marker: a rerun (after another job failed) trains only the jobs without one
+            HadoopFiles.writeString(conf, HadoopFiles.resolve(jobDir(job.name()), "result.json"),
+                    JSON.writerWithDefaultPrettyPrinter().writeValueAsString(redaction.scrub(jr)));
+            HadoopFiles.markSuccess(conf, jobDir(job.name()));
+            byJob.put(job.name(), jr);
+            console.printf(Locale.ROOT, "train: job '%s' (%s r=%d): %,d trainable parameters, final loss %.4f; adapter in %s%n", job.name(), ac.method(), ac.r(),
+                    o.result().trainableParams(), o.result().finalLoss(), job.adapterUri());
+        }
+        ObjectNode jobs = r.putObject("jobs");
+        byJob.forEach(jobs::set);
+        r.put("sync", cfg.train.sync).put("local_steps", cfg.train.localSteps).put("aggregate", cfg.train.aggregate)
+                .put("outer_optimizer", cfg.train.outer.spec().toString()).put("base_quantization", base.quantization().label())
+                .put("trained_together", todo.size());
+        if (!failed.isEmpty()) r.set(FAILED_JOBS, failed);
+    }
+
+    /** A trained adapter read back from its PEFT directory, attached under {@code name}: its config as trained (AdaLoRA's settled ranks filled in) and tensors. */
+    private record LoadedAdapter(AdapterConfig config, AdapterTensors tensors) {}
+
+    private LoadedAdapter loadAdapter(BaseModelRef base, String adapterUri, String name, AdapterConfig configured) throws IOException {
+        return loadAdapter(base, adapterUri, name, configured, Map.of());
+    }
+
+    /**
+     * What the saved adapter settled in training comes from its own config: AdaLoRA's rank pattern filled into the
+     * configured one, or under {@code train.aggregate: stack} the whole config (one plain LoRA of the folds' rank).
+     */
+    private LoadedAdapter loadAdapter(BaseModelRef base, String adapterUri, String name, AdapterConfig configured,
+                                      Map<String, String> shareGroups) throws IOException {
+        TransformerLM model = BaseModelCache.model(base, conf);
+        Path local = HadoopFiles.copyToLocal(conf, adapterUri);
+        try {
+            AdapterConfig saved = PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE));
+            AdapterConfig c = cfg.train.aggregate.equals("stack") ? saved
+                    : saved.filledIn().isEmpty() ? configured : configured.withOptions(saved.filledIn());
+            AttachedAdapter a = AttachedAdapter.attach(model, name, c, 0, shareGroups);
+            PeftAdapterFormat.loadTensors(a, TrainCheckpoint.readAll(local.resolve(PeftAdapterFormat.WEIGHTS_FILE)), adapterUri, false);
+            return new LoadedAdapter(c, AdapterTensors.ofValues(a.stateTensors()));
+        } finally {
+            HadoopFiles.deleteLocalTree(local);
+        }
+    }
+
+    /**
+     * The evaluate stage with jobs: every trained job on its own dataset's held-out split, with its adapter and with the
+     * base, all in one mixed-adapter pass ({@link MixedEvaluateStage}); a job that was not trained is reported failed.
+     */
+    private void evaluateJobs(ObjectNode r) throws IOException {
+        BaseModelRef base = baseRef();
+        Map<String, ObjectNode> byJob = new LinkedHashMap<>();
+        ObjectNode failed = JSON.createObjectNode();
+        List<io.sparklora.spark.evaluate.EvalJob> evalJobs = new java.util.ArrayList<>();
+        Map<String, AdapterTensors> tensors = new LinkedHashMap<>();
+        Map<String, ShardManifest> manifests = new LinkedHashMap<>();
+        JsonNode trainResult = HadoopFiles.exists(conf, HadoopFiles.resolve(stageDir("train"), "result.json"))
+                ? JSON.readTree(HadoopFiles.readString(conf, HadoopFiles.resolve(stageDir("train"), "result.json"))) : JSON.createObjectNode();
+        for (PipelineConfig.JobSection j : cfg.jobs) {
+            if (!HadoopFiles.isComplete(conf, jobDir(j.name))) {
+                JsonNode why = trainResult.path(FAILED_JOBS).path(j.name);
+                String msg = "job '" + j.name + "': not trained" + (why.isTextual() ? " (" + why.asText().replaceFirst("^job '[^']*': ", "") + ")" : "");
+                byJob.put(j.name, JSON.createObjectNode().put("status", "failed").put("error", msg));
+                failed.put(j.name, msg);
+                continue;
+            }
+            ShardManifest m = manifest(dataKey(j));
+            LoadedAdapter a = loadAdapter(base, jobAdapterUri(j.name), j.name, cfg.jobAdapterConfig(j));
+            tensors.put(j.name, a.tensors());
+            manifests.put(j.name, m);
+            evalJobs.add(new io.sparklora.spark.evaluate.EvalJob(j.name, a.config(), new ArrowShards(shardsUri(dataKey(j)), m, ShardManifest.VALIDATION),
+                    m.labelled() ? new ArrowExamples(shardsUri(dataKey(j)), m) : null));
+            byJob.put(j.name, null);
+        }
+        if (!evalJobs.isEmpty()) {
+            Map<String, io.sparklora.spark.evaluate.MixedEvaluateStage.JobFigures> figs =
+                    io.sparklora.spark.evaluate.MixedEvaluateStage.run(sc, base, evalJobs, tensors, cfg.evaluate.batchSize);
+            Map<String, ArrayNode> samples = jobSamples(base, evalJobs, tensors, manifests);
+            for (io.sparklora.spark.evaluate.EvalJob ej : evalJobs) {
+                var f = figs.get(ej.name());
+                ShardManifest m = manifests.get(ej.name());
+                ObjectNode jo = JSON.createObjectNode().put("status", "done").put("dataset", m.dataset()).put("objective", m.objective())
+                        .put("method", ej.config().method()).put("r", ej.config().r());
+                f.base().toJson(jo.putObject("base"));
+                f.adapted().toJson(jo.putObject("adapted"));
+                if (m.labelled()) {
+                    ArrayNode labels = jo.putArray("labels");
+                    m.labels().forEach(l -> labels.add(l.name()));
+                    ArrayNode counts = jo.putArray("validation_examples_per_label");
+                    for (long n : f.examplesPerLabel()) counts.add(n);
+                    jo.put("majority_class_accuracy", f.majorityClassAccuracy());
+                }
+                if (samples.containsKey(ej.name())) jo.set("samples", samples.get(ej.name()));
+                byJob.put(ej.name(), jo);
+                String what = m.objective().equals("label") ? "label ppl" : "ppl";
+                console.printf(Locale.ROOT, "evaluate: job '%s' on %s: base %s %.2f -> adapted %.2f%s%n", ej.name(), m.dataset(), what,
+                        f.base().perplexity(), f.adapted().perplexity(), f.adapted().examples() > 0
+                                ? String.format(Locale.ROOT, " (acc %.3f -> %.3f, majority class %.3f)", f.base().accuracy(), f.adapted().accuracy(),
+                                f.majorityClassAccuracy()) : "");
+            }
+        }
+        if (cfg.fullFinetune.enabled && HadoopFiles.isComplete(conf, stageDir("full_finetune"))) {
+            // the baseline of one fully fine-tuned model, on datasets.adapt as without jobs
+            ShardManifest m = manifest("adapt");
+            EvaluateStage.Result res = EvaluateStage.run(sc, List.of(new EvalTarget("base", base, EvalTarget.Mode.BASE),
+                            new EvalTarget("full_finetune", BaseModelRef.of(conf, uri("full-finetune")), EvalTarget.Mode.BASE)), cfg.adapterConfig(), Map.of(),
+                    null, new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), m.labelled() ? new ArrowExamples(shardsUri("adapt"), m) : null,
+                    cfg.evaluate.batchSize);
+            ObjectNode ff = r.putObject("full_finetune_baseline").put("dataset", m.dataset());
+            res.figures().forEach((name, f) -> f.toJson(ff.putObject(name)));
+        }
+        ObjectNode jobs = r.putObject("jobs");
+        byJob.forEach(jobs::set);
+        if (!failed.isEmpty()) r.set(FAILED_JOBS, failed);
+    }
+
+    /**
+     * A few sampled continuations of each job's held-out text by the base and by the job's adapter (top-40, temperature
+     * 0.8, seeded as without jobs), every job's rows and the base's generated together in one mixed-adapter batch.
+     */
+    private Map<String, ArrayNode> jobSamples(BaseModelRef base, List<io.sparklora.spark.evaluate.EvalJob> jobs, Map<String, AdapterTensors> tensors,
+                                              Map<String, ShardManifest> manifests) throws IOException {
+        Map<String, ArrayNode> out = new LinkedHashMap<>();
+        if (cfg.evaluate.samples <= 0) return out;
+        TransformerLM model = BaseModelCache.model(base, conf);
+        List<int[]> prompts = new java.util.ArrayList<>();
+        List<String> names = new java.util.ArrayList<>();
+        List<Long> seeds = new java.util.ArrayList<>();
+        Map<String, Integer> firstRow = new LinkedHashMap<>(), count = new LinkedHashMap<>();
+        for (io.sparklora.spark.evaluate.EvalJob j : jobs) {
+            tensors.get(j.name()).copyInto(AttachedAdapter.attach(model, j.name(), j.config(), 0).stateTensors());
+            ShardManifest m = manifests.get(j.name());
+            TokenBlocks val = ArrowShardReader.readSplit(conf, ((ArrowShards) j.blocks()).dirUri(), m, ShardManifest.VALIDATION);
+            int n = Math.min(cfg.evaluate.samples, val.size());
+            firstRow.put(j.name(), prompts.size());
+            count.put(j.name(), n);
+            for (String who : List.of(TransformerLM.BASE_ONLY, j.name())) {      // the base's rows, then the adapter's: two runs
+                for (int i = 0; i < n; i++) {
+                    int idx = (int) ((long) i * val.size() / n);
+                    prompts.add(Arrays.copyOf(val.block(idx), Math.min(cfg.evaluate.samplePromptTokens, val.seqLen())));
+                    names.add(who);
+                    seeds.add(cfg.train.seed + i);
+                }
+            }
+        }
+        if (prompts.isEmpty()) return out;
+        int eos = manifests.values().iterator().next().eosTokenId();
+        int[][] generated = Generator.sampleBatch(model, prompts.toArray(new int[0][]), names.toArray(new String[0]), cfg.evaluate.sampleTokens,
+                eos, 0.8, 40, seeds.stream().mapToLong(Long::longValue).toArray());
+        TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
+        for (io.sparklora.spark.evaluate.EvalJob j : jobs) {
+            ArrayNode a = JSON.createArrayNode();
+            int first = firstRow.get(j.name()), n = count.get(j.name());
+            for (int i = 0; i < n; i++) {
+                a.addObject().put("prompt", tok.decode(prompts.get(first + i))).put("base", tok.decode(generated[first + i]))
+                        .put("adapted", tok.decode(generated[first + n + i]));
+            }
+            out.put(j.name(), a);
+        }
+        return out;
+    }
+
     // ---- files ----------------------------------------------------------------------------------
 
     private Path localTokenizerCopy;
@@ -656,6 +940,13 @@ public final class PipelineRunner {
     private void writeReport() throws IOException {
         JsonNode safe = redaction.scrub(report);
         HadoopFiles.writeString(conf, uri("report.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(safe));
-        HadoopFiles.writeString(conf, uri("report.html"), ReportHtml.render(safe, metrics.lines().stream().map(redaction::scrub).toList()));
+        List<JsonNode> lines = new java.util.ArrayList<>(metrics.lines());
+        if (cfg.hasJobs()) {
+            // each job's training metrics are in its own file, their stage the job's name
+            for (PipelineConfig.JobSection j : cfg.jobs) {
+                if (HadoopFiles.exists(conf, HadoopFiles.resolve(jobDir(j.name), "metrics.jsonl"))) lines.addAll(jobMetrics(j.name).lines());
+            }
+        }
+        HadoopFiles.writeString(conf, uri("report.html"), ReportHtml.render(safe, lines.stream().map(redaction::scrub).toList()));
     }
 }

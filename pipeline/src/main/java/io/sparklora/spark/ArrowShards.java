@@ -32,6 +32,8 @@ public final class ArrowShards implements ShardSource {
 
     public ShardManifest manifest() { return manifest; }
 
+    public String dirUri() { return dirUri; }
+
     @Override public int partitions() { return manifest.split(split).size(); }
 
     @Override

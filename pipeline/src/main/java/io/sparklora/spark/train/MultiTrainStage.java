@@ -43,8 +43,19 @@ import java.util.stream.IntStream;
 public final class MultiTrainStage {
     private MultiTrainStage() {}
 
-    /** One adapter to train: its name (distinct), spec, shards, metrics log and the stage name its metrics and console lines carry. */
-    public record Job(String name, TrainSpec spec, ShardSource shards, MetricsLog metrics) {}
+    /**
+     * One adapter to train: its name (distinct; also the stage name its metrics and console lines carry), spec, shards,
+     * metrics log, and where the trained adapter is written (PEFT layout); null: {@code spec.outputUri()/adapter}, or
+     * nowhere without an output.
+     */
+    public record Job(String name, TrainSpec spec, ShardSource shards, MetricsLog metrics, String adapterUri) {
+        public Job(String name, TrainSpec spec, ShardSource shards, MetricsLog metrics) { this(name, spec, shards, metrics, null); }
+
+        String adapterTarget() {
+            if (adapterUri != null) return adapterUri;
+            return spec.outputUri() == null ? null : io.sparklora.storage.HadoopFiles.resolve(spec.outputUri(), "adapter");
+        }
+    }
 
     /** How one adapter's training ended: its loop's result and trained adapter, or the reason it failed. */
     public record Outcome(String name, DistributedTrainer.Result result, String error) {
@@ -104,9 +115,7 @@ public final class MultiTrainStage {
                         AttachedAdapter adapter = AttachedAdapter.attach(model, j.name(), j.spec().adapter(), j.spec().options().seed(), j.spec().shareGroups());
                         DistributedTrainer.Result r = DistributedTrainer.run(adapter, j.spec(), conf, st -> rounds.submit(j.name(), st),
                                 j.shards().partitions(), j.metrics(), j.name(), console, null);
-                        if (j.spec().outputUri() != null) {
-                            TrainStage.saveAdapter(conf, r.adapter(), io.sparklora.storage.HadoopFiles.resolve(j.spec().outputUri(), "adapter"), j.spec().base().uri());
-                        }
+                        if (j.adapterTarget() != null) TrainStage.saveAdapter(conf, r.adapter(), j.adapterTarget(), j.spec().base().uri());
                         return r;
                     } finally {
                         rounds.leave(j.name());
