@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.sparklora.adapters.AdapterConfig;
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.checkpoint.BaseModelRef;
+import io.sparklora.model.Parameter;
 import io.sparklora.train.AdapterTensors;
 import io.sparklora.train.DistributedTrainer;
 import io.sparklora.train.ExactAggregation;
@@ -145,12 +146,19 @@ public final class SyncModesBenchmark {
                     .put("aggregate", row.aggregate()).put("average_optimizer_state", row.averageMoments());
             ArrayNode curve = line.putArray("curve");
             // stack rows: the driver's adapter restarts every round, so the validation points use a model that merges
-            // every round's folds as they come (base + Σ folds, its own adapter at B = 0)
+            // every round's folds as they come (base + Σ folds, its own adapter at B = 0, the driver's averaged token rows)
             AttachedAdapter folded = row.aggregate().equals("stack") ? AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed) : null;
             long t0 = System.nanoTime();
             DistributedTrainer.RoundListener listener = (done, res) -> {
                 long localSteps = (long) done * row.k();
-                if (folded != null) StackedRounds.folds(res.factors, pairs).forEach(f -> folded.fold(f.toArrays()));
+                if (folded != null) {
+                    StackedRounds.folds(res.factors, pairs).forEach(f -> folded.fold(f.toArrays()));
+                    // what is averaged rather than folded (the label token rows) comes from the driver
+                    java.util.Set<String> pairNames = new java.util.HashSet<>();
+                    for (ExactAggregation.Pair p : pairs) { pairNames.add(p.b()); pairNames.add(p.a()); }
+                    List<Parameter> rest = driver.trainableParameters().stream().filter(q -> !pairNames.contains(q.name())).toList();
+                    AdapterTensors.ofValues(rest).copyInto(folded.trainableParameters().stream().filter(q -> !pairNames.contains(q.name())).toList());
+                }
                 if (localSteps % evalEvery == 0 || done == rounds) {
                     double loss = Evaluator.evaluate(folded != null ? folded.model() : driver.model(), task.validation, 16).loss();
                     curve.addObject().put("local_steps", localSteps).put("bytes_moved", moved[0]).put("validation_loss", loss);
