@@ -121,7 +121,7 @@ public final class SyncModesBenchmark {
                     row.sync(), row.averageMoments(), opts, 1.0, 0, null).withOuter(row.outer()).withAggregate(row.aggregate());
             AttachedAdapter driver = AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed);
             AttachedAdapter worker = AttachedAdapter.attach(task.loadBase(), TrainSpec.ADAPTER_NAME, adapter, seed);
-            long[] moved = new long[1];
+            long[] moved = new long[1], foldsSent = new long[1];
             List<Double> gaps = new ArrayList<>();
             List<ExactAggregation.Pair> pairs = ExactAggregation.pairs(worker.trainableParameters(), new String[]{"lora_B", "lora_A"});
             boolean measureGap = row.sync().equals("parameters") && row.aggregate().equals("mean");
@@ -138,7 +138,9 @@ public final class SyncModesBenchmark {
                     sum.add(r);
                 }
                 if (!own.isEmpty()) gaps.add(ExactAggregation.svd(own, pairs, adapter.r(), new AdapterTensors()).averagingGap());
-                moved[0] += (long) partitions * (st.bytes() + sum.bytes());   // down to every task, up from every task
+                // down to every task, up from every task; stack's folds go down once each (spark.train.FoldBroadcasts)
+                moved[0] += (long) partitions * (st.bytes() - foldsSent[0] + sum.bytes());
+                foldsSent[0] = StackedRounds.bytes(st.folds());
                 return sum;
             };
             ObjectNode line = out.addObject();

@@ -393,6 +393,10 @@ public final class PipelineConfig {
         }
         loraDrop.enabled = false;
         if (evaluate.ranks != null) throw new IllegalArgumentException(where + ": evaluate.ranks is for one adapter trained for several ranks; it cannot be used with jobs:");
+        if (train.aggregate.equals("stack")) {
+            throw new IllegalArgumentException(where + ": train.aggregate: stack merges each adapter's rounds into the base weights, which the jobs"
+                    + " share; use aggregate svd or mean with jobs:");
+        }
         boolean dp;
         try {
             dp = train.dp.spec().on();

@@ -102,6 +102,7 @@ public final class DistributedTrainer {
         List<ExactAggregation.Pair> factorPairs = spec.aggregate().equals("svd") || stack
                 ? ExactAggregation.pairs(params, spec.adapter().adapterMethod().productFactors(spec.adapter())) : List.of();
         List<AdapterTensors> folds = new java.util.ArrayList<>();   // aggregate: stack: every round's workers' factors so far
+        long foldBytesSent = 0;                                      // aggregate: stack: fold bytes the earlier rounds sent
 
         int start = 0;
         Progress pr = new Progress();   // the rounds before a resume count in the run's figures
@@ -228,7 +229,9 @@ public final class DistributedTrainer {
                 }
             }
             double roundSeconds = (System.nanoTime() - tr) / 1e9;
-            pr.broadcastBytes = st.bytes();
+            // what a task receives that no earlier round sent: under stack the earlier folds were sent once, when new
+            pr.broadcastBytes = st.bytes() - foldBytesSent;
+            foldBytesSent = StackedRounds.bytes(st.folds());
             pr.reducedBytes = reducedBytes;     // element-wise sums: the same size as one task's contribution
             pr.tokens += res.tokens;
             pr.seconds += roundSeconds;

@@ -53,6 +53,11 @@ public final class RoundState implements Serializable {
     /** {@code train.aggregate: stack}: the folds of every earlier round (empty otherwise). */
     public List<AdapterTensors> folds() { return List.of(folds); }
 
+    /** This state with other folds (the Spark stages send the folds apart: {@code spark.train.FoldBroadcasts}). */
+    public RoundState withFolds(List<AdapterTensors> newFolds) {
+        return new RoundState(round, adapter, methodState, moments, optimizerStep, clients, newFolds);
+    }
+
     /** Tensor bytes broadcast: adapter, method state, moments and folds. */
     public long bytes() {
         long b = adapter.bytes() + methodState.bytes() + (moments == null ? 0 : moments.bytes());

@@ -77,6 +77,9 @@ public final class RoundWork {
         List<Member> live = new java.util.ArrayList<>();
         for (Member m : members) {
             if (m.spec().dp().on()) throw new IllegalArgumentException("adapter '" + m.name() + "': DP training cannot share batches with other adapters");
+            if (m.spec().aggregate().equals("stack")) {
+                throw new IllegalArgumentException("adapter '" + m.name() + "': train.aggregate: stack merges into the base weights the adapters share");
+            }
             RoundResult out = new RoundResult();
             out.shardExamples = m.data().size();
             outs.put(m.name(), out);

@@ -80,6 +80,8 @@ class PipelineConfigJobsTest {
         assertTrue(ranks.contains("evaluate.ranks"), ranks);
         String dp = refused(HEAD + "  dp: {mode: example}\nlora_drop: {enabled: false}\njobs:\n  - {name: a}\n");
         assertTrue(dp.contains("train.dp") && dp.contains("jobs:"), dp);
+        String stack = refused(HEAD + "  sync: parameters\n  average_optimizer_state: false\n  aggregate: stack\nlora_drop: {enabled: false}\njobs:\n  - {name: a}\n");
+        assertTrue(stack.contains("aggregate: stack") && stack.contains("jobs"), "stacking merges into the weights the jobs share: " + stack);
         PipelineConfig off = parse(HEAD + "lora_drop:\n  enabled: false\nfull_finetune:\n  enabled: true\njobs:\n  - {name: a}\n");
         assertTrue(off.fullFinetune.enabled, "full_finetune stays as the baseline on datasets.adapt");
     }

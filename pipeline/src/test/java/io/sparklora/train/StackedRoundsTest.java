@@ -86,10 +86,14 @@ class StackedRoundsTest {
             }
             return r;
         };
-        DistributedTrainer.Result res = DistributedTrainer.run(driver, spec, new Configuration(), checking, SHARDS.size(), MetricsLog.inMemory(),
-                "train", QUIET, null);
+        MetricsLog metrics = MetricsLog.inMemory();
+        DistributedTrainer.Result res = DistributedTrainer.run(driver, spec, new Configuration(), checking, SHARDS.size(), metrics, "train", QUIET, null);
 
         assertEquals(List.of(0, 2, 4), foldsSeen, "round t carries the 2 workers' folds of each earlier round");
+        // each round reports what a task newly receives: the fresh adapter and the previous round's 2 folds, not all folds
+        List<Long> down = metrics.lines().stream().map(l -> l.path("bytes_broadcast").asLong()).toList();
+        long adapterBytes = 4 * worker.trainableParameterCount(), foldBytes = 4 * worker.trainableParameterCount();   // a fold: one adapter's pair
+        assertEquals(List.of(adapterBytes, adapterBytes + 2 * foldBytes, adapterBytes + 2 * foldBytes), down);
         for (String m : w0.keySet()) assertNotSame(sharedBefore, workerModel.linears().get(m).baseWeight().dense(), "the worker wrote a private copy");
         assertArrayEquals(w0.get(w0.keySet().iterator().next()).dup('c').data().asFloat(), sharedBefore.dup('c').data().asFloat(),
                 "the shared base array is bit-for-bit as it was");
@@ -143,6 +147,13 @@ class StackedRoundsTest {
                 Map.of(), 2, 1, "gradients", false, o, 1.0, 0, null).withAggregate("stack"));
         assertTrue(grad.getMessage().contains("sync: parameters"), grad.getMessage());
         assertEquals("stack", spec(AdapterConfig.of("loraplus", 4, 8, TARGETS), 2, null).aggregate(), "LoRA+ stacks like LoRA");
+        // adapters training together share the base weights, which stacking merges into
+        TrainSpec stack = spec(lora, 2, null);
+        AttachedAdapter a = AttachedAdapter.attach(TransformerLM.randomInit(CFG, 7), "a", lora, 1);
+        RoundState st = new RoundState(0, AdapterTensors.ofValues(a.trainableParameters()), new AdapterTensors(), null, 0);
+        IllegalArgumentException shared = assertThrows(IllegalArgumentException.class,
+                () -> RoundWork.runTogether(List.of(new RoundWork.Member("a", a, SHARDS.get(0), st, stack)), 0));
+        assertTrue(shared.getMessage().contains("stack"), shared.getMessage());
     }
 
     /** A [out, in] matrix in the layer's storage layout. */

@@ -78,6 +78,10 @@ public final class MultiTrainStage {
                         + first.spec().sync() + ": adapters training together share one sync mode");
             }
             if (j.spec().dp().on()) throw new IllegalArgumentException("adapter '" + j.name() + "': DP training cannot share batches with other adapters");
+            if (j.spec().aggregate().equals("stack")) {
+                throw new IllegalArgumentException("adapter '" + j.name() + "': train.aggregate: stack merges its rounds into the base weights, which"
+                        + " adapters training together share; train it alone (TrainStage)");
+            }
         }
         Configuration conf = sc.hadoopConfiguration();
         SerializableConfiguration sconf = new SerializableConfiguration(conf);

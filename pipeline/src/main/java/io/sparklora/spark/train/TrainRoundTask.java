@@ -22,24 +22,24 @@ import java.util.List;
 /**
  * One task of one round, on the executor: the closure holds the stage's {@link TrainTaskContext} as a broadcast
  * handle and the round's {@link RoundState}, inline when it is small or as a broadcast handle
- * ({@link RoundStateRef}, chosen by {@link TrainStage}); it loads its partition's shard, builds a model over the JVM's cached
+ * ({@link RoundStateRef}, chosen by {@link TrainStage}), its stacking folds apart ({@link FoldBroadcasts}); it loads its partition's shard, builds a model over the JVM's cached
  * base ({@link BaseModelCache}, read once per JVM), attaches the adapter, and hands the work to
  * {@link RoundWork}. Only adapter-sized tensors come back.
  */
 public final class TrainRoundTask implements Function2<Integer, Iterator<Integer>, Iterator<RoundResult>> {
-    private static final long serialVersionUID = 2L;
+    private static final long serialVersionUID = 3L;
     private final Broadcast<TrainTaskContext> context;
-    private final RoundStateRef<RoundState> state;
+    private final RoundStateRef<FoldBroadcasts.Shipped> state;
 
     /** @param context the stage's unchanging part, broadcast once per stage; @param state this round's, inline or broadcast */
-    TrainRoundTask(Broadcast<TrainTaskContext> context, RoundStateRef<RoundState> state) {
+    TrainRoundTask(Broadcast<TrainTaskContext> context, RoundStateRef<FoldBroadcasts.Shipped> state) {
         this.context = context;
         this.state = state;
     }
 
     @Override
     public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
-        RoundState st = state.value();
+        RoundState st = state.value().restore();
         TrainTaskContext ctx = context.value();
         TrainSpec spec = ctx.spec();
         ShardSource shards = ctx.shards();

@@ -75,8 +75,10 @@ public final class TrainStage {
         RoundResultSum sum = new RoundResultSum();
         io.sparklora.spark.FailFast.install(sc.sc());
         Broadcast<TrainTaskContext> context = sc.broadcast(new TrainTaskContext(spec, shards, sconf));
+        FoldBroadcasts folds = new FoldBroadcasts(sc);     // train.aggregate: stack: each round's new folds, broadcast once
         DistributedTrainer.RoundExecutor executor = state -> {
-            RoundStateRef<RoundState> ref = RoundStateRef.of(sc, state, state.bytes(), inlineMaxBytes);
+            FoldBroadcasts.Shipped shipped = folds.ship(state);
+            RoundStateRef<FoldBroadcasts.Shipped> ref = RoundStateRef.of(sc, shipped, shipped.bytes(), inlineMaxBytes);
             try {
                 return io.sparklora.spark.PartitionOrderSum.sum(
                         partitions.mapPartitionsWithIndex(new TrainRoundTask(context, ref), false), sum);
@@ -91,6 +93,7 @@ public final class TrainStage {
             r = DistributedTrainer.run(adapter, spec, conf, executor, shards.partitions(), metrics, stageName, console, listener);
         } finally {
             context.destroy();
+            folds.destroy();
         }
         if (spec.outputUri() != null) saveAdapter(conf, r.adapter(), HadoopFiles.resolve(spec.outputUri(), "adapter"), spec.base().uri());
         return r;

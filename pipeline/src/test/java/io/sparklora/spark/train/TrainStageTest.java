@@ -145,6 +145,12 @@ public class TrainStageTest {
                     io.sparklora.train.AdapterTensors.ofValues(r.adapter().trainableParameters()).digest(), spec.aggregate() + " " + spec.outer());
             String key = spec.aggregate().equals("mean") ? "pseudo_gradient_norm" : "averaging_gap";
             for (var l : log.lines()) assertTrue(l.path(key).asDouble() > 0, l.toString());
+            if (spec.aggregate().equals("stack")) {
+                // the folds go out once each, in broadcasts of their own: rounds 2 and 3 each send the previous round's 2
+                List<Long> down = log.lines().stream().map(l -> l.path("bytes_broadcast").asLong()).toList();
+                assertEquals(down.get(1), down.get(2), down.toString());
+                assertTrue(down.get(1) > down.get(0), down.toString());
+            }
         }
     }
 
