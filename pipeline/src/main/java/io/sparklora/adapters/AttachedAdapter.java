@@ -220,6 +220,34 @@ public final class AttachedAdapter {
     /** How many value sets {@link #fold} has merged into this model's weights. */
     public int folded() { return folded; }
 
+    /**
+     * The weights {@link #fold} has merged into, by module, marked shared so that this model and any other that
+     * {@link #adoptFolded adopts} them only read them (a later fold copies first).
+     */
+    public Map<String, INDArray> foldedWeights() {
+        Map<String, INDArray> out = new java.util.LinkedHashMap<>();
+        for (String m : layers.keySet()) {
+            Parameter w = model.linears().get(m).baseWeight().parameter();
+            w.markShared();
+            out.put(m, w.value());
+        }
+        return out;
+    }
+
+    /**
+     * Reads {@code weights} ({@link #foldedWeights} of another model over the same base, which had merged {@code count}
+     * value sets) as this model's targeted weights, without a copy, and counts them as folded here.
+     */
+    public void adoptFolded(Map<String, INDArray> weights, int count) {
+        if (folded != 0) throw new IllegalStateException("adapter '" + name + "' has folded " + folded + " value sets already");
+        for (String m : layers.keySet()) {
+            INDArray w = weights.get(m);
+            if (w == null) throw new IllegalArgumentException("no folded weight for " + m);
+            model.linears().get(m).baseWeight().parameter().useShared(w);
+        }
+        folded = count;
+    }
+
     /** Makes this the only active adapter on every layer of the model. */
     public void activate() {
         for (Linear l : model.linears().values()) l.setActive(List.of(name));

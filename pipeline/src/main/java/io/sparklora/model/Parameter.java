@@ -42,6 +42,19 @@ public final class Parameter {
     /** Marks the array as shared with other models: the first write through this parameter copies it. */
     public void markShared() { this.shared = true; }
 
+    /**
+     * Points this parameter at {@code array}, which other models share (same shape): marked shared, so the first
+     * write through this parameter copies it, and {@code array} itself is never written.
+     */
+    public void useShared(INDArray array) {
+        if (!java.util.Arrays.equals(array.shape(), value.shape())) {
+            throw new IllegalArgumentException("parameter " + name + ": shape " + java.util.Arrays.toString(array.shape())
+                    + " does not match " + java.util.Arrays.toString(value.shape()));
+        }
+        value = array;
+        shared = true;
+    }
+
     /** The array, made private first if it is shared: callers may write into it (merges, optimizer steps). */
     public INDArray mutableValue() {
         if (shared) {

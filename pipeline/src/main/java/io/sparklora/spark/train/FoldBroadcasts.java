@@ -21,6 +21,7 @@ final class FoldBroadcasts {
     private final JavaSparkContext sc;
     private final List<Broadcast<AdapterTensors[]>> sent = new ArrayList<>();
     private int shipped;        // folds the broadcasts hold
+    private final String runId = java.util.UUID.randomUUID().toString();   // names this stage run's folds in FoldedWeights
 
     FoldBroadcasts(JavaSparkContext sc) { this.sc = sc; }
 
@@ -29,11 +30,16 @@ final class FoldBroadcasts {
         private static final long serialVersionUID = 1L;
         private final RoundState state;
         private final ArrayList<Broadcast<AdapterTensors[]>> folds;
+        private final String runId;
 
-        Shipped(RoundState state, List<Broadcast<AdapterTensors[]>> folds) {
+        Shipped(RoundState state, List<Broadcast<AdapterTensors[]>> folds, String runId) {
             this.state = state;
             this.folds = new ArrayList<>(folds);
+            this.runId = runId;
         }
+
+        /** The stage run the folds belong to ({@link FoldedWeights}' key). */
+        String runId() { return runId; }
 
         /** On the executor: the round state with every fold, in the order the driver made them. */
         RoundState restore() {
@@ -57,7 +63,7 @@ final class FoldBroadcasts {
             sent.add(sc.broadcast(all.subList(shipped, all.size()).toArray(new AdapterTensors[0])));
             shipped = all.size();
         }
-        return new Shipped(st.folds().isEmpty() ? st : st.withFolds(List.of()), sent);
+        return new Shipped(st.folds().isEmpty() ? st : st.withFolds(List.of()), sent, runId);
     }
 
     /** Destroys every fold broadcast (when the stage ends). */

@@ -39,7 +39,8 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
 
     @Override
     public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
-        RoundState st = state.value().restore();
+        FoldBroadcasts.Shipped shipped = state.value();
+        RoundState st = shipped.restore();
         TrainTaskContext ctx = context.value();
         TrainSpec spec = ctx.spec();
         ShardSource shards = ctx.shards();
@@ -53,6 +54,7 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
             } else {
                 TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
                 AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
+                FoldedWeights.prepare(adapter, shipped.runId(), st.folds());     // stack: the earlier rounds, merged once per JVM
                 out = RoundWork.run(adapter, data, st, spec, partition);
                 out.baseLoads.put(executorId(), BaseModelCache.loads());
             }
