@@ -65,6 +65,25 @@ class AdapterSetDataFrameTest {
             assertTrue(chain.toString().contains("names adapter 'vera', which is not in the set"), chain.toString());
             IllegalArgumentException col = assertThrows(IllegalArgumentException.class, () -> set.generate(df, "body", "adapter", "out", 4, 2));
             assertTrue(col.getMessage().contains("no column 'body'"), col.getMessage());
+
+            // an adapter held in memory (AdapterSet.add(name, config, tensors)) travels with the task: rows naming it give
+            // what rows naming the same adapter loaded from its directory give
+            var conf = spark.sparkContext().hadoopConfiguration();
+            var held = AdapterSet.load(conf, lora.toString(), io.sparklora.checkpoint.BaseModelRef.of(conf, base.toString()),
+                    io.sparklora.model.TransformerLM.randomInit(TinyBase.CONFIG, 1), "held");
+            AdapterSet mixed = AdapterSet.on(conf, base.toString()).add("lora", lora.toString())
+                    .add("mem", held.config(), io.sparklora.train.AdapterTensors.ofValues(held.stateTensors()));
+            List<Row> pairs = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                pairs.add(RowFactory.create(2 * i, texts[i], "lora"));
+                pairs.add(RowFactory.create(2 * i + 1, texts[i], "mem"));
+            }
+            List<Row> both = mixed.meanLoss(spark.createDataFrame(pairs, schema).repartition(2), "text", "adapter", "loss", 3).orderBy("id").collectAsList();
+            for (int i = 0; i < 4; i++) {
+                assertEquals(both.get(2 * i).getDouble(3), both.get(2 * i + 1).getDouble(3), 1e-6, "in-memory adapter, row " + i);
+                assertEquals(set.meanLoss(List.of(texts[i]), List.of("lora"))[0], both.get(2 * i + 1).getDouble(3), 1e-5, "row " + i);
+            }
+            assertNotEquals(set.meanLoss(List.of(texts[1]), List.of(AdapterSet.BASE))[0], both.get(3).getDouble(3), 1e-4, "the in-memory adapter is not the base");
         } finally {
             spark.stop();
         }
