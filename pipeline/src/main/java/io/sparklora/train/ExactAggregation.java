@@ -67,10 +67,7 @@ public final class ExactAggregation {
         double exact2 = 0, avgGap2 = 0, truncGap2 = 0;
         for (Pair pair : pairs) {
             Stacked s = stack(workers, pair, total);
-            double exact = LowRank.frobeniusOfProduct(s.b, s.a);
-            // plain averaging's product, against the exact mean: [B_s | −mean B]·[A_s; mean A]
-            double[][] meanB = weightedMean(workers, pair.b(), total), meanA = weightedMean(workers, pair.a(), total);
-            double gap = LowRank.frobeniusOfProduct(concatColumns(s.b, negate(meanB)), concatRows(s.a, meanA));
+            double exact = LowRank.frobeniusOfProduct(s.b, s.a), gap = averagingGap(workers, pair, total, s);
             LowRank.Truncated t = LowRank.truncate(s.b, s.a, rank);
             double tail = t.relativeError() * exact;
             exact2 += exact * exact;
@@ -94,31 +91,40 @@ public final class ExactAggregation {
         double exact2 = 0, gap2 = 0;
         for (Pair pair : pairs) {
             Stacked s = stack(workers, pair, total);
-            double exact = LowRank.frobeniusOfProduct(s.b, s.a);
-            double gap = LowRank.frobeniusOfProduct(concatColumns(s.b, negate(weightedMean(workers, pair.b(), total))),
-                    concatRows(s.a, weightedMean(workers, pair.a(), total)));
+            double exact = LowRank.frobeniusOfProduct(s.b, s.a), gap = averagingGap(workers, pair, total, s);
             exact2 += exact * exact;
             gap2 += gap * gap;
         }
         return exact2 == 0 ? 0 : Math.sqrt(gap2 / exact2);
     }
 
-    /** B_s = [(w_1/W)·B_1 | … | (w_P/W)·B_P] [out, P·r] and A_s = [A_1; …; A_P] [P·r, in]: B_s·A_s = Σ w_i·B_i·A_i / W. */
-    private record Stacked(double[][] b, double[][] a) {}
+    /** One pair's ‖mean(B)·mean(A) − mean(B·A)‖_F: plain averaging's product against the exact mean, [B_s | −mean B]·[A_s; mean A]. */
+    private static double averagingGap(List<PartitionFactors> workers, Pair pair, double total, Stacked s) {
+        double[][] meanB = weightedMean(workers, pair.b(), total), meanA = weightedMean(workers, pair.a(), total);
+        return LowRank.frobeniusOfProduct(concatColumns(s.b, negate(meanB)), concatRows(s.a, meanA));
+    }
 
-    private static Stacked stack(List<PartitionFactors> workers, Pair pair, double total) {
-        List<double[][]> bs = new ArrayList<>(), as = new ArrayList<>();
+    /** B_s = [(w_1/W)·B_1 | … | (w_P/W)·B_P] [out, P·r] and A_s = [A_1; …; A_P] [P·r, in]: B_s·A_s = Σ w_i·B_i·A_i / W. */
+    record Stacked(double[][] b, double[][] a) {}
+
+    /** {@link Stacked} of the workers' factors, filled in one pass (also {@link StackedRounds}' sum of folds, weight s each and total 1). */
+    static Stacked stack(List<PartitionFactors> workers, Pair pair, double total) {
+        List<double[][]> as = new ArrayList<>();
+        int rank = 0;
         for (PartitionFactors w : workers) {
-            double[][] b = matrix(w.factors(), pair.b());
-            double f = w.weight() / total;
-            for (double[] row : b) for (int j = 0; j < row.length; j++) row[j] *= f;
-            bs.add(b);
             as.add(matrix(w.factors(), pair.a()));
+            rank += as.get(as.size() - 1).length;
         }
-        double[][] b = bs.get(0), a = as.get(0);
-        for (int i = 1; i < bs.size(); i++) {
-            b = concatColumns(b, bs.get(i));
-            a = concatRows(a, as.get(i));
+        double[][] a = new double[rank][], b = null;
+        int at = 0;
+        for (int k = 0; k < workers.size(); k++) {
+            double[][] bk = matrix(workers.get(k).factors(), pair.b());
+            if (b == null) b = new double[bk.length][rank];
+            double f = workers.get(k).weight() / total;
+            int rk = as.get(k).length;
+            for (int i = 0; i < bk.length; i++) for (int j = 0; j < rk; j++) b[i][at + j] = f * bk[i][j];
+            System.arraycopy(as.get(k), 0, a, at, rk);
+            at += rk;
         }
         return new Stacked(b, a);
     }
@@ -145,7 +151,7 @@ public final class ExactAggregation {
         return m;
     }
 
-    static double[][] concatColumns(double[][] x, double[][] y) {
+    private static double[][] concatColumns(double[][] x, double[][] y) {
         double[][] o = new double[x.length][x[0].length + y[0].length];
         for (int i = 0; i < x.length; i++) {
             System.arraycopy(x[i], 0, o[i], 0, x[i].length);
@@ -154,7 +160,7 @@ public final class ExactAggregation {
         return o;
     }
 
-    static double[][] concatRows(double[][] x, double[][] y) {
+    private static double[][] concatRows(double[][] x, double[][] y) {
         double[][] o = new double[x.length + y.length][];
         for (int i = 0; i < x.length; i++) o[i] = x[i].clone();
         for (int i = 0; i < y.length; i++) o[x.length + i] = y[i].clone();

@@ -1,8 +1,7 @@
 package io.sparklora.train;
 
-import java.util.List;
-
 import java.io.Serializable;
+import java.util.List;
 
 /**
  * What the driver broadcasts at the start of a round: the adapter's trainable tensors, the method's
@@ -60,8 +59,6 @@ public final class RoundState implements Serializable {
 
     /** Tensor bytes broadcast: adapter, method state, moments and folds. */
     public long bytes() {
-        long b = adapter.bytes() + methodState.bytes() + (moments == null ? 0 : moments.bytes());
-        for (AdapterTensors f : folds) b += f.bytes();
-        return b;
+        return adapter.bytes() + methodState.bytes() + (moments == null ? 0 : moments.bytes()) + StackedRounds.bytes(folds());
     }
 }

@@ -115,7 +115,9 @@ public final class StackedRounds {
         if (folds.isEmpty()) return adapter;     // no round ran: the fresh adapter, ΔW = 0
         AdapterConfig c = adapter.config();
         String[] seg = c.adapterMethod().productFactors(c);
-        double s = c.scale();
+        // each fold with weight s and a total of 1: ExactAggregation.stack lays out [s·B_1 | s·B_2 | …] and [A_1; A_2; …]
+        List<PartitionFactors> weighted = new ArrayList<>();
+        for (int i = 0; i < folds.size(); i++) weighted.add(new PartitionFactors(i, c.scale(), folds.get(i)));
         Map<String, double[][][]> perLayer = new LinkedHashMap<>();   // module → {B' [out, k], A' [k, in]}
         int rank = 0;
         for (Map.Entry<String, Adapter> e : adapter.layers().entrySet()) {
@@ -125,12 +127,8 @@ public final class StackedRounds {
                 if (p.name().contains("." + seg[1] + ".")) aName = p.name();
             }
             if (bName == null || aName == null) throw new IllegalStateException(e.getKey() + ": no " + seg[0] + "/" + seg[1] + " pair to stack");
-            double[][] b = null, a = null;
-            for (AdapterTensors f : folds) {
-                double[][] fb = matrix(f.get(bName), s), fa = matrix(f.get(aName), 1);
-                b = b == null ? fb : ExactAggregation.concatColumns(b, fb);
-                a = a == null ? fa : ExactAggregation.concatRows(a, fa);
-            }
+            ExactAggregation.Stacked st = ExactAggregation.stack(weighted, new ExactAggregation.Pair(bName, aName), 1.0);
+            double[][] b = st.b(), a = st.a();
             int full = Math.min(b.length, a[0].length);
             if (a.length > full) {
                 LowRank.Truncated t = LowRank.truncate(b, a, full);
@@ -170,13 +168,5 @@ public final class StackedRounds {
         float[] v = new float[r0 * r1];
         for (int i = 0; i < x.length && i < r0; i++) for (int j = 0; j < x[i].length && j < r1; j++) v[i * r1 + j] = (float) x[i][j];
         return Nd4j.create(v, new long[]{r0, r1}, 'c').castTo(DataType.FLOAT);
-    }
-
-    private static double[][] matrix(INDArray t, double scale) {
-        int rows = (int) t.size(0), cols = (int) (t.length() / rows);
-        float[] v = t.dup('c').castTo(DataType.FLOAT).data().asFloat();
-        double[][] m = new double[rows][cols];
-        for (int i = 0; i < rows; i++) for (int j = 0; j < cols; j++) m[i][j] = scale * v[i * cols + j];
-        return m;
     }
 }
