@@ -454,20 +454,6 @@ public final class PipelineRunner {
     }
 
     /**
-     * The config of the adapter the train stage wrote: {@link #adapterConfig()}, except under {@code train.aggregate: stack},
-     * whose folds end as one plain LoRA adapter of a higher rank (read from the adapter's own adapter_config.json).
-     */
-    private AdapterConfig trainedAdapterConfig() throws IOException {
-        if (!cfg.train.aggregate.equals("stack")) return adapterConfig();
-        Path local = HadoopFiles.copyToLocal(conf, uri("adapter"));
-        try {
-            return PeftAdapterFormat.readConfig(local.resolve(PeftAdapterFormat.CONFIG_FILE));
-        } finally {
-            HadoopFiles.deleteLocalTree(local);
-        }
-    }
-
-    /**
      * The adapter config as configured; {@code trainable_token_indices: labels} becomes the ids of the adapt
      * dataset's label prompt and label tokens (read from its shard manifest, so every stage resolves it alike).
      */
@@ -625,8 +611,11 @@ public final class PipelineRunner {
             if (b < 1 || b > ac.r()) throw new IllegalArgumentException("evaluate.ranks: rank " + b + " is outside [1, r = " + ac.r() + "]");
             targets.add(new EvalTarget(RANK_PREFIX + b, base, EvalTarget.Mode.ADAPTED, b));
         }
-        AdapterTensors adapter = adapterTensors(base, uri("adapter"), Map.of());
-        EvaluateStage.Result res = EvaluateStage.run(sc, targets, trainedAdapterConfig(), Map.of(), adapter,
+        LoadedAdapter saved = loadAdapter(base, uri("adapter"), TrainSpec.ADAPTER_NAME, adapterConfig(), Map.of());
+        AdapterTensors adapter = saved.tensors();
+        // evaluation attaches the configured adapter, except under stack, whose adapter is one plain LoRA of its own rank
+        AdapterConfig attachAs = cfg.train.aggregate.equals("stack") ? saved.config() : adapterConfig();
+        EvaluateStage.Result res = EvaluateStage.run(sc, targets, attachAs, Map.of(), adapter,
                 new ArrowShards(shardsUri("adapt"), m, ShardManifest.VALIDATION), m.labelled() ? new ArrowExamples(shardsUri("adapt"), m) : null,
                 cfg.evaluate.batchSize);
         Map<String, EvaluateStage.Figures> figs = new LinkedHashMap<>(res.figures());
@@ -642,14 +631,8 @@ public final class PipelineRunner {
         }
         figs.forEach((name, f) -> f.toJson(r.putObject(name)));
         r.put("objective", m.objective());
-        if (m.labelled()) {
-            ArrayNode labels = r.putArray("labels");
-            m.labels().forEach(l -> labels.add(l.name()));
-            ArrayNode counts = r.putArray("validation_examples_per_label");
-            for (long n : res.examplesPerLabel()) counts.add(n);
-            r.put("majority_class_accuracy", res.majorityClassAccuracy());
-        }
-        samples(r.putArray("samples"), base, adapter, m);
+        if (m.labelled()) putLabels(r, m, res.examplesPerLabel(), res.majorityClassAccuracy());
+        samples(r.putArray("samples"), base, adapter, attachAs, m);
         String what = m.objective().equals("label") ? "label ppl" : "ppl";
         console.println("evaluate: " + figs.entrySet().stream().map(e -> String.format(Locale.ROOT, "%s %s %.2f%s", e.getKey(), what,
                 e.getValue().perplexity(), e.getValue().examples() > 0
@@ -659,13 +642,22 @@ public final class PipelineRunner {
                         figs.values().iterator().next().examples()) : ""));
     }
 
+    /** A labelled dataset's figures beside the evaluation's: its labels, held-out examples per label, the majority class's accuracy. */
+    private static void putLabels(ObjectNode o, ShardManifest m, long[] examplesPerLabel, double majorityClassAccuracy) {
+        ArrayNode labels = o.putArray("labels");
+        m.labels().forEach(l -> labels.add(l.name()));
+        ArrayNode counts = o.putArray("validation_examples_per_label");
+        for (long n : examplesPerLabel) counts.add(n);
+        o.put("majority_class_accuracy", majorityClassAccuracy);
+    }
+
     /** A few sampled continuations (top-40, temperature 0.8, seeded) of validation text by the base and the adapted model. */
-    private void samples(ArrayNode out, BaseModelRef base, AdapterTensors adapter, ShardManifest m) throws IOException {
+    private void samples(ArrayNode out, BaseModelRef base, AdapterTensors adapter, AdapterConfig config, ShardManifest m) throws IOException {
         if (cfg.evaluate.samples <= 0) return;
         TokenBlocks val = ArrowShardReader.readSplit(conf, shardsUri("adapt"), m, ShardManifest.VALIDATION);
         TransformerLM plain = BaseModelCache.model(base, conf);
         TransformerLM adapted = BaseModelCache.model(base, conf);
-        AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, trainedAdapterConfig(), 0);
+        AttachedAdapter a = AttachedAdapter.attach(adapted, TrainSpec.ADAPTER_NAME, config, 0);
         adapter.copyInto(a.stateTensors());
         TextTokenizer tok = TokenizerCache.load(conf, tokenizerUri());
         int n = Math.min(cfg.evaluate.samples, val.size());
@@ -844,13 +836,7 @@ public final class PipelineRunner {
                         .put("method", ej.config().method()).put("r", ej.config().r());
                 f.base().toJson(jo.putObject("base"));
                 f.adapted().toJson(jo.putObject("adapted"));
-                if (m.labelled()) {
-                    ArrayNode labels = jo.putArray("labels");
-                    m.labels().forEach(l -> labels.add(l.name()));
-                    ArrayNode counts = jo.putArray("validation_examples_per_label");
-                    for (long n : f.examplesPerLabel()) counts.add(n);
-                    jo.put("majority_class_accuracy", f.majorityClassAccuracy());
-                }
+                if (m.labelled()) putLabels(jo, m, f.examplesPerLabel(), f.majorityClassAccuracy());
                 if (samples.containsKey(ej.name())) jo.set("samples", samples.get(ej.name()));
                 byJob.put(ej.name(), jo);
                 String what = m.objective().equals("label") ? "label ppl" : "ppl";
