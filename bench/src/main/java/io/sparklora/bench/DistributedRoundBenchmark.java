@@ -140,8 +140,7 @@ public final class DistributedRoundBenchmark {
     }
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> a = new java.util.HashMap<>();
-        for (int i = 0; i + 1 < args.length; i += 2) a.put(args[i].replaceFirst("^--", ""), args[i + 1]);
+        Map<String, String> a = BenchArgs.parse(args);
         int layers = Integer.parseInt(a.getOrDefault("layers", "12")), d = Integer.parseInt(a.getOrDefault("d", "768"));
         int heads = Integer.parseInt(a.getOrDefault("heads", "12")), vocab = Integer.parseInt(a.getOrDefault("vocab", "50257"));
         int seq = Integer.parseInt(a.getOrDefault("seq", "256")), perTask = Integer.parseInt(a.getOrDefault("batch-per-task", "2"));

@@ -347,8 +347,7 @@ public final class KryoRoundBenchmark {
     static String digest(Map<String, INDArray> m) { return AdapterTensors.of(m).digest(); }
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> a = new java.util.HashMap<>();
-        for (int i = 0; i + 1 < args.length; i += 2) a.put(args[i].replaceFirst("^--", ""), args[i + 1]);
+        Map<String, String> a = BenchArgs.parse(args);
         String shape = a.getOrDefault("shape", "demo");
         int r = Integer.parseInt(a.getOrDefault("r", "8"));
         int p = Integer.parseInt(a.getOrDefault("partitions", "2"));

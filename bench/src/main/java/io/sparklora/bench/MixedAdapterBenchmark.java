@@ -41,8 +41,7 @@ public final class MixedAdapterBenchmark {
     private MixedAdapterBenchmark() {}
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> a = new LinkedHashMap<>();
-        for (int i = 0; i + 1 < args.length; i += 2) a.put(args[i].replaceFirst("^--", ""), args[i + 1]);
+        Map<String, String> a = BenchArgs.parse(args);
         int layers = Integer.parseInt(a.getOrDefault("layers", "2")), d = Integer.parseInt(a.getOrDefault("d", "128"));
         int heads = Integer.parseInt(a.getOrDefault("heads", "4")), vocab = Integer.parseInt(a.getOrDefault("vocab", "2048"));
         int ctx = Integer.parseInt(a.getOrDefault("ctx", "1024"));

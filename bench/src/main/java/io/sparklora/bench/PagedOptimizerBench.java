@@ -44,8 +44,7 @@ public final class PagedOptimizerBench {
     private PagedOptimizerBench() {}
 
     public static void main(String[] args) throws IOException {
-        Map<String, String> a = new HashMap<>();
-        for (int i = 0; i + 1 < args.length; i += 2) a.put(args[i].replaceFirst("^--", ""), args[i + 1]);
+        Map<String, String> a = BenchArgs.parse(args);
         AdamW.StateStorage mode = AdamW.StateStorage.valueOf(a.getOrDefault("mode", "MEMORY"));
         String set = a.getOrDefault("set", "lora-gpt2-r16");
         int steps = Integer.parseInt(a.getOrDefault("steps", "3"));
