@@ -62,7 +62,7 @@ import java.util.Map;
  * options: --mode lora|full  --batch 4 --seq 256 --steps 5 --warmup 3 --layers 12 --d 768 --heads 12
  *          --vocab 50257 --rank 8 --targets c_attn[,c_proj...] --seed 42 --lr 1e-4 --wd 0.01 --clip 1.0
  *          --peak-gflops X (skip the sgemm measurement) --sgemm-reps 5 --profile --out FILE (append JSON) --label TEXT
- *          --gc step|none  --workspace  --checkpointing  --keep-attention-probs (the attention's probabilities kept for
+ *          --gc step|none  --workspace  --checkpointing  --half-activations (saved activations in bfloat16)  --keep-attention-probs (the attention's probabilities kept for
  *          backward instead of recomputed, the default)
  * </pre>
  *
@@ -100,6 +100,7 @@ public final class TrainStepBenchmark {
         boolean workspace = false;
         /** Recompute each block in backward instead of keeping its activations. */
         boolean checkpointing = false;
+        boolean halfActivations = false;
         /** Selective recomputation: attention probabilities recomputed in backward (the default) or kept. */
         boolean recomputeAttention = true;
         /** How the frozen base is held: none, nf4 or nf4+dq (QLoRA; lora mode only). */
@@ -112,6 +113,7 @@ public final class TrainStepBenchmark {
                 if (a.equals("--profile")) { o.profile = true; continue; }
                 if (a.equals("--workspace")) { o.workspace = true; continue; }
                 if (a.equals("--checkpointing")) { o.checkpointing = true; continue; }
+                if (a.equals("--half-activations")) { o.halfActivations = true; continue; }
                 if (a.equals("--recompute-attention")) { o.recomputeAttention = true; continue; }
                 if (a.equals("--keep-attention-probs")) { o.recomputeAttention = false; continue; }
                 if (i + 1 >= args.length) throw new IllegalArgumentException("option " + a + " needs a value");
@@ -211,6 +213,7 @@ public final class TrainStepBenchmark {
             System.gc();     // the fp32 weights it was quantized from are garbage now; ND4J frees them when collected
         }
         model.setActivationCheckpointing(o.checkpointing);
+        model.setHalfActivations(o.halfActivations);
         model.setRecomputeAttention(o.recomputeAttention);
         List<Parameter> trainable;
         List<ModelFlops.Adapted> adapted = null;
@@ -250,6 +253,7 @@ public final class TrainStepBenchmark {
         long[] stat0 = null;
         long peakBeforeTimed = -1;
         boolean timedPeakReset = false;
+        RssSampler sampler = new RssSampler();
         for (int s = 0; s < o.warmup + o.steps; s++) {
             boolean timed = s >= o.warmup;
             if (timed && s == o.warmup) {
@@ -258,6 +262,7 @@ public final class TrainStepBenchmark {
                 timedPeakReset = resetPeakRss();
             }
             timing = timed;
+            sampler.active = timed;
             timedStep = s - o.warmup;
             ForwardContext ctx = ForwardContext.training(rng);
             long a = System.nanoTime();
@@ -291,6 +296,7 @@ public final class TrainStepBenchmark {
                     s, timed ? "" : " (warm-up)", (e - a) / 1e9, (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9, (d2 - d) / 1e9, (e - d2) / 1e9,
                     r.meanLoss(), procStatusBytes("VmRSS") / GIB);
         }
+        sampler.stop();
         long gcCount = gcCount() - gcCount0, gcMillis = gcMillis() - gcMillis0;
         long[] stat1 = procSelfStat();
 
@@ -334,6 +340,7 @@ public final class TrainStepBenchmark {
         r.put("gc_policy", o.gc);
         r.put("workspace_experiment", o.workspace);
         r.put("activation_checkpointing", o.checkpointing);
+        r.put("half_activations", o.halfActivations);
         r.put("recompute_attention", o.recomputeAttention);
         ArrayNode st = r.putArray("step_seconds");
         for (double s : stepSeconds) st.add(round(s, 3));
@@ -352,6 +359,9 @@ public final class TrainStepBenchmark {
         r.put("peak_rss_bytes", hwm);
         r.put("peak_rss_gib", round(hwm / GIB, 3));
         if (timedPeakReset) r.put("peak_rss_timed_steps_gib", round(hwmTimed / GIB, 3));
+        // VmHWM after the reset starts at the warm-up step's resident set, which the JVM's heap inflates (the JIT has not
+        // compiled the kernels yet); the sampled maximum is what the timed steps themselves reach
+        if (sampler.max > 0) r.put("peak_rss_timed_steps_sampled_gib", round(sampler.max / GIB, 3));
         r.put("final_rss_gib", round(rss / GIB, 3));
         r.put("rss_after_build_gib", round(rssBuilt / GIB, 3));
         r.put("heap_max_gib", round(Runtime.getRuntime().maxMemory() / GIB, 2));
@@ -390,9 +400,9 @@ public final class TrainStepBenchmark {
                     r.get("cpu_user_seconds_per_step").asDouble(), r.get("cpu_sys_seconds_per_step").asDouble(),
                     r.get("minor_page_faults_per_step").asLong(), total / o.steps);
         }
-        System.out.printf(Locale.ROOT, "%s: %.1f tokens/s, %.1f GFLOP/s of model FLOPs (%.3g GFLOP/step), MFU %.1f%% of %.1f GFLOP/s sgemm peak, peak RSS %.2f GiB (timed steps: %.2f GiB)%n",
+        System.out.printf(Locale.ROOT, "%s: %.1f tokens/s, %.1f GFLOP/s of model FLOPs (%.3g GFLOP/step), MFU %.1f%% of %.1f GFLOP/s sgemm peak, peak RSS %.2f GiB (timed steps: %.2f GiB, sampled %.2f GiB)%n",
                 o.mode, tokensPerSecond, achieved / 1e9, flopsPerToken * tokensPerStep / 1e9, 100 * mfu, peak, hwm / GIB,
-                (timedPeakReset ? hwmTimed : hwm) / GIB);
+                (timedPeakReset ? hwmTimed : hwm) / GIB, sampler.max / GIB);
         if (!phaseSeconds.isEmpty()) {
             double medianSum = phaseByStep.values().stream().mapToDouble(TrainStepBenchmark::median).sum();
             System.out.println("time per step by phase (median over the timed steps; share of their sum):");
@@ -453,6 +463,33 @@ public final class TrainStepBenchmark {
             return -1;
         }
         return -1;
+    }
+
+    /** Samples VmRSS every 5 ms on a daemon thread and keeps the largest value seen while {@link #active}. */
+    static final class RssSampler {
+        volatile boolean active;
+        volatile long max = -1;
+        private volatile boolean running = true;
+        private final Thread thread;
+
+        RssSampler() {
+            thread = new Thread(() -> {
+                while (running) {
+                    if (active) {
+                        long v = procStatusBytes("VmRSS");
+                        if (v > max) max = v;
+                    }
+                    try { Thread.sleep(5); } catch (InterruptedException e) { return; }
+                }
+            }, "rss-sampler");
+            thread.setDaemon(true);
+            thread.start();
+        }
+
+        void stop() {
+            running = false;
+            try { thread.join(1000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        }
     }
 
     /** USER_HZ; 100 on every Linux we run on. */

@@ -46,6 +46,7 @@ final class TrainLocalCommand {
             Args.Option.value("seed", "N", "42", "seed of the adapter's initialisation and the data order"),
             Args.Option.value("eval-every-k", "K", "10", "every K-th block is held out for evaluation"),
             Args.Option.flag("activation-checkpointing", "recompute activations in the backward pass (less memory, more time)"),
+            Args.Option.flag("half-activations", "hold saved activations in bfloat16 between forward and backward (less memory, gradients within 2% of fp32's)"),
             Args.Option.value("quantization", "TYPE", "none", "how the frozen base is held: none, or nf4 (QLoRA; a 4-bit checkpoint is nf4 anyway)"),
             Args.Option.flag("no-double-quant", "with --quantization nf4: fp32 block scales (4.5 bits per weight) instead of 8-bit ones"),
             Args.Option.value("optimizer-state", "WHERE", "memory", "AdamW's moments: memory, or mapped (memory-mapped files the OS can page out)"),
@@ -64,6 +65,7 @@ final class TrainLocalCommand {
         TransformerLM model = io.sparklora.quant.QuantizedCheckpoints.load(modelDir, io.sparklora.quant.BaseQuantization.parse(
                 a.get("quantization"), !a.flag("no-double-quant"), "train --quantization"));
         model.setActivationCheckpointing(a.flag("activation-checkpointing"));
+        model.setHalfActivations(a.flag("half-activations"));
         AdapterConfig cfg = AdapterSpecs.parse(a.require("adapter"), model.config().architecture());
         int steps = a.getInt("steps");
         int warmup = a.has("warmup") ? a.getInt("warmup") : Math.min(10, steps / 10);

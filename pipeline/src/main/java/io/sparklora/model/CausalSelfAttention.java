@@ -45,6 +45,41 @@ public final class CausalSelfAttention {
             if (kNorm != null) kNorm.release();
             Tensors.release(heads, q, kFull, vFull, probs);
         }
+
+        /**
+         * The same cache with q, k, v (or GPT-2's fused heads, of which they are views), the probabilities if kept and
+         * the head norms' x̂ held in bfloat16 ({@link SavedActivations}); backward casts them back.
+         */
+        public Cache halfPrecision() {
+            if (heads != null) {
+                return new Cache(batch, seq, inputs, SavedActivations.store(heads), null, null, null, SavedActivations.store(probs),
+                        out, qNorm, kNorm);
+            }
+            return new Cache(batch, seq, inputs, null, SavedActivations.store(q), SavedActivations.store(kFull), SavedActivations.store(vFull),
+                    SavedActivations.store(probs), out, qNorm == null ? null : qNorm.halfPrecision(), kNorm == null ? null : kNorm.halfPrecision());
+        }
+
+        /** fp32 copies of what {@link #halfPrecision} stored in half (this cache itself when nothing was). */
+        Cache loaded() {
+            if (heads != null && heads.dataType() == SavedActivations.HALF) {
+                INDArray h = SavedActivations.load(heads);
+                return new Cache(batch, seq, inputs, h, h.get(NDArrayIndex.point(0)), h.get(NDArrayIndex.point(1)), h.get(NDArrayIndex.point(2)),
+                        SavedActivations.load(probs), out, qNorm, kNorm);
+            }
+            if (heads != null || q == null || q.dataType() != SavedActivations.HALF) return this;
+            return new Cache(batch, seq, inputs, null, SavedActivations.load(q), SavedActivations.load(kFull), SavedActivations.load(vFull),
+                    SavedActivations.load(probs), out, qNorm, kNorm);
+        }
+
+        /** Frees the fp32 copies {@link #loaded} made from this cache. */
+        void releaseLoaded(Cache loaded) {
+            if (loaded == this) return;
+            SavedActivations.releaseLoaded(loaded.heads, heads);
+            SavedActivations.releaseLoaded(loaded.q, q);
+            SavedActivations.releaseLoaded(loaded.kFull, kFull);
+            SavedActivations.releaseLoaded(loaded.vFull, vFull);
+            SavedActivations.releaseLoaded(loaded.probs, probs);
+        }
     }
 
     /** GPT-2 layout. */
@@ -251,7 +286,16 @@ public final class CausalSelfAttention {
         return norm.backward(perHead, dFlat.reshape('c', n * h, headDim)).reshape('c', n, (long) h * headDim);
     }
 
-    public INDArray backward(Cache c, INDArray dy) {
+    public INDArray backward(Cache saved, INDArray dy) {
+        Cache c = saved.loaded();
+        try {
+            return backwardLoaded(c, dy);
+        } finally {
+            saved.releaseLoaded(c);
+        }
+    }
+
+    private INDArray backwardLoaded(Cache c, INDArray dy) {
         int b = c.batch(), t = c.seq();
         double scale = 1.0 / Math.sqrt(headDim);
         INDArray dyFlat = o.backward(c.out(), dy);

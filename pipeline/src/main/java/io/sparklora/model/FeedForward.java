@@ -13,6 +13,9 @@ public interface FeedForward {
 
         /** Frees what forward saved. */
         void release();
+
+        /** The same cache with what only backward reads held in bfloat16 ({@link SavedActivations}). */
+        default Cache halfPrecision() { return this; }
     }
 
     Cache forward(INDArray x, ForwardContext ctx);

@@ -18,6 +18,7 @@ public final class GeluMlp implements FeedForward {
     record GeluCache(Linear.Cache fc, INDArray pre, Linear.Cache proj) implements Cache {
         @Override public INDArray out() { return proj.out(); }
         @Override public void release() { fc.release(); proj.release(); }
+        @Override public Cache halfPrecision() { return new GeluCache(fc, SavedActivations.store(pre), proj); }
     }
 
     public GeluMlp(Linear fc, Linear proj) {
@@ -40,7 +41,9 @@ public final class GeluMlp implements FeedForward {
     public INDArray backward(Cache cache, INDArray dy) {
         GeluCache c = (GeluCache) cache;
         INDArray dAct = proj.backward(c.proj(), dy);
-        INDArray dx = fc.backward(c.fc(), Kernels.active().geluBackwardInPlace(c.pre(), dAct));
+        INDArray pre = SavedActivations.load(c.pre());
+        INDArray dx = fc.backward(c.fc(), Kernels.active().geluBackwardInPlace(pre, dAct));
+        SavedActivations.releaseLoaded(pre, c.pre());
         Tensors.release(dAct);
         return dx;
     }

@@ -30,11 +30,13 @@ public final class LayerNorm implements Norm {
 
     @Override
     public INDArray backward(Cache c, INDArray dy) {
-        Kernels.NormGrads g = Kernels.active().normBackward(dy, c.xhat(), c.rstd(), gamma.value(), true,
+        INDArray xhat = SavedActivations.load(c.xhat());
+        Kernels.NormGrads g = Kernels.active().normBackward(dy, xhat, c.rstd(), gamma.value(), true,
                 gamma.trainable(), beta.trainable());
         if (g.dGamma() != null) gamma.accumulate(g.dGamma());
         if (g.dBeta() != null) beta.accumulate(g.dBeta());
         Tensors.release(g.dGamma(), g.dBeta());
+        SavedActivations.releaseLoaded(xhat, c.xhat());
         return g.dx();
     }
 

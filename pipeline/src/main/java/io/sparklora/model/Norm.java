@@ -10,6 +10,9 @@ public interface Norm {
     /** What forward saved: the output, the normalised input x̂ and 1/σ per row ([N, 1]). */
     record Cache(INDArray out, INDArray xhat, INDArray rstd) {
         public void release() { Tensors.release(out, xhat, rstd); }
+
+        /** x̂ in bfloat16 ({@link SavedActivations}); the output and 1/σ stay as they are. */
+        public Cache halfPrecision() { return new Cache(out, SavedActivations.store(xhat), rstd); }
     }
 
     Cache forward(INDArray x);

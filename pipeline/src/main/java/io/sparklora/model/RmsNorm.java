@@ -27,10 +27,12 @@ public final class RmsNorm implements Norm {
 
     @Override
     public INDArray backward(Cache c, INDArray dy) {
-        Kernels.NormGrads g = Kernels.active().normBackward(dy, c.xhat(), c.rstd(), gamma.value(), false,
+        INDArray xhat = SavedActivations.load(c.xhat());
+        Kernels.NormGrads g = Kernels.active().normBackward(dy, xhat, c.rstd(), gamma.value(), false,
                 gamma.trainable(), false);
         if (g.dGamma() != null) gamma.accumulate(g.dGamma());
         Tensors.release(g.dGamma());
+        SavedActivations.releaseLoaded(xhat, c.xhat());
         return g.dx();
     }
 

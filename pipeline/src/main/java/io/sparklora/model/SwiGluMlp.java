@@ -29,6 +29,10 @@ public final class SwiGluMlp implements FeedForward {
             down.release();
             Tensors.release(g, u, sigmoid, silu);
         }
+        @Override public Cache halfPrecision() {
+            return new SwiGluCache(gate, up, SavedActivations.store(g), SavedActivations.store(u), SavedActivations.store(sigmoid),
+                    SavedActivations.store(silu), down);
+        }
     }
 
     public SwiGluMlp(Linear gate, Linear up, Linear down) {
@@ -73,13 +77,19 @@ public final class SwiGluMlp implements FeedForward {
 
     @Override
     public INDArray backward(Cache cache, INDArray dy) {
-        SwiGluCache c = (SwiGluCache) cache;
+        SwiGluCache saved = (SwiGluCache) cache;
+        SwiGluCache c = new SwiGluCache(saved.gate(), saved.up(), SavedActivations.load(saved.g()), SavedActivations.load(saved.u()),
+                SavedActivations.load(saved.sigmoid()), SavedActivations.load(saved.silu()), saved.down());
         INDArray dh = down.backward(c.down(), dy);                       // [N,F]
         INDArray dUp = dh.mul(c.silu());
         // d silu/dg = σ + g·σ(1 − σ)
         INDArray s = c.sigmoid();
         INDArray dSilu = s.rsub(1.0).muli(c.g()).addi(1.0).muli(s);
         INDArray dGate = dh.muli(c.u()).muli(dSilu);
+        SavedActivations.releaseLoaded(c.g(), saved.g());
+        SavedActivations.releaseLoaded(c.u(), saved.u());
+        SavedActivations.releaseLoaded(c.sigmoid(), saved.sigmoid());
+        SavedActivations.releaseLoaded(c.silu(), saved.silu());
         INDArray dx;
         if (gateUp != null) {
             INDArray dgu = Nd4j.concat(1, dGate, dUp);

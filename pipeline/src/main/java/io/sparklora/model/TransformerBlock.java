@@ -21,6 +21,14 @@ public final class TransformerBlock {
             release(null);
         }
 
+        /**
+         * The same cache with what only backward reads held in bfloat16 ({@link SavedActivations}): both norms' x̂, the
+         * attention's q, k, v, the MLP's pre-activations. Layer inputs that an adapter or a trained weight reads stay fp32.
+         */
+        public Cache halfPrecision() {
+            return new Cache(norm1.halfPrecision(), attention.halfPrecision(), norm2.halfPrecision(), mlp.halfPrecision(), out);
+        }
+
         /** Frees everything but {@code keep} (the block output, when the caller still needs it). */
         public void release(INDArray keep) {
             norm1.release();

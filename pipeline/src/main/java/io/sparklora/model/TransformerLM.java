@@ -43,6 +43,7 @@ public final class TransformerLM {
     private final Map<String, Nf4Tensor> quantized;    // linear weights held in NF4, by checkpoint name (empty: none)
     private final List<String> tensorOrder;            // every checkpoint tensor name, in checkpoint order
     private boolean activationCheckpointing;
+    private boolean halfActivations;
     private int lossChunkRows;                         // 0: pick from the vocabulary size
     private TokenRows tokenRows;                       // trainable replacements of some embedding rows, or null
 
@@ -72,6 +73,17 @@ public final class TransformerLM {
     public void setActivationCheckpointing(boolean on) { this.activationCheckpointing = on; }
 
     public boolean activationCheckpointing() { return activationCheckpointing; }
+
+    /**
+     * With half activations on, each block's saved activations that only its backward reads are held in bfloat16 from
+     * the end of its forward to its backward ({@link SavedActivations}, {@link TransformerBlock.Cache#halfPrecision}):
+     * about 45% of a GPT-2 block's saved bytes in LoRA mode, for two casts per tensor. Gradients are no longer exact:
+     * they carry the rounding of 8-bit mantissas (docs/BENCHMARKS.md, "Half-precision saved activations", gives the
+     * measured error). fp32 models only; off by default. Under activation checkpointing it has nothing to do.
+     */
+    public void setHalfActivations(boolean on) { this.halfActivations = on; }
+
+    public boolean halfActivations() { return halfActivations; }
 
     /**
      * Selective recomputation: every layer's attention drops its probabilities in forward and recomputes them in
@@ -634,7 +646,7 @@ public final class TransformerLM {
                 caches.add(null);
                 h = out;
             } else {
-                caches.add(c);
+                caches.add(halfActivations && ctx.training() ? c.halfPrecision() : c);
                 if (h != h0) Tensors.release(h);   // the residual stream is not needed by backward
                 h = c.out();
             }
