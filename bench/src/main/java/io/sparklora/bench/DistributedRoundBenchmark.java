@@ -44,7 +44,12 @@ import java.util.Map;
  * model's compute, and the bytes moved per round against the model's size.
  *
  * <p>Usage: java ... DistributedRoundBenchmark [--layers 12 --d 768 --heads 12 --vocab 50257 --seq 256
- * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2 --inline-max-bytes N]
+ * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2 --inline-max-bytes N --sync gradients|parameters --local-steps K]
+ *
+ * <p>{@code --sync parameters --local-steps K} runs each round as K local steps per task followed by parameter
+ * averaging (one Spark job per K steps); the one-process side then runs K steps per round of the union batch, so both
+ * sides process the same tokens. Its figures compare throughput only: K local steps with averaging are not the same
+ * training as K steps on the union batch.
  *
  * <p>{@code --inline-max-bytes} sets the largest round state sent inside the task instead of as a broadcast
  * (default {@link TrainStage#inlineMaxBytes()}; 0 always broadcasts); the JSON's {@code round_state} says which
@@ -146,6 +151,10 @@ public final class DistributedRoundBenchmark {
         int seq = Integer.parseInt(a.getOrDefault("seq", "256")), perTask = Integer.parseInt(a.getOrDefault("batch-per-task", "2"));
         int parts = Integer.parseInt(a.getOrDefault("partitions", "2")), rounds = Integer.parseInt(a.getOrDefault("rounds", "5"));
         int warmup = Integer.parseInt(a.getOrDefault("warmup", "2"));
+        String sync = a.getOrDefault("sync", "gradients");
+        int k = Integer.parseInt(a.getOrDefault("local-steps", "1"));
+        if (!sync.equals("gradients") && !sync.equals("parameters")) throw new IllegalArgumentException("--sync must be gradients or parameters, got " + sync);
+        if (sync.equals("gradients") && k != 1) throw new IllegalArgumentException("--local-steps needs --sync parameters");
         long inlineMax = a.containsKey("inline-max-bytes") ? Long.parseLong(a.get("inline-max-bytes")) : TrainStage.inlineMaxBytes();
         ModelConfig cfg = ModelConfig.gpt2(vocab, d, layers, heads, 1024);
         AdapterConfig lora = AdapterConfig.lora(8, 16, List.of("c_attn"));
@@ -154,15 +163,15 @@ public final class DistributedRoundBenchmark {
         Path dir = Files.createTempDirectory("spark-lora-bench-base");
         HfModelDirectory.save(TransformerLM.randomInit(cfg, 42), dir.resolve("m"), DataType.FLOAT, null);
         List<TokenBlocks> shards = new ArrayList<>();
-        for (int p = 0; p < parts; p++) shards.add(MultiAdapterTrainBenchmark.randomBlocks(perTask * total, seq, vocab, 1 + p));
-        long tokensPerStep = (long) parts * perTask * seq;
+        for (int p = 0; p < parts; p++) shards.add(MultiAdapterTrainBenchmark.randomBlocks(perTask * total * k, seq, vocab, 1 + p));
+        long tokensPerStep = (long) parts * perTask * seq * k;     // per round
 
         try (JavaSparkContext sc = SparkSetup.local(parts)) {
             BaseModelRef base = BaseModelRef.of(sc.hadoopConfiguration(), dir.resolve("m").toString());
 
             // (a) one process: the union batch each step, with 1 engine thread and with one per partition
-            double one1 = oneProcessSeconds(base, sc, lora, shards, perTask, total, warmup, 1);
-            double oneP = parts == 1 ? one1 : oneProcessSeconds(base, sc, lora, shards, perTask, total, warmup, parts);
+            double one1 = oneProcessSeconds(base, sc, lora, shards, perTask, total * k, warmup * k, 1);
+            double oneP = parts == 1 ? one1 : oneProcessSeconds(base, sc, lora, shards, perTask, total * k, warmup * k, parts);
             double oneSeconds = Math.min(one1, oneP);
             io.sparklora.model.EngineThreads.set(1);      // what every task sets (spark.task.cpus = 1)
             RoundBreakdown breakdown = new RoundBreakdown();
@@ -170,7 +179,7 @@ public final class DistributedRoundBenchmark {
 
             // (b) Spark rounds, gradient averaging
             TrainingOptions o = new TrainingOptions(total, perTask, 1, 1e-4, 0.0, 0, "constant", 0.0, 1.0, 42);
-            TrainSpec spec = new TrainSpec(base, lora, Map.of(), total, 1, "gradients", false, o, 1.0, 0, null);
+            TrainSpec spec = new TrainSpec(base, lora, Map.of(), total, k, sync, false, o, 1.0, 0, null);
             long[] last = {System.nanoTime()};
             double[] spark = {0};
             DistributedTrainer.Result res = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "bench",
@@ -183,15 +192,15 @@ public final class DistributedRoundBenchmark {
             sc.sc().listenerBus().waitUntilEmpty();
             double oneTps = rounds * tokensPerStep / oneSeconds, sparkTps = rounds * tokensPerStep / spark[0];
             double one1Tps = rounds * tokensPerStep / one1, onePTps = rounds * tokensPerStep / oneP;
-            System.out.printf(Locale.ROOT, "{\"model\":\"gpt2 L=%d d=%d V=%d\",\"tokens_per_step\":%d,\"partitions\":%d,\"timed_steps\":%d,"
+            System.out.printf(Locale.ROOT, "{\"model\":\"gpt2 L=%d d=%d V=%d\",\"tokens_per_round\":%d,\"partitions\":%d,\"timed_steps\":%d,"
                             + "\"one_process_tokens_per_s\":%.1f,\"spark_tokens_per_s\":%.1f,\"spark_over_one_process\":%.3f,"
                             + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d,"
                             + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\","
-                            + "\"round_state\":\"%s\",\"inline_max_bytes\":%d,\"round_ms\":%s}%n",
+                            + "\"round_state\":\"%s\",\"inline_max_bytes\":%d,\"sync\":\"%s\",\"local_steps\":%d,\"round_ms\":%s}%n",
                     layers, d, vocab, tokensPerStep, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
                     (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
                     one1Tps, parts, onePTps, cpuModel(),
-                    res.bytesBroadcastPerRound() <= inlineMax ? "inline" : "broadcast", inlineMax, breakdown.json(rounds, spark[0]));
+                    res.bytesBroadcastPerRound() <= inlineMax ? "inline" : "broadcast", inlineMax, sync, k, breakdown.json(rounds, spark[0]));
         } finally {
             HadoopFiles.deleteLocalTree(dir);
         }
