@@ -164,7 +164,7 @@ public final class DistributedRoundBenchmark {
         HfModelDirectory.save(TransformerLM.randomInit(cfg, 42), dir.resolve("m"), DataType.FLOAT, null);
         List<TokenBlocks> shards = new ArrayList<>();
         for (int p = 0; p < parts; p++) shards.add(MultiAdapterTrainBenchmark.randomBlocks(perTask * total * k, seq, vocab, 1 + p));
-        long tokensPerStep = (long) parts * perTask * seq * k;     // per round
+        long tokensPerRound = (long) parts * perTask * seq * k;
 
         try (JavaSparkContext sc = SparkSetup.local(parts)) {
             BaseModelRef base = BaseModelRef.of(sc.hadoopConfiguration(), dir.resolve("m").toString());
@@ -190,14 +190,14 @@ public final class DistributedRoundBenchmark {
                         last[0] = now;
                     }, inlineMax);
             sc.sc().listenerBus().waitUntilEmpty();
-            double oneTps = rounds * tokensPerStep / oneSeconds, sparkTps = rounds * tokensPerStep / spark[0];
-            double one1Tps = rounds * tokensPerStep / one1, onePTps = rounds * tokensPerStep / oneP;
+            double oneTps = rounds * tokensPerRound / oneSeconds, sparkTps = rounds * tokensPerRound / spark[0];
+            double one1Tps = rounds * tokensPerRound / one1, onePTps = rounds * tokensPerRound / oneP;
             System.out.printf(Locale.ROOT, "{\"model\":\"gpt2 L=%d d=%d V=%d\",\"tokens_per_round\":%d,\"partitions\":%d,\"timed_steps\":%d,"
                             + "\"one_process_tokens_per_s\":%.1f,\"spark_tokens_per_s\":%.1f,\"spark_over_one_process\":%.3f,"
                             + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d,"
                             + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\","
                             + "\"round_state\":\"%s\",\"inline_max_bytes\":%d,\"sync\":\"%s\",\"local_steps\":%d,\"round_ms\":%s}%n",
-                    layers, d, vocab, tokensPerStep, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
+                    layers, d, vocab, tokensPerRound, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
                     (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
                     one1Tps, parts, onePTps, cpuModel(),
                     res.bytesBroadcastPerRound() <= inlineMax ? "inline" : "broadcast", inlineMax, sync, k, breakdown.json(rounds, spark[0]));

@@ -24,7 +24,7 @@ import static org.junit.jupiter.api.Assertions.*;
 class HalfActivationsTest {
     private static final double TOLERANCE = 5e-2;
 
-    private record Run(double loss, Map<String, INDArray> grads, TransformerLM model) {}
+    private record Run(double loss, Map<String, INDArray> grads) {}
 
     private static Run run(ModelConfig c, boolean half, boolean full) {
         TransformerLM m = TransformerLM.randomInit(c, 11, DataType.FLOAT);
@@ -38,7 +38,7 @@ class HalfActivationsTest {
         Map<String, INDArray> g = new LinkedHashMap<>();
         for (Parameter p : a.trainableParameters()) g.put(p.name(), p.grad().dup());
         if (full) m.parameters().values().forEach(p -> g.put(p.name(), p.grad().dup()));
-        return new Run(loss, g, m);
+        return new Run(loss, g);
     }
 
     @Test
@@ -82,7 +82,11 @@ class HalfActivationsTest {
             // an adapted layer's input stays fp32: the adapter reads it for its own gradients
             assertEquals(DataType.FLOAT, block.attention().inputs().get(0).x().dataType(), c.architecture() + ": adapted layer input");
             f.release();
-            // evaluation keeps nothing in half, and an fp64 model is never stored in half
+            // evaluation keeps nothing in half
+            TransformerLM.Forward fe = m.forward(b, ForwardContext.inference());
+            assertEquals(DataType.FLOAT, fe.blocks().get(0).norm1().xhat().dataType(), c.architecture() + ": evaluation stays fp32");
+            fe.release();
+            // an fp64 model is never stored in half
             TransformerLM d = TransformerLM.randomInit(c, 11, DataType.DOUBLE);
             d.setHalfActivations(true);
             TransformerLM.Forward fd = d.forward(b, ForwardContext.training(Nd4j.getRandomFactory().getNewRandomInstance(5)));
