@@ -44,7 +44,13 @@ import java.util.Map;
  * model's compute, and the bytes moved per round against the model's size.
  *
  * <p>Usage: java ... DistributedRoundBenchmark [--layers 12 --d 768 --heads 12 --vocab 50257 --seq 256
- * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2 --inline-max-bytes N --sync gradients|parameters --local-steps K]
+ * --batch-per-task 2 --partitions 2 --rounds 5 --warmup 2 --inline-max-bytes N --sync gradients|parameters --local-steps K
+ * --rounds-via session|jobs]
+ *
+ * <p>{@code --rounds-via} chooses how the rounds reach the tasks: {@code session} (the default, as in the product: one
+ * barrier stage of long-lived tasks for the whole run, {@code spark.train.RoundSession}, when the cluster allows it) or
+ * {@code jobs} (one Spark job per round). The JSON's {@code rounds_via} says which ran; its {@code round_ms} breaks a
+ * round down by Spark's job and task metrics only for {@code jobs}.
  *
  * <p>{@code --sync parameters --local-steps K} runs each round as K local steps per task followed by parameter
  * averaging (one Spark job per K steps); the one-process side then runs K steps per round of the union batch, so both
@@ -155,6 +161,12 @@ public final class DistributedRoundBenchmark {
         int k = Integer.parseInt(a.getOrDefault("local-steps", "1"));
         if (!sync.equals("gradients") && !sync.equals("parameters")) throw new IllegalArgumentException("--sync must be gradients or parameters, got " + sync);
         if (sync.equals("gradients") && k != 1) throw new IllegalArgumentException("--local-steps needs --sync parameters");
+        String via = a.getOrDefault("rounds-via", "session");
+        TrainStage.Rounds roundsVia = switch (via) {
+            case "session" -> TrainStage.Rounds.SESSION;
+            case "jobs" -> TrainStage.Rounds.JOBS;
+            default -> throw new IllegalArgumentException("--rounds-via must be session or jobs, got " + via);
+        };
         long inlineMax = a.containsKey("inline-max-bytes") ? Long.parseLong(a.get("inline-max-bytes")) : TrainStage.inlineMaxBytes();
         ModelConfig cfg = ModelConfig.gpt2(vocab, d, layers, heads, 1024);
         AdapterConfig lora = AdapterConfig.lora(8, 16, List.of("c_attn"));
@@ -182,13 +194,16 @@ public final class DistributedRoundBenchmark {
             TrainSpec spec = new TrainSpec(base, lora, Map.of(), total, k, sync, false, o, 1.0, 0, null);
             long[] last = {System.nanoTime()};
             double[] spark = {0};
+            java.io.ByteArrayOutputStream console = new java.io.ByteArrayOutputStream();
             DistributedTrainer.Result res = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "bench",
-                    new PrintStream(java.io.OutputStream.nullOutputStream()), (done, rr) -> {
+                    new PrintStream(console, true, java.nio.charset.StandardCharsets.UTF_8), (done, rr) -> {
                         long now = System.nanoTime();
                         if (done > warmup) spark[0] += (now - last[0]) / 1e9;
                         if (done == warmup) breakdown.reset();
                         last[0] = now;
-                    }, inlineMax);
+                    }, inlineMax, roundsVia);
+            boolean sessionRan = console.toString(java.nio.charset.StandardCharsets.UTF_8).contains("rounds run over a round session");
+            if (roundsVia == TrainStage.Rounds.SESSION && !sessionRan) System.err.print(console.toString(java.nio.charset.StandardCharsets.UTF_8));
             sc.sc().listenerBus().waitUntilEmpty();
             double oneTps = rounds * tokensPerRound / oneSeconds, sparkTps = rounds * tokensPerRound / spark[0];
             double one1Tps = rounds * tokensPerRound / one1, onePTps = rounds * tokensPerRound / oneP;
@@ -196,11 +211,12 @@ public final class DistributedRoundBenchmark {
                             + "\"one_process_tokens_per_s\":%.1f,\"spark_tokens_per_s\":%.1f,\"spark_over_one_process\":%.3f,"
                             + "\"overhead_s_per_round\":%.3f,\"bytes_broadcast_per_round\":%d,\"bytes_reduced_per_round\":%d,\"model_bytes\":%d,"
                             + "\"one_process_tokens_per_s_1_thread\":%.1f,\"one_process_tokens_per_s_%d_threads\":%.1f,\"cpu\":\"%s\","
-                            + "\"round_state\":\"%s\",\"inline_max_bytes\":%d,\"sync\":\"%s\",\"local_steps\":%d,\"round_ms\":%s}%n",
+                            + "\"round_state\":\"%s\",\"inline_max_bytes\":%d,\"sync\":\"%s\",\"local_steps\":%d,\"rounds_via\":\"%s\",\"round_ms\":%s}%n",
                     layers, d, vocab, tokensPerRound, parts, rounds, oneTps, sparkTps, sparkTps / oneTps,
                     (spark[0] - oneSeconds) / rounds, res.bytesBroadcastPerRound(), res.bytesReducedPerRound(), res.modelBytes(),
                     one1Tps, parts, onePTps, cpuModel(),
-                    res.bytesBroadcastPerRound() <= inlineMax ? "inline" : "broadcast", inlineMax, sync, k, breakdown.json(rounds, spark[0]));
+                    res.bytesBroadcastPerRound() <= inlineMax ? "inline" : "broadcast", inlineMax, sync, k, sessionRan ? "session" : "jobs",
+                    sessionRan ? String.format(Locale.ROOT, "{\"round\":%.1f}", spark[0] * 1000.0 / rounds) : breakdown.json(rounds, spark[0]));
         } finally {
             HadoopFiles.deleteLocalTree(dir);
         }

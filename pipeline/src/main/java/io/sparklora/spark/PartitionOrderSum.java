@@ -62,6 +62,30 @@ public final class PartitionOrderSum {
         return acc;
     }
 
+    /**
+     * The sum of {@code values} (one per partition, in partition order) with exactly the association of
+     * {@link #sum(JavaRDD, Function2, int)}: groups of {@code fanIn} consecutive values folded in order, level by level,
+     * then the rest folded. A round session ({@code spark.train.RoundSession}) adds its tasks' results with it, so its
+     * sum equals the Spark job's bit for bit.
+     */
+    public static <T> T inOrder(List<T> values, Function2<T, T, T> add, int fanIn) throws Exception {
+        if (fanIn < 2) throw new IllegalArgumentException("fanIn must be at least 2, got " + fanIn);
+        if (values.isEmpty()) throw new IllegalArgumentException("nothing to sum");
+        List<T> level = values;
+        while (level.size() > fanIn) {
+            List<T> next = new ArrayList<>();
+            for (int g = 0; g < level.size(); g += fanIn) next.add(fold(level.subList(g, Math.min(level.size(), g + fanIn)), add));
+            level = next;
+        }
+        return fold(level, add);
+    }
+
+    private static <T> T fold(List<T> values, Function2<T, T, T> add) throws Exception {
+        T acc = values.get(0);
+        for (int i = 1; i < values.size(); i++) acc = add.call(acc, values.get(i));
+        return acc;
+    }
+
     /** Tags a partition's single value with the partition's index. */
     static final class Indexed<T> implements Function2<Integer, java.util.Iterator<T>, java.util.Iterator<Tuple2<Integer, T>>> {
         private static final long serialVersionUID = 1L;

@@ -2,7 +2,6 @@ package io.sparklora.spark.train;
 
 import io.sparklora.spark.BaseModelCache;
 import io.sparklora.spark.TaskEngine;
-import io.sparklora.spark.ShardSource;
 
 import io.sparklora.adapters.AttachedAdapter;
 import io.sparklora.model.TransformerLM;
@@ -40,21 +39,34 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
     @Override
     public Iterator<RoundResult> call(Integer partition, Iterator<Integer> ignored) {
         FoldBroadcasts.Shipped shipped = state.value();
-        RoundState st = shipped.restore();
         TrainTaskContext ctx = context.value();
-        TrainSpec spec = ctx.spec();
-        ShardSource shards = ctx.shards();
-        SerializableConfiguration conf = ctx.conf();
         String gpu = TaskEngine.bind().orElse(null);
+        RoundResult out = work(ctx, partition, () -> ctx.shards().load(partition, ctx.conf().get()), shipped.restore(), shipped.runId());
+        if (gpu != null) out.gpus.add(gpu);
+        return List.of(out).iterator();
+    }
+
+    /**
+     * One partition's work in one round, on the executor, wherever the round state came from (a task of its own, or a
+     * round session's long-lived task, {@link RoundSessionTask}): samples the shard, builds a model over the JVM's
+     * cached base, attaches the adapter, merges {@code train.aggregate: stack}'s folds and runs {@link RoundWork}.
+     * Refused input comes back in the result ({@code inputErrors}) rather than thrown, so Spark does not retry it.
+     *
+     * @param shard the partition's shard (a task of a session loads it once)
+     * @param runId names the stage run's merged folds in this JVM ({@link FoldedWeights})
+     */
+    static RoundResult work(TrainTaskContext ctx, int partition, java.util.function.Supplier<TokenBlocks> shard, RoundState st, String runId) {
+        TrainSpec spec = ctx.spec();
+        SerializableConfiguration conf = ctx.conf();
         RoundResult out;
         try {
-            TokenBlocks data = RoundWork.sample(shards.load(partition, conf.get()), spec.sampleFraction(), spec.options().seed());
+            TokenBlocks data = RoundWork.sample(shard.get(), spec.sampleFraction(), spec.options().seed());
             if (data.size() == 0) {
                 out = new RoundResult();
             } else {
                 TransformerLM model = BaseModelCache.model(spec.base(), conf.get());
                 AttachedAdapter adapter = AttachedAdapter.attach(model, TrainSpec.ADAPTER_NAME, spec.adapter(), spec.options().seed(), spec.shareGroups());
-                FoldedWeights.prepare(adapter, shipped.runId(), st.folds());     // stack: the earlier rounds, merged once per JVM
+                FoldedWeights.prepare(adapter, runId, st.folds());     // stack: the earlier rounds, merged once per JVM
                 out = RoundWork.run(adapter, data, st, spec, partition);
                 out.baseLoads.put(executorId(), BaseModelCache.loads());
             }
@@ -65,8 +77,7 @@ public final class TrainRoundTask implements Function2<Integer, Iterator<Integer
             out.inputErrors.add(e.getMessage() + " (partition " + partition + ")");
         }
         out.executors.add(executorId());
-        if (gpu != null) out.gpus.add(gpu);
-        return List.of(out).iterator();
+        return out;
     }
 
     /** The executor this code runs on, {@code id@pid} ({@code driver@pid} in local mode). */

@@ -46,6 +46,44 @@ public final class TrainStage {
     /** The system property that overrides {@link #DEFAULT_INLINE_MAX_BYTES} on the driver (0: always broadcast). */
     public static final String INLINE_MAX_BYTES_PROPERTY = "sparklora.round.inline_max_bytes";
 
+    /**
+     * The system property that turns round sessions ({@link RoundSession}) on or off on the driver: {@code auto} (the
+     * default: a session when the cluster allows one) or {@code off} (one Spark job per round).
+     */
+    public static final String SESSION_PROPERTY = "sparklora.round.session";
+
+    /** The system property with the seconds a round session waits for its tasks to connect before rounds run as jobs (default 60). */
+    public static final String SESSION_WAIT_PROPERTY = "sparklora.round.session.wait_s";
+
+    /** How the stage's rounds reach the executors. */
+    public enum Rounds {
+        /** A round session when the cluster allows one ({@link RoundSession#whyNot}), one Spark job per round otherwise. */
+        SESSION,
+        /** One Spark job per round. */
+        JOBS;
+
+        /** What {@link #SESSION_PROPERTY} says (default {@link #SESSION}). */
+        public static Rounds fromProperty() {
+            String v = System.getProperty(SESSION_PROPERTY, "auto").strip().toLowerCase(java.util.Locale.ROOT);
+            return switch (v) {
+                case "auto", "on", "true", "" -> SESSION;
+                case "off", "false" -> JOBS;
+                default -> throw new IllegalArgumentException(SESSION_PROPERTY + " must be auto or off, got '" + v + "'");
+            };
+        }
+    }
+
+    static long sessionWaitMillis() {
+        String v = System.getProperty(SESSION_WAIT_PROPERTY, "60").strip();
+        try {
+            double s = Double.parseDouble(v);
+            if (s > 0 && Double.isFinite(s)) return Math.round(s * 1000);
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException(SESSION_WAIT_PROPERTY + " must be a positive number of seconds, got '" + v + "'");
+    }
+
     /** The largest round state ({@link RoundState#bytes()}) sent inside the task rather than as a broadcast. */
     public static long inlineMaxBytes() {
         String v = System.getProperty(INLINE_MAX_BYTES_PROPERTY);
@@ -67,6 +105,16 @@ public final class TrainStage {
     /** As above, with round states of at most {@code inlineMaxBytes} tensor bytes sent inside the task (0: always broadcast). */
     public static DistributedTrainer.Result run(JavaSparkContext sc, TrainSpec spec, ShardSource shards, MetricsLog metrics, String stageName,
                                                 PrintStream console, DistributedTrainer.RoundListener listener, long inlineMaxBytes) throws IOException {
+        return run(sc, spec, shards, metrics, stageName, console, listener, inlineMaxBytes, Rounds.fromProperty());
+    }
+
+    /**
+     * As above, with the rounds sent as {@code rounds} says: over a round session when it can ({@link Rounds#SESSION}),
+     * or one Spark job per round.
+     */
+    public static DistributedTrainer.Result run(JavaSparkContext sc, TrainSpec spec, ShardSource shards, MetricsLog metrics, String stageName,
+                                                PrintStream console, DistributedTrainer.RoundListener listener, long inlineMaxBytes,
+                                                Rounds rounds) throws IOException {
         Configuration conf = sc.hadoopConfiguration();
         SerializableConfiguration sconf = new SerializableConfiguration(conf);
         TransformerLM model = BaseModelCache.model(spec.base(), conf);
@@ -76,7 +124,11 @@ public final class TrainStage {
         io.sparklora.spark.FailFast.install(sc.sc());
         Broadcast<TrainTaskContext> context = sc.broadcast(new TrainTaskContext(spec, shards, sconf));
         FoldBroadcasts folds = new FoldBroadcasts(sc);     // train.aggregate: stack: each round's new folds, broadcast once
+        RoundSession session = new RoundSession(sc, context, partitions, rounds == Rounds.SESSION, inlineMaxBytes,
+                rounds == Rounds.SESSION ? sessionWaitMillis() : 0, console, stageName);
         DistributedTrainer.RoundExecutor executor = state -> {
+            RoundResult viaSession = session.run(state);
+            if (viaSession != null) return viaSession;
             FoldBroadcasts.Shipped shipped = folds.ship(state);
             RoundStateRef<FoldBroadcasts.Shipped> ref = RoundStateRef.of(sc, shipped, shipped.bytes(), inlineMaxBytes);
             try {
@@ -92,6 +144,7 @@ public final class TrainStage {
         try {
             r = DistributedTrainer.run(adapter, spec, conf, executor, shards.partitions(), metrics, stageName, console, listener);
         } finally {
+            session.close();
             context.destroy();
             folds.destroy();
         }

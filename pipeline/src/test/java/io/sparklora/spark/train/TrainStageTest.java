@@ -159,9 +159,11 @@ public class TrainStageTest {
         // threshold 0: every round state is broadcast; Long.MAX_VALUE: every one rides inside the task closure
         List<TokenBlocks> shards = List.of(randomShard(6, 16, 1), randomShard(5, 16, 2));
         for (TrainSpec spec : List.of(spec("gradients", 3, 1, false, 0, null), spec("parameters", 3, 2, true, 0, null))) {
-            DistributedTrainer.Result broadcast = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null, 0);
+            // one job per round for both (a round session, RoundSessionTest, sends the state over its own connections)
+            DistributedTrainer.Result broadcast = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null, 0,
+                    TrainStage.Rounds.JOBS);
             DistributedTrainer.Result inline = TrainStage.run(sc, spec, new InMemoryShards(shards), MetricsLog.inMemory(), "train", QUIET, null,
-                    Long.MAX_VALUE);
+                    Long.MAX_VALUE, TrainStage.Rounds.JOBS);
             List<Parameter> b = broadcast.adapter().trainableParameters(), i = inline.adapter().trainableParameters();
             assertEquals(b.size(), i.size());
             for (int t = 0; t < b.size(); t++) {
