@@ -45,6 +45,11 @@ import static org.junit.jupiter.api.Assertions.*;
  * (TaskEngine), and the driver's sum of the task results does not depend on which arrives first (with two partitions
  * floating-point addition is commutative whatever the order).
  *
+ * <p>The fault-free run and the first faulty run send every round as a Spark job of its own
+ * ({@code spark.sparklora.round.session: off}). A third run, the second faulty one, runs its rounds over a round session
+ * (the default, {@code spark/train/RoundSession}): the kill ends the session, the round it was running and every later
+ * one run as jobs, and its adapter, checkpoints, losses and perplexities are again the fault-free run's, bit for bit.
+ *
  * <p>The figures (the train stage's time with and without the kill, the hit round's time against the median round's,
  * tasks lost and rerun) are printed on stdout, in the cluster-it report.
  */
@@ -60,14 +65,15 @@ class ExecutorLossIT {
             + "--conf spark.executor.memory=1g --conf spark.driver.memory=1g --conf spark.driver.cores=1";
 
     /** The shortened demo without LoRA-drop and the baseline, {@value #ROUNDS} rounds, with the driver's UI (REST API) and an event log. */
-    private static Path config(Path tmp, String name, Path out, Path events, int uiPort) throws Exception {
+    private static Path config(Path tmp, String name, Path out, Path events, int uiPort, boolean roundSession) throws Exception {
         ObjectNode c = (ObjectNode) YAML.readTree(PipelineDemoTest.smallConfig(out));
         ((ObjectNode) c.get("lora_drop")).put("enabled", false);
         ((ObjectNode) c.get("full_finetune")).put("enabled", false);
         ((ObjectNode) c.get("train")).put("rounds", ROUNDS).put("checkpoint_every", 2).put("sync", "gradients").put("local_steps", 1);
         ((ObjectNode) c.get("spark").get("conf")).put("spark.ui.enabled", "true").put("spark.ui.port", "" + uiPort)
                 .put("spark.ui.liveUpdate.period", "0ms")     // the REST API shows a task as soon as it starts
-                .put("spark.eventLog.enabled", "true").put("spark.eventLog.dir", Files.createDirectories(events).toUri().toString());
+                .put("spark.eventLog.enabled", "true").put("spark.eventLog.dir", Files.createDirectories(events).toUri().toString())
+                .put("spark.sparklora.round.session", roundSession ? "auto" : "off");
         Path cfg = tmp.resolve(name + ".yaml");
         Files.writeString(cfg, YAML.writeValueAsString(c));
         return cfg;
@@ -102,7 +108,7 @@ class ExecutorLossIT {
             Path outA = tmp.resolve("fault-free"), eventsA = tmp.resolve("events-fault-free");
             long t0 = System.nanoTime();
             CliProcess.Result a = cluster.submit(logs, "fault-free", TWO_EXECUTORS, "pipeline", "--config",
-                    config(tmp, "fault-free", outA, eventsA, StandaloneCluster.freePort()).toString()).await(900);
+                    config(tmp, "fault-free", outA, eventsA, StandaloneCluster.freePort(), false).toString()).await(900);
             Run clean = new Run(outA, (System.nanoTime() - t0) / 1e9);
             System.out.println("ExecutorLossIT: fault-free run in " + tmp + ": " + clean.seconds() + " s");
             assertEquals(0, a.code(), a.err());
@@ -118,7 +124,7 @@ class ExecutorLossIT {
             int uiPort = StandaloneCluster.freePort();
             t0 = System.nanoTime();
             CliProcess.Started b = cluster.submit(logs, "faulty", TWO_EXECUTORS, "pipeline", "--config",
-                    config(tmp, "faulty", outB, eventsB, uiPort).toString());
+                    config(tmp, "faulty", outB, eventsB, uiPort, false).toString());
             List<Kill> kills;
             CliProcess.Result rb;
             try {
@@ -166,6 +172,49 @@ class ExecutorLossIT {
             }
 
             printFigures(clean, faulty, ev, kills.get(kills.size() - 1), lost.get(lost.size() - 1), kills.size());
+
+            // the same again with the rounds over a round session (the default): the kill ends the session, the round it
+            // was running and the rest run as one job each, and the results are still the fault-free run's, bit for bit
+            Path outC = tmp.resolve("faulty-session"), eventsC = tmp.resolve("events-faulty-session");
+            copyBeforeTrain(outA, outC);
+            int uiPortC = StandaloneCluster.freePort();
+            t0 = System.nanoTime();
+            CliProcess.Started c = cluster.submit(logs, "faulty-session", TWO_EXECUTORS, "pipeline", "--config",
+                    config(tmp, "faulty-session", outC, eventsC, uiPortC, true).toString());
+            List<Kill> killsC;
+            CliProcess.Result rc;
+            try {
+                killsC = killAnExecutorMidRound(cluster, c, outC, uiPortC);
+                rc = c.await(900);
+            } finally {
+                c.process().descendants().forEach(ProcessHandle::destroyForcibly);
+                c.process().destroyForcibly();
+            }
+            Run session = new Run(outC, (System.nanoTime() - t0) / 1e9);
+            assertEquals(0, rc.code(), "the session run survives the lost executor:\n" + rc.err());
+            assertTrue(rc.out().contains("rounds run over a round session"), rc.out());
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("round session lost at round (\\d+)").matcher(rc.out());
+            assertTrue(m.find(), "the kill ended the session:\n" + rc.out());
+            int lostAt = Integer.parseInt(m.group(1));
+            EventLog evC = EventLog.read(eventsC);
+            assertEquals(1 + ROUNDS - lostAt + 1, evC.trainStages().size(),
+                    "the session's stage, then one job per round from round " + lostAt + " on: " + evC.stageNames());
+            assertArrayEquals(Files.readAllBytes(outA.resolve("adapter/adapter_model.safetensors")),
+                    Files.readAllBytes(outC.resolve("adapter/adapter_model.safetensors")), "the session run's final adapter is bit-identical");
+            for (Path cp : checkpointTensors) {
+                assertArrayEquals(Files.readAllBytes(outA.resolve(cp)), Files.readAllBytes(outC.resolve(cp)), cp + " (session run)");
+            }
+            assertEquals(clean.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(),
+                    session.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(), "every round's loss (session run)");
+            JsonNode rC = session.report();
+            for (String mm : List.of("base", "adapted", "merged")) {
+                assertEquals(ra.path("eval").path(mm).path("perplexity").asDouble(), rC.path("eval").path(mm).path("perplexity").asDouble(), 0.0,
+                        mm + " perplexity (session run)");
+            }
+            System.out.printf(Locale.ROOT, "ExecutorLossIT: round session: executor %s killed with %d rounds logged (%d kill(s)); the session was lost at round %d "
+                            + "and rounds %d-%d ran as jobs; rounds' seconds %s; wall time %.1f s for the session run's train and evaluate%n",
+                    killsC.get(killsC.size() - 1).executor(), killsC.get(killsC.size() - 1).roundsDone(), killsC.size(), lostAt, lostAt, ROUNDS,
+                    roundSeconds(session), session.seconds());
         }
     }
 

@@ -67,15 +67,19 @@ class FailFastTest {
                 }
             });
 
-            LOADS.set(0);
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> TrainStage.run(sc, spec, new Faulty(false), MetricsLog.inMemory(), "train", QUIET, null));
-            assertEquals("shards/train/part-00001.arrow: not an Arrow IPC file (bad magic) (partition 1)", e.getMessage());
-            assertEquals(1, LOADS.get(), "bad input is read once: not retried spark.task.maxFailures times");
+            for (TrainStage.Rounds via : TrainStage.Rounds.values()) {
+                LOADS.set(0);
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                        () -> TrainStage.run(sc, spec, new Faulty(false), MetricsLog.inMemory(), "train", QUIET, null, TrainStage.inlineMaxBytes(), via));
+                assertEquals("shards/train/part-00001.arrow: not an Arrow IPC file (bad magic) (partition 1)", e.getMessage(), via.name());
+                assertEquals(1, LOADS.get(), via + ": bad input is read once: not retried spark.task.maxFailures times");
+            }
 
+            // a round session hands a failed round to a job of its own (RoundSessionTest); here, a job per round
             LOADS.set(0);
             failedAttempts.set(0);
-            var r = TrainStage.run(sc, spec, new Faulty(true), MetricsLog.inMemory(), "train", QUIET, null);
+            var r = TrainStage.run(sc, spec, new Faulty(true), MetricsLog.inMemory(), "train", QUIET, null, TrainStage.inlineMaxBytes(),
+                    TrainStage.Rounds.JOBS);
             assertEquals(2, r.roundsRun(), "the transient fault was retried and the run finished");
             Thread.sleep(500);
             assertEquals(1, failedAttempts.get(), "one failed attempt, retried");

@@ -119,7 +119,8 @@ final class RoundSession implements AutoCloseable {
     RoundResult run(RoundState state) {
         if (!tried) {
             tried = true;
-            String why = enabled ? whyNot(sc, partitions.getNumPartitions(), state.bytes(), inlineMaxBytes) : "off (" + TrainStage.SESSION_PROPERTY + ")";
+            if (enabled) awaitSlots(sc, partitions.getNumPartitions(), waitMillis);
+            String why = enabled ? whyNot(sc, partitions.getNumPartitions(), state.bytes(), inlineMaxBytes) : "off (" + TrainStage.SESSION_PROPERTY + " or " + TrainStage.SESSION_CONF + ")";
             if (why == null) why = open();
             if (why != null) {
                 console.printf(Locale.ROOT, "%s: one Spark job per round: no round session, %s%n", stageName, why);
@@ -153,6 +154,30 @@ final class RoundSession implements AutoCloseable {
         }
         return null;
     }
+
+    /**
+     * Waits, up to {@code waitMillis}, for the cluster to offer {@code partitions} task slots: on a cluster the train
+     * stage may be the application's first, before any executor has registered. It stops early once executors have
+     * come and their slots have not changed for {@value #SLOTS_SETTLED_MS} ms (a cluster that will not grow).
+     */
+    static void awaitSlots(JavaSparkContext sc, int partitions, long waitMillis) {
+        long start = System.nanoTime(), deadline = start + TimeUnit.MILLISECONDS.toNanos(waitMillis), changed = start;
+        int last = slots(sc);
+        while (last < partitions && System.nanoTime() < deadline
+                && (last == 0 || System.nanoTime() - changed < TimeUnit.MILLISECONDS.toNanos(SLOTS_SETTLED_MS))) {
+            try {
+                Thread.sleep(100);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            int now = slots(sc);
+            if (now != last) changed = System.nanoTime();
+            last = now;
+        }
+    }
+
+    static final long SLOTS_SETTLED_MS = 5000;
 
     /** Task slots the cluster has now: what Spark's own barrier check counts. */
     static int slots(JavaSparkContext sc) {

@@ -5,7 +5,7 @@ import io.sparklora.train.AdapterTensors;
 import io.sparklora.train.RoundResult;
 import io.sparklora.train.RoundState;
 import io.sparklora.train.TokenBlocks;
-import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.TaskContext;
 import org.apache.spark.broadcast.Broadcast;
 import scala.collection.Iterator;
 import scala.runtime.AbstractFunction1;
@@ -52,7 +52,9 @@ final class RoundSessionTask extends AbstractFunction1<Iterator<Integer>, Iterat
 
     @Override
     public Iterator<Integer> apply(Iterator<Integer> ignored) {
-        BarrierTaskContext task = BarrierTaskContext.get();
+        // TaskContext, not BarrierTaskContext.get(): Spark 3.5's BarrierTaskContext object starts a non-daemon timer
+        // thread when it is first touched, which keeps a local-mode JVM alive after main returns
+        TaskContext task = TaskContext.get();
         int partition = task.partitionId();
         try (Socket socket = new Socket()) {
             socket.connect(new InetSocketAddress(host, port), CONNECT_TIMEOUT_MS);

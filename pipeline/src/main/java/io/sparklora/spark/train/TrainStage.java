@@ -33,6 +33,11 @@ import java.util.stream.IntStream;
  * serialized task binary to the executors once per stage anyway, so a small state costs no broadcast to write,
  * fetch and destroy. A larger one is broadcast (fetched once per executor, not once per task) and destroyed after
  * its round.
+ *
+ * <p>By default the rounds do not each start a Spark job: where the cluster allows it, one barrier stage of one
+ * long-lived task per partition runs them all, over connections to the driver ({@link RoundSession}), and gives the
+ * same adapter bit for bit. Rounds run as jobs when it cannot ({@link RoundSession#whyNot}), when it is turned off
+ * ({@link #SESSION_PROPERTY}, {@link #SESSION_CONF}), and from the round a session loses on.
  */
 public final class TrainStage {
     private TrainStage() {}
@@ -48,9 +53,14 @@ public final class TrainStage {
 
     /**
      * The system property that turns round sessions ({@link RoundSession}) on or off on the driver: {@code auto} (the
-     * default: a session when the cluster allows one) or {@code off} (one Spark job per round).
+     * default: a session when the cluster allows one) or {@code off} (one Spark job per round). The Spark setting
+     * {@link #SESSION_CONF} says the same ({@code spark-submit --conf spark.sparklora.round.session=off}); the system
+     * property wins when both are set.
      */
     public static final String SESSION_PROPERTY = "sparklora.round.session";
+
+    /** The Spark setting for {@link #SESSION_PROPERTY}. */
+    public static final String SESSION_CONF = "spark." + SESSION_PROPERTY;
 
     /** The system property with the seconds a round session waits for its tasks to connect before rounds run as jobs (default 60). */
     public static final String SESSION_WAIT_PROPERTY = "sparklora.round.session.wait_s";
@@ -62,13 +72,15 @@ public final class TrainStage {
         /** One Spark job per round. */
         JOBS;
 
-        /** What {@link #SESSION_PROPERTY} says (default {@link #SESSION}). */
-        public static Rounds fromProperty() {
-            String v = System.getProperty(SESSION_PROPERTY, "auto").strip().toLowerCase(java.util.Locale.ROOT);
+        /** What {@link #SESSION_PROPERTY}, or else {@link #SESSION_CONF} in {@code conf}, says (default {@link #SESSION}). */
+        public static Rounds of(org.apache.spark.SparkConf conf) {
+            String p = System.getProperty(SESSION_PROPERTY);
+            String name = p != null ? SESSION_PROPERTY : SESSION_CONF;
+            String v = (p != null ? p : conf.get(SESSION_CONF, "auto")).strip().toLowerCase(java.util.Locale.ROOT);
             return switch (v) {
                 case "auto", "on", "true", "" -> SESSION;
                 case "off", "false" -> JOBS;
-                default -> throw new IllegalArgumentException(SESSION_PROPERTY + " must be auto or off, got '" + v + "'");
+                default -> throw new IllegalArgumentException(name + " must be auto or off, got '" + v + "'");
             };
         }
     }
@@ -105,7 +117,7 @@ public final class TrainStage {
     /** As above, with round states of at most {@code inlineMaxBytes} tensor bytes sent inside the task (0: always broadcast). */
     public static DistributedTrainer.Result run(JavaSparkContext sc, TrainSpec spec, ShardSource shards, MetricsLog metrics, String stageName,
                                                 PrintStream console, DistributedTrainer.RoundListener listener, long inlineMaxBytes) throws IOException {
-        return run(sc, spec, shards, metrics, stageName, console, listener, inlineMaxBytes, Rounds.fromProperty());
+        return run(sc, spec, shards, metrics, stageName, console, listener, inlineMaxBytes, Rounds.of(sc.getConf()));
     }
 
     /**

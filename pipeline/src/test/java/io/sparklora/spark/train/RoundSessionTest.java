@@ -108,6 +108,11 @@ public class RoundSessionTest {
             assertEquals(1, session.jobs(), what + ": the session's one barrier stage\n" + session.console());
             assertTrue(session.console().contains("rounds run over a round session"), session.console());
         }
+        // Spark 3.5's BarrierTaskContext object starts a non-daemon timer thread when first touched, which would keep a
+        // local-mode spark-submit JVM alive after its main returns; the session's tasks must not touch it
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            assertFalse(t.getName().startsWith("Barrier task timer") && !t.isDaemon(), "a non-daemon " + t.getName() + " thread is running");
+        }
     }
 
     /** Shards whose first load in this JVM throws a fault that is not refused input (so Spark would retry it). */
