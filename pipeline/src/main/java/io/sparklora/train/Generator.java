@@ -18,9 +18,30 @@ import java.util.Arrays;
  * ({@link TransformerLM#decodeStep}). Past the context the window slides, which changes every position: the
  * rows still generating then re-run their last {@code context} tokens per token, as {@link #sampleUncached}
  * does throughout.
+ *
+ * <p>Decode steps run on at most {@link #decodeThreads()} engine threads (default 1), the prefill on the caller's. A
+ * decode step is a few rows through every weight: memory-bound matmuls and many small ops, where a second engine
+ * thread only spins between ops and the two threads take the cores from each other. On a 2-core AMD EPYC a GPT-2
+ * small decode step took 80 ms on one thread against 125-130 ms on two at batch 1, and 100 against 310 ms at batch 8
+ * (docs/BENCHMARKS.md, "Generation").
  */
 public final class Generator {
     private Generator() {}
+
+    /** The system property with the most engine threads a decode step uses (default 1; the caller's count when higher). */
+    public static final String DECODE_THREADS_PROPERTY = "sparklora.generate.decode_threads";
+
+    /** The most engine threads decode steps use ({@value #DECODE_THREADS_PROPERTY}, default 1). */
+    public static int decodeThreads() {
+        String v = System.getProperty(DECODE_THREADS_PROPERTY, "1").strip();
+        try {
+            int n = Integer.parseInt(v);
+            if (n >= 1) return n;
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException(DECODE_THREADS_PROPERTY + " must be a whole number of threads >= 1, got '" + v + "'");
+    }
 
     /** Continues {@code prompt} by up to {@code maxNew} tokens, stopping at {@code eosId}; returns only the new tokens. */
     public static int[] greedy(TransformerLM model, int[] prompt, int maxNew, int eosId) {
@@ -91,8 +112,11 @@ public final class Generator {
         int[] lengths = new int[n];
         for (int i = 0; i < n; i++) lengths[i] = window[i].length;
         KvCache cache = model.newKvCache(lengths, capacity);
+        int callerThreads = io.sparklora.model.EngineThreads.current();
+        int stepThreads = Math.min(callerThreads, decodeThreads());
         try {
             INDArray logits = adapters == null ? model.prefill(cache, window) : model.prefill(cache, window, adapters);
+            io.sparklora.model.EngineThreads.set(stepThreads);
             while (true) {
                 int[] next = new int[n];
                 boolean any = false;
@@ -126,6 +150,7 @@ public final class Generator {
                 logits = adapters == null ? model.decodeStep(cache, next) : model.decodeStep(cache, next, adapters);
             }
         } finally {
+            io.sparklora.model.EngineThreads.set(callerThreads);
             cache.release();
         }
         for (int i = 0; i < n; i++) out[i] = Arrays.copyOfRange(seq[i], prompts[i].length, len[i]);
@@ -169,15 +194,28 @@ public final class Generator {
 
     static int pick(double[] logits, double temperature, int topK, java.util.Random rng) {
         if (temperature <= 0 || topK <= 1) {
-            // greedy: the first index of the largest logit (what the stable sort below puts first), in one pass
+            // greedy: the first index of the largest logit (what top-k's order below puts first), in one pass
             int best = 0;
             for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
             return best;
         }
-        Integer[] order = new Integer[logits.length];
-        for (int i = 0; i < order.length; i++) order[i] = i;
-        Arrays.sort(order, (a, b) -> Double.compare(logits[b], logits[a]));
+        // the k largest, ties to the lower index (what a stable sort by descending logit puts first), by a bounded
+        // heap whose root is the weakest kept: O(V log k), not a sort of the vocabulary per row per step
         int k = Math.min(topK, logits.length);
+        java.util.Comparator<Integer> weakestFirst = (a, b) -> {
+            int c = Double.compare(logits[a], logits[b]);
+            return c != 0 ? c : Integer.compare(b, a);
+        };
+        java.util.PriorityQueue<Integer> kept = new java.util.PriorityQueue<>(k + 1, weakestFirst);
+        for (int i = 0; i < logits.length; i++) {
+            if (kept.size() < k) kept.add(i);
+            else if (weakestFirst.compare(i, kept.peek()) > 0) {
+                kept.poll();
+                kept.add(i);
+            }
+        }
+        Integer[] order = kept.toArray(new Integer[0]);
+        Arrays.sort(order, weakestFirst.reversed());
         double[] p = new double[k];
         double sum = 0;
         for (int i = 0; i < k; i++) sum += p[i] = Math.exp((logits[order[i]] - logits[order[0]]) / temperature);
