@@ -120,21 +120,10 @@ class ExecutorLossIT {
 
             // the same run, one executor killed mid-round, from the fault-free run's tokenizer, shards and base (copied)
             Path outB = tmp.resolve("faulty"), eventsB = tmp.resolve("events-faulty");
-            copyBeforeTrain(outA, outB);
-            int uiPort = StandaloneCluster.freePort();
-            t0 = System.nanoTime();
-            CliProcess.Started b = cluster.submit(logs, "faulty", TWO_EXECUTORS, "pipeline", "--config",
-                    config(tmp, "faulty", outB, eventsB, uiPort, false).toString());
-            List<Kill> kills;
-            CliProcess.Result rb;
-            try {
-                kills = killAnExecutorMidRound(cluster, b, outB, uiPort);
-                rb = b.await(900);
-            } finally {
-                b.process().descendants().forEach(ProcessHandle::destroyForcibly);
-                b.process().destroyForcibly();
-            }
-            Run faulty = new Run(outB, (System.nanoTime() - t0) / 1e9);
+            Faulty fb = runWithAKill(cluster, tmp, logs, "faulty", outA, outB, eventsB, false);
+            List<Kill> kills = fb.kills();
+            CliProcess.Result rb = fb.result();
+            Run faulty = fb.run();
             assertEquals(0, rb.code(), "the run survives the lost executor:\n" + rb.err());
             assertTrue(rb.out().contains("[pretrain] already complete in "), "the faulty run trains on the fault-free run's base:\n" + rb.out());
             assertTrue(rb.err().contains("Lost executor " + kills.get(kills.size() - 1).executor() + " on 127.0.0.1"), rb.err());
@@ -176,21 +165,10 @@ class ExecutorLossIT {
             // the same again with the rounds over a round session (the default): the kill ends the session, the round it
             // was running and the rest run as one job each, and the results are still the fault-free run's, bit for bit
             Path outC = tmp.resolve("faulty-session"), eventsC = tmp.resolve("events-faulty-session");
-            copyBeforeTrain(outA, outC);
-            int uiPortC = StandaloneCluster.freePort();
-            t0 = System.nanoTime();
-            CliProcess.Started c = cluster.submit(logs, "faulty-session", TWO_EXECUTORS, "pipeline", "--config",
-                    config(tmp, "faulty-session", outC, eventsC, uiPortC, true).toString());
-            List<Kill> killsC;
-            CliProcess.Result rc;
-            try {
-                killsC = killAnExecutorMidRound(cluster, c, outC, uiPortC);
-                rc = c.await(900);
-            } finally {
-                c.process().descendants().forEach(ProcessHandle::destroyForcibly);
-                c.process().destroyForcibly();
-            }
-            Run session = new Run(outC, (System.nanoTime() - t0) / 1e9);
+            Faulty fc = runWithAKill(cluster, tmp, logs, "faulty-session", outA, outC, eventsC, true);
+            List<Kill> killsC = fc.kills();
+            CliProcess.Result rc = fc.result();
+            Run session = fc.run();
             assertEquals(0, rc.code(), "the session run survives the lost executor:\n" + rc.err());
             assertTrue(rc.out().contains("rounds run over a round session"), rc.out());
             java.util.regex.Matcher m = java.util.regex.Pattern.compile("round session lost at round (\\d+)").matcher(rc.out());
@@ -269,6 +247,32 @@ class ExecutorLossIT {
         }
         assertTrue(Files.exists(to.resolve("stages/pretrain/_SUCCESS")) && Files.exists(to.resolve("base/model.safetensors")));
         assertFalse(Files.exists(to.resolve("stages/train")));
+    }
+
+    /** A run with an executor killed mid-round: its kills, its exit, its outputs and time. */
+    private record Faulty(List<Kill> kills, CliProcess.Result result, Run run) {}
+
+    /**
+     * Runs the train and evaluate stages again in {@code out}, from a copy of {@code from}'s tokenizer, shards and base,
+     * with rounds over a round session or as jobs, and kills an executor mid-round ({@link #killAnExecutorMidRound}).
+     */
+    private static Faulty runWithAKill(StandaloneCluster cluster, Path tmp, Path logs, String name, Path from, Path out, Path events,
+                                       boolean roundSession) throws Exception {
+        copyBeforeTrain(from, out);
+        int uiPort = StandaloneCluster.freePort();
+        long t0 = System.nanoTime();
+        CliProcess.Started run = cluster.submit(logs, name, TWO_EXECUTORS, "pipeline", "--config",
+                config(tmp, name, out, events, uiPort, roundSession).toString());
+        List<Kill> kills;
+        CliProcess.Result result;
+        try {
+            kills = killAnExecutorMidRound(cluster, run, out, uiPort);
+            result = run.await(900);
+        } finally {
+            run.process().descendants().forEach(ProcessHandle::destroyForcibly);
+            run.process().destroyForcibly();
+        }
+        return new Faulty(kills, result, new Run(out, (System.nanoTime() - t0) / 1e9));
     }
 
     /** One SIGKILL: which executor, its pid, when (epoch ms) and how many rounds were done when it landed. */
