@@ -119,8 +119,12 @@ final class RoundSession implements AutoCloseable {
     RoundResult run(RoundState state) {
         if (!tried) {
             tried = true;
-            if (enabled) awaitSlots(sc, partitions.getNumPartitions(), waitMillis);
-            String why = enabled ? whyNot(sc, partitions.getNumPartitions(), state.bytes(), inlineMaxBytes) : "off (" + TrainStage.SESSION_PROPERTY + " or " + TrainStage.SESSION_CONF + ")";
+            int n = partitions.getNumPartitions();
+            String why = enabled ? refusal(sc, state.bytes(), inlineMaxBytes) : "off (" + TrainStage.SESSION_PROPERTY + " or " + TrainStage.SESSION_CONF + ")";
+            if (why == null) {
+                awaitSlots(sc, n, waitMillis);
+                why = whyNot(sc, n, state.bytes(), inlineMaxBytes);
+            }
             if (why == null) why = open();
             if (why != null) {
                 console.printf(Locale.ROOT, "%s: one Spark job per round: no round session, %s%n", stageName, why);
@@ -144,10 +148,15 @@ final class RoundSession implements AutoCloseable {
 
     /** Why no session can run here, or null when one can. */
     static String whyNot(JavaSparkContext sc, int partitions, long stateBytes, long inlineMaxBytes) {
-        SparkConf conf = sc.getConf();
-        if (conf.getBoolean("spark.dynamicAllocation.enabled", false)) return "spark.dynamicAllocation.enabled is true (barrier stages need fixed executors)";
+        String why = refusal(sc, stateBytes, inlineMaxBytes);
+        if (why != null) return why;
         int slots = slots(sc);
-        if (partitions > slots) return partitions + " partitions need as many task slots at once and the cluster has " + slots + " now";
+        return partitions > slots ? partitions + " partitions need as many task slots at once and the cluster has " + slots + " now" : null;
+    }
+
+    /** What the settings and the state's size rule out, whatever the cluster offers; null when nothing does. */
+    private static String refusal(JavaSparkContext sc, long stateBytes, long inlineMaxBytes) {
+        if (sc.getConf().getBoolean("spark.dynamicAllocation.enabled", false)) return "spark.dynamicAllocation.enabled is true (barrier stages need fixed executors)";
         if (stateBytes > inlineMaxBytes) {
             return "the round state (" + stateBytes + " bytes) is over " + TrainStage.INLINE_MAX_BYTES_PROPERTY + " (" + inlineMaxBytes
                     + "), so it goes out as a broadcast";
@@ -158,9 +167,11 @@ final class RoundSession implements AutoCloseable {
     /**
      * Waits, up to {@code waitMillis}, for the cluster to offer {@code partitions} task slots: on a cluster the train
      * stage may be the application's first, before any executor has registered. It stops early once executors have
-     * come and their slots have not changed for {@value #SLOTS_SETTLED_MS} ms (a cluster that will not grow).
+     * come and their slots have not changed for {@value #SLOTS_SETTLED_MS} ms (a cluster that will not grow). Local mode
+     * has all its slots from the start and never waits.
      */
     static void awaitSlots(JavaSparkContext sc, int partitions, long waitMillis) {
+        if (sc.isLocal()) return;
         long start = System.nanoTime(), deadline = start + TimeUnit.MILLISECONDS.toNanos(waitMillis), changed = start;
         int last = slots(sc);
         while (last < partitions && System.nanoTime() < deadline
