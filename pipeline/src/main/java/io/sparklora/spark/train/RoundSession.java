@@ -77,7 +77,6 @@ final class RoundSession implements AutoCloseable {
     private ServerSocket server;
     private JavaFutureAction<List<Integer>> job;
     private int foldsSent;
-    private int rounds;
 
     private record Conn(Socket socket, DataInputStream in, DataOutputStream out) {
         void close() {
@@ -106,12 +105,6 @@ final class RoundSession implements AutoCloseable {
         this.stageName = stageName;
     }
 
-    /** Whether rounds currently go over a session. */
-    boolean active() { return conns != null; }
-
-    /** Rounds this session has run. */
-    int rounds() { return rounds; }
-
     /**
      * Runs the round over the session and returns the tasks' results summed in partition order; null when no session
      * runs (the first call opens one if it can), and the caller then runs the round as a job.
@@ -135,9 +128,7 @@ final class RoundSession implements AutoCloseable {
         }
         if (conns == null) return null;
         try {
-            RoundResult r = exchange(state);
-            rounds++;
-            return r;
+            return exchange(state);
         } catch (Lost e) {
             console.printf(Locale.ROOT, "%s: round session lost at round %d (%s); this round and the rest run as one Spark job each%n",
                     stageName, state.round() + 1, e.getMessage());
