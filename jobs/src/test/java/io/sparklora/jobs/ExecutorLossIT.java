@@ -142,23 +142,7 @@ class ExecutorLossIT {
             assertEquals(ROUNDS, trainResult.path("rounds").asInt(), trainResult.toString());
 
             // the same results, bit for bit
-            assertArrayEquals(Files.readAllBytes(outA.resolve("adapter/adapter_model.safetensors")),
-                    Files.readAllBytes(outB.resolve("adapter/adapter_model.safetensors")), "the final adapter is bit-identical");
-            List<Path> checkpointTensors;
-            try (Stream<Path> w = Files.walk(outA.resolve("checkpoints"))) {
-                checkpointTensors = w.filter(p -> p.toString().endsWith(".safetensors")).map(outA::relativize).sorted().toList();
-            }
-            assertFalse(checkpointTensors.isEmpty(), "checkpoints were written (train.checkpoint_every)");
-            for (Path c : checkpointTensors) {
-                assertArrayEquals(Files.readAllBytes(outA.resolve(c)), Files.readAllBytes(outB.resolve(c)), c + ": the checkpoints' adapter and Adam moments too");
-            }
-            assertEquals(clean.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(),
-                    faulty.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(), "every round's loss");
-            JsonNode ra = clean.report(), rB = faulty.report();
-            assertEquals(ra.path("train").path("final_loss").asDouble(), rB.path("train").path("final_loss").asDouble(), 0.0, "the report's train loss");
-            for (String m : List.of("base", "adapted", "merged")) {
-                assertEquals(ra.path("eval").path(m).path("perplexity").asDouble(), rB.path("eval").path(m).path("perplexity").asDouble(), 0.0, m + " perplexity");
-            }
+            assertSameResults(clean, faulty, "the faulty run");
 
             printFigures(clean, faulty, ev, kills.get(kills.size() - 1), lost.get(lost.size() - 1), kills.size());
 
@@ -177,18 +161,7 @@ class ExecutorLossIT {
             EventLog evC = EventLog.read(eventsC);
             assertEquals(1 + ROUNDS - lostAt + 1, evC.trainStages().size(),
                     "the session's stage, then one job per round from round " + lostAt + " on: " + evC.stageNames());
-            assertArrayEquals(Files.readAllBytes(outA.resolve("adapter/adapter_model.safetensors")),
-                    Files.readAllBytes(outC.resolve("adapter/adapter_model.safetensors")), "the session run's final adapter is bit-identical");
-            for (Path cp : checkpointTensors) {
-                assertArrayEquals(Files.readAllBytes(outA.resolve(cp)), Files.readAllBytes(outC.resolve(cp)), cp + " (session run)");
-            }
-            assertEquals(clean.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(),
-                    session.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(), "every round's loss (session run)");
-            JsonNode rC = session.report();
-            for (String mm : List.of("base", "adapted", "merged")) {
-                assertEquals(ra.path("eval").path(mm).path("perplexity").asDouble(), rC.path("eval").path(mm).path("perplexity").asDouble(), 0.0,
-                        mm + " perplexity (session run)");
-            }
+            assertSameResults(clean, session, "the session run");
             System.out.printf(Locale.ROOT, "ExecutorLossIT: round session: executor %s killed with %d rounds logged (%d kill(s)); the session was lost at round %d "
                             + "and rounds %d-%d ran as jobs; rounds' seconds %s; wall time %.1f s for the session run's train and evaluate%n",
                     killsC.get(killsC.size() - 1).executor(), killsC.get(killsC.size() - 1).roundsDone(), killsC.size(), lostAt, lostAt, ROUNDS,
@@ -247,6 +220,32 @@ class ExecutorLossIT {
         }
         assertTrue(Files.exists(to.resolve("stages/pretrain/_SUCCESS")) && Files.exists(to.resolve("base/model.safetensors")));
         assertFalse(Files.exists(to.resolve("stages/train")));
+    }
+
+    /**
+     * {@code other}'s results are {@code clean}'s, bit for bit: the final adapter, every checkpoint's tensors (adapter and
+     * Adam moments), every round's loss, the report's train loss and its base, adapted and merged perplexities.
+     */
+    private static void assertSameResults(Run clean, Run other, String which) throws Exception {
+        Path a = clean.out(), b = other.out();
+        assertArrayEquals(Files.readAllBytes(a.resolve("adapter/adapter_model.safetensors")),
+                Files.readAllBytes(b.resolve("adapter/adapter_model.safetensors")), which + ": the final adapter is bit-identical");
+        List<Path> checkpointTensors;
+        try (Stream<Path> w = Files.walk(a.resolve("checkpoints"))) {
+            checkpointTensors = w.filter(p -> p.toString().endsWith(".safetensors")).map(a::relativize).sorted().toList();
+        }
+        assertFalse(checkpointTensors.isEmpty(), "checkpoints were written (train.checkpoint_every)");
+        for (Path c : checkpointTensors) {
+            assertArrayEquals(Files.readAllBytes(a.resolve(c)), Files.readAllBytes(b.resolve(c)), which + ": " + c + ": the checkpoints' adapter and Adam moments too");
+        }
+        assertEquals(clean.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(),
+                other.trainLines().stream().map(l -> l.path("loss").asDouble()).toList(), which + ": every round's loss");
+        JsonNode ra = clean.report(), rb = other.report();
+        assertEquals(ra.path("train").path("final_loss").asDouble(), rb.path("train").path("final_loss").asDouble(), 0.0, which + ": the report's train loss");
+        for (String m : List.of("base", "adapted", "merged")) {
+            assertEquals(ra.path("eval").path(m).path("perplexity").asDouble(), rb.path("eval").path(m).path("perplexity").asDouble(), 0.0,
+                    which + ": " + m + " perplexity");
+        }
     }
 
     /** A run with an executor killed mid-round: its kills, its exit, its outputs and time. */

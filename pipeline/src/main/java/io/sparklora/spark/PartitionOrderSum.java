@@ -57,9 +57,7 @@ public final class PartitionOrderSum {
         List<Tuple2<Integer, T>> rest = new ArrayList<>(level.collect());
         rest.sort(Comparator.comparing(Tuple2::_1));
         if (rest.size() != n) throw new IllegalStateException("expected one value per partition, got " + rest.size() + " for " + n);
-        T acc = rest.get(0)._2();
-        for (int i = 1; i < rest.size(); i++) acc = add.call(acc, rest.get(i)._2());
-        return acc;
+        return fold(rest.stream().map(Tuple2::_2).toList(), add);
     }
 
     /**
@@ -80,6 +78,7 @@ public final class PartitionOrderSum {
         return fold(level, add);
     }
 
+    /** ((v0 + v1) + v2) + … in list order. */
     private static <T> T fold(List<T> values, Function2<T, T, T> add) throws Exception {
         T acc = values.get(0);
         for (int i = 1; i < values.size(); i++) acc = add.call(acc, values.get(i));
@@ -124,9 +123,7 @@ public final class PartitionOrderSum {
             List<Tuple2<Integer, T>> sorted = new ArrayList<>();
             group.forEach(sorted::add);
             sorted.sort(Comparator.comparing(Tuple2::_1));
-            T acc = sorted.get(0)._2();
-            for (int i = 1; i < sorted.size(); i++) acc = add.call(acc, sorted.get(i)._2());
-            return acc;
+            return fold(sorted.stream().map(Tuple2::_2).toList(), add);
         }
     }
 

@@ -53,15 +53,24 @@ final class FoldBroadcasts {
         long bytes() { return state.bytes(); }
     }
 
+    /**
+     * The folds of {@code st} after the first {@code sent}, which went out before (every round carries all folds so far,
+     * so a round that carries fewer means the driver lost track).
+     */
+    static AdapterTensors[] unsent(RoundState st, int sent) {
+        List<AdapterTensors> all = st.folds();
+        if (all.size() < sent) {
+            throw new IllegalStateException("train.aggregate: stack: the round carries " + all.size() + " folds, " + sent + " were sent before");
+        }
+        return all.subList(sent, all.size()).toArray(new AdapterTensors[0]);
+    }
+
     /** Broadcasts the folds of {@code st} not sent yet, and returns the state to ship. */
     Shipped ship(RoundState st) {
-        List<AdapterTensors> all = st.folds();
-        if (all.size() < shipped) {
-            throw new IllegalStateException("train.aggregate: stack: the round carries " + all.size() + " folds, " + shipped + " were sent before");
-        }
-        if (all.size() > shipped) {
-            sent.add(sc.broadcast(all.subList(shipped, all.size()).toArray(new AdapterTensors[0])));
-            shipped = all.size();
+        AdapterTensors[] fresh = unsent(st, shipped);
+        if (fresh.length > 0) {
+            sent.add(sc.broadcast(fresh));
+            shipped += fresh.length;
         }
         return new Shipped(st.folds().isEmpty() ? st : st.withFolds(List.of()), sent, runId);
     }

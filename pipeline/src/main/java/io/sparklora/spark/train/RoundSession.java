@@ -79,12 +79,15 @@ final class RoundSession implements AutoCloseable {
     private int foldsSent;
 
     private record Conn(Socket socket, DataInputStream in, DataOutputStream out) {
-        void close() {
-            try {
-                socket.close();
-            } catch (IOException ignored) {
-                // closing
-            }
+        void close() { closeQuietly(socket); }
+    }
+
+    private static void closeQuietly(java.io.Closeable c) {
+        if (c == null) return;
+        try {
+            c.close();
+        } catch (IOException ignored) {
+            // closing: a peer already gone changes nothing
         }
     }
 
@@ -116,7 +119,7 @@ final class RoundSession implements AutoCloseable {
             String why = enabled ? refusal(sc, state.bytes(), inlineMaxBytes) : "off (" + TrainStage.SESSION_PROPERTY + " or " + TrainStage.SESSION_CONF + ")";
             if (why == null) {
                 awaitSlots(sc, n, waitMillis);
-                why = whyNot(sc, n, state.bytes(), inlineMaxBytes);
+                why = slotShortage(sc, n);
             }
             if (why == null) why = open();
             if (why != null) {
@@ -140,7 +143,11 @@ final class RoundSession implements AutoCloseable {
     /** Why no session can run here, or null when one can. */
     static String whyNot(JavaSparkContext sc, int partitions, long stateBytes, long inlineMaxBytes) {
         String why = refusal(sc, stateBytes, inlineMaxBytes);
-        if (why != null) return why;
+        return why != null ? why : slotShortage(sc, partitions);
+    }
+
+    /** Why the cluster's task slots cannot hold the session's tasks now, or null when they can. */
+    private static String slotShortage(JavaSparkContext sc, int partitions) {
         int slots = slots(sc);
         return partitions > slots ? partitions + " partitions need as many task slots at once and the cluster has " + slots + " now" : null;
     }
@@ -230,7 +237,7 @@ final class RoundSession implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             return "it could not start (" + e + ")";
         } finally {
-            closeServer();
+            closeQuietly(server);
             if (conns == null) {
                 for (Conn c : got) if (c != null) c.close();
                 if (job != null) {
@@ -259,22 +266,16 @@ final class RoundSession implements AutoCloseable {
             s.setSoTimeout(0);
             return new Greeting(new Conn(s, in, new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16))), p);
         } catch (IOException e) {
-            try {
-                s.close();
-            } catch (IOException ignored) {
-                // a stranger or a stale attempt
-            }
+            closeQuietly(s);     // a stranger or a stale attempt
             return null;
         }
     }
 
     private RoundResult exchange(RoundState state) throws Lost {
-        List<AdapterTensors> folds = state.folds();
-        AdapterTensors[] fresh = folds.subList(Math.min(foldsSent, folds.size()), folds.size()).toArray(new AdapterTensors[0]);
-        if (folds.size() < foldsSent) throw new IllegalStateException("train.aggregate: stack: the round carries " + folds.size() + " folds, " + foldsSent + " were sent before");
+        AdapterTensors[] fresh = FoldBroadcasts.unsent(state, foldsSent);
         byte[] payload;
         try {
-            payload = SessionWire.serialize(new SessionWire.SessionRound(folds.isEmpty() ? state : state.withFolds(List.of()), fresh));
+            payload = SessionWire.serialize(new SessionWire.SessionRound(state.folds().isEmpty() ? state : state.withFolds(List.of()), fresh));
         } catch (IOException e) {
             throw new Lost("cannot serialise the round state: " + e.getMessage());
         }
@@ -285,7 +286,7 @@ final class RoundSession implements AutoCloseable {
                 throw new Lost("cannot send the round to partition " + p + ": " + e.getMessage());
             }
         }
-        foldsSent = folds.size();
+        foldsSent += fresh.length;
         RoundResult[] results = new RoundResult[conns.length];
         ClassLoader loader = Thread.currentThread().getContextClassLoader();
         for (int p = 0; p < conns.length; p++) results[p] = await(p, loader);
@@ -359,17 +360,7 @@ final class RoundSession implements AutoCloseable {
             }
             job = null;
         }
-        closeServer();
-    }
-
-    private void closeServer() {
-        if (server != null) {
-            try {
-                server.close();
-            } catch (IOException ignored) {
-                // closing
-            }
-        }
+        closeQuietly(server);
     }
 
     /** Ends the session, if one runs: each task gets {@code STOP} and its stage ends normally. */
